@@ -1,0 +1,1 @@
+//! flexsync: declarative assignment of Autodesk Flex products to team members.
