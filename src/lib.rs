@@ -1,1 +1,48 @@
 //! flexsync: declarative assignment of Autodesk Flex products to team members.
+//!
+//! # Layout
+//!
+//! Data flows left to right; only the shell (`cli`) touches argv, files and
+//! the terminal.
+//!
+//! ```text
+//! desired/*.yaml --config::load--> Desired  --+
+//!                                             +--plan::compute--> Plan --render--> text / Markdown / JSON
+//! snapshot.json --snapshot-------> Observed --+
+//! ```
+//!
+//! - [`model`]: the vocabulary (ids, emails, desired and observed state); a leaf.
+//! - [`config`]: YAML files → validated [`model::Desired`], with diagnostics.
+//! - [`diagnostic`]: problems with `file:line:column`, rendered for people or JSON.
+//! - [`snapshot`]: the observed-state file format.
+//! - [`plan`]: the pure planner and the plan as data.
+//! - [`render`]: text, Markdown and JSON views of a plan.
+//! - [`cli`]: the command line; wires the rest together.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod snapshot;
+
+/// What can go wrong in a command, for the user.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// The diagnostics were already printed; this only sets the exit code.
+    #[error("the declaration is invalid: {0} error(s)")]
+    #[diagnostic(help("fix the errors above, then run `flexsync validate` again"))]
+    InvalidDeclaration(usize),
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Every error exits 1; 2 is reserved for "plan has changes".
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+}

@@ -1,0 +1,377 @@
+//! Semantic checks: parsed documents become one validated [`Desired`].
+//!
+//! Every problem is collected (not just the first) and names the place it
+//! comes from. A team may be spread over several documents and files; its
+//! parts are merged here, and anything declared twice is an error naming both
+//! places.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_saphyr::Spanned;
+
+use super::format::{MaxUnassignDecl, PolicyDecl, ProductDecl};
+use super::load::ParsedDocument;
+use crate::diagnostic::Diagnostic;
+use crate::model::{
+    Alias, Desired, DesiredTeam, DesiredUser, Email, MaxUnassign, Policy, ProductId,
+    ProductSelector, TeamId,
+};
+
+/// A position in a file.
+#[derive(Clone, Debug)]
+struct Place {
+    file: String,
+    line: u64,
+    column: u64,
+}
+
+impl Place {
+    fn of<T>(file: &str, s: &Spanned<T>) -> Place {
+        Place {
+            file: file.to_owned(),
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(&self.file, self.line, self.column, message)
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A team's declaration while its documents are being merged.
+#[derive(Default)]
+struct TeamParts {
+    name: Option<(String, Place)>,
+    products: BTreeMap<Alias, (ProductSelector, Place)>,
+    users: BTreeMap<Email, (DesiredUser, Place)>,
+    /// Product references, checked once every alias of the team is known.
+    references: Vec<(Alias, Place)>,
+    policy: Option<(Policy, Place)>,
+    sources: BTreeSet<String>,
+}
+
+/// Checks and merges all documents. The result is only meaningful when no
+/// diagnostic is an error.
+pub fn build(documents: Vec<ParsedDocument>) -> (Desired, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut teams: BTreeMap<TeamId, TeamParts> = BTreeMap::new();
+    for doc in documents {
+        check_document(doc, &mut teams, &mut diags);
+    }
+    let mut desired = Desired::default();
+    for (id, parts) in teams {
+        for (alias, place) in &parts.references {
+            if !parts.products.contains_key(alias) {
+                let known: Vec<&str> = parts.products.keys().map(|a| a.0.as_str()).collect();
+                let help = if known.is_empty() {
+                    "declare it under `products:`".to_owned()
+                } else {
+                    format!("declared aliases: {}", known.join(", "))
+                };
+                diags.push(
+                    place
+                        .error(format!("unknown product alias `{alias}` for team {id}"))
+                        .with_help(help),
+                );
+            }
+        }
+        desired.teams.insert(
+            id.clone(),
+            DesiredTeam {
+                id,
+                name: parts.name.map(|(n, _)| n),
+                products: parts
+                    .products
+                    .into_iter()
+                    .map(|(a, (s, _))| (a, s))
+                    .collect(),
+                users: parts.users.into_iter().map(|(e, (u, _))| (e, u)).collect(),
+                policy: parts.policy.map(|(p, _)| p).unwrap_or_default(),
+                sources: parts.sources.into_iter().collect(),
+            },
+        );
+    }
+    diags.sort();
+    (desired, diags)
+}
+
+fn check_document(
+    doc: ParsedDocument,
+    teams: &mut BTreeMap<TeamId, TeamParts>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let file = doc.file.as_str();
+    let d = doc.document;
+    if d.version.value != 1 {
+        diags.push(
+            Place::of(file, &d.version)
+                .error(format!(
+                    "unsupported version {}: this flexsync reads version 1",
+                    d.version.value
+                ))
+                .with_help("write `version: 1`, or upgrade flexsync"),
+        );
+        // A different version may mean anything; checking further would only
+        // add noise.
+        return;
+    }
+
+    let team_place = Place::of(file, &d.team);
+    let raw_id = d.team.value.id.value.trim();
+    if raw_id.is_empty() || raw_id.chars().any(char::is_whitespace) {
+        diags.push(
+            Place::of(file, &d.team.value.id)
+                .error("team id must be a non-empty id without spaces, as listed by `flexsync teams`"),
+        );
+        return;
+    }
+    let team_id = TeamId(raw_id.to_owned());
+    let parts = teams.entry(team_id.clone()).or_default();
+    parts.sources.insert(if doc.index > 1 {
+        format!("{file}#{}", doc.index)
+    } else {
+        file.to_owned()
+    });
+
+    if let Some(name) = &d.team.value.name {
+        match &parts.name {
+            Some((other, at)) if other != name => diags.push(team_place.error(format!(
+                "team {team_id} is named {name:?} here but {other:?} at {at}"
+            ))),
+            Some(_) => {}
+            None => parts.name = Some((name.clone(), team_place.clone())),
+        }
+    }
+
+    for (alias, decl) in &d.products {
+        let place = Place::of(file, decl);
+        let Some(selector) = product_selector(alias, &decl.value, &place, diags) else {
+            continue;
+        };
+        let alias = Alias(alias.clone());
+        match parts.products.get(&alias) {
+            Some((other, at)) if *other != selector => diags.push(place.error(format!(
+                "product alias `{alias}` of team {team_id} means {selector} here but {other} at {at}"
+            ))),
+            Some(_) => {}
+            None => {
+                parts.products.insert(alias, (selector, place));
+            }
+        }
+    }
+
+    // People declared by this document: `users` entries first, then group
+    // members (who may also have a `users` entry for names and products).
+    let mut people: BTreeMap<Email, (DesiredUser, Place)> = BTreeMap::new();
+    for user in &d.users {
+        let email_place = Place::of(file, &user.value.email);
+        let Some(email) = parse_email(&user.value.email.value, &email_place, diags) else {
+            continue;
+        };
+        if let Some((_, first)) = people.get(&email) {
+            diags.push(email_place.error(format!(
+                "user {email} is declared twice in this document (first at {first})"
+            )));
+            continue;
+        }
+        let products = product_refs(file, &user.value.products, &mut parts.references, diags);
+        people.insert(
+            email.clone(),
+            (
+                DesiredUser {
+                    email,
+                    first_name: non_empty(&user.value.first_name),
+                    last_name: non_empty(&user.value.last_name),
+                    products,
+                },
+                email_place,
+            ),
+        );
+    }
+    for (group_name, group) in &d.groups {
+        let products = product_refs(file, &group.value.products, &mut parts.references, diags);
+        let mut seen: BTreeMap<Email, Place> = BTreeMap::new();
+        for member in &group.value.members {
+            let place = Place::of(file, member);
+            let Some(email) = parse_email(&member.value, &place, diags) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&email) {
+                diags.push(place.error(format!(
+                    "{email} is listed twice in group `{group_name}` (first at {first})"
+                )));
+                continue;
+            }
+            seen.insert(email.clone(), place.clone());
+            let entry = people.entry(email.clone()).or_insert_with(|| {
+                (
+                    DesiredUser {
+                        email,
+                        first_name: None,
+                        last_name: None,
+                        products: BTreeSet::new(),
+                    },
+                    place,
+                )
+            });
+            entry.0.products.extend(products.iter().cloned());
+        }
+    }
+    for (email, (user, place)) in people {
+        match parts.users.get(&email) {
+            Some((_, first)) => diags.push(place.error(format!(
+                "user {email} is declared for team {team_id} twice: here and at {first}"
+            ))),
+            None => {
+                parts.users.insert(email, (user, place));
+            }
+        }
+    }
+
+    if let Some(policy) = &d.policy {
+        let place = Place::of(file, policy);
+        let checked = check_policy(file, &policy.value, diags);
+        match &parts.policy {
+            Some((_, first)) => diags.push(
+                place
+                    .error(format!(
+                        "the policy of team {team_id} is already set at {first}"
+                    ))
+                    .with_help("set a team's policy in one document only"),
+            ),
+            None => parts.policy = Some((checked, place)),
+        }
+    }
+}
+
+fn product_selector(
+    alias: &str,
+    decl: &ProductDecl,
+    place: &Place,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ProductSelector> {
+    if alias.trim().is_empty() || alias.chars().any(char::is_whitespace) {
+        diags.push(place.error(format!(
+            "product alias {alias:?} must be a non-empty name without spaces"
+        )));
+        return None;
+    }
+    match (non_empty(&decl.product_id), non_empty(&decl.product_name)) {
+        (Some(id), None) => Some(ProductSelector::Id(ProductId(id))),
+        (None, Some(name)) => Some(ProductSelector::Name(name)),
+        (Some(_), Some(_)) => {
+            diags.push(
+                place
+                    .error(format!(
+                        "product alias `{alias}` has both productId and productName"
+                    ))
+                    .with_help("keep one: productId is exact, productName must match one pool"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.push(place.error(format!(
+                "product alias `{alias}` needs a non-empty productId or productName"
+            )));
+            None
+        }
+    }
+}
+
+fn product_refs(
+    file: &str,
+    refs: &[Spanned<String>],
+    references: &mut Vec<(Alias, Place)>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeSet<Alias> {
+    let mut out = BTreeSet::new();
+    for r in refs {
+        let place = Place::of(file, r);
+        let alias = Alias(r.value.trim().to_owned());
+        if !out.insert(alias.clone()) {
+            diags.push(place.error(format!("product `{alias}` is listed twice")));
+            continue;
+        }
+        references.push((alias, place));
+    }
+    out
+}
+
+fn check_policy(file: &str, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Policy {
+    let mut protect = BTreeSet::new();
+    for e in &p.protect {
+        if let Some(email) = parse_email(&e.value, &Place::of(file, e), diags) {
+            protect.insert(email);
+        }
+    }
+    let max_unassign = match &p.max_unassign {
+        None => MaxUnassign::DEFAULT,
+        Some(m) => match &m.value {
+            MaxUnassignDecl::Count(n) => MaxUnassign::Count(*n),
+            MaxUnassignDecl::Percent(s) => match parse_percent(s) {
+                Some(p) => MaxUnassign::Percent(p),
+                None => {
+                    diags.push(
+                        Place::of(file, m)
+                            .error(format!("maxUnassign {s:?} is neither a count nor a percentage"))
+                            .with_help("write a whole number (e.g. 5) or a percentage from 0% to 100% (e.g. \"10%\")"),
+                    );
+                    MaxUnassign::DEFAULT
+                }
+            },
+        },
+    };
+    Policy {
+        prune: p.prune,
+        protect,
+        max_unassign,
+        allow_empty: p.allow_empty,
+    }
+}
+
+fn parse_percent(s: &str) -> Option<u32> {
+    let digits = s.trim().strip_suffix('%')?.trim();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|p| *p <= 100)
+}
+
+fn parse_email(raw: &str, place: &Place, diags: &mut Vec<Diagnostic>) -> Option<Email> {
+    match Email::parse(raw) {
+        Ok(e) => Some(e),
+        Err(why) => {
+            diags.push(place.error(format!("invalid email {raw:?}: {why}")));
+            None
+        }
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("10%"), Some(10));
+        assert_eq!(parse_percent(" 100 % "), Some(100));
+        assert_eq!(parse_percent("101%"), None);
+        assert_eq!(parse_percent("10"), None);
+        assert_eq!(parse_percent("-1%"), None);
+        assert_eq!(parse_percent("1.5%"), None);
+    }
+}

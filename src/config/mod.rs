@@ -1,0 +1,95 @@
+//! Desired state: YAML files in, a validated [`Desired`] out.
+//!
+//! - [`format`]: the file format (serde + JSON Schema from one set of types);
+//! - [`load`]: finding, reading and parsing files, defensively;
+//! - [`check`]: semantic checks and merging a team's documents.
+
+pub mod check;
+pub mod format;
+pub mod load;
+
+use std::path::PathBuf;
+
+use crate::diagnostic::{Diagnostic, Severity, Sources};
+use crate::model::Desired;
+
+/// The outcome of loading a declaration: the model when it is valid, and
+/// every diagnostic either way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub desired: Desired,
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    pub fn is_valid(&self) -> bool {
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Loads every file under `paths`. Problems in one file do not stop the
+/// others from being checked, so one run reports everything.
+pub fn load(paths: &[PathBuf]) -> Loaded {
+    let mut sources = Sources::default();
+    let mut diagnostics = Vec::new();
+    let files = match load::expand_paths(paths) {
+        Ok(files) => files,
+        Err(d) => {
+            return Loaded {
+                desired: Desired::default(),
+                diagnostics: vec![d],
+                sources,
+                files: Vec::new(),
+            };
+        }
+    };
+    if files.is_empty() {
+        diagnostics.push(Diagnostic::error(
+            &paths
+                .iter()
+                .map(|p| load::display(p))
+                .collect::<Vec<_>>()
+                .join(", "),
+            0,
+            0,
+            "no *.yaml or *.yml file found",
+        ));
+    }
+    let mut documents = Vec::new();
+    for file in &files {
+        match load::read_file(file, &mut sources) {
+            Ok(docs) => documents.extend(docs),
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    let (desired, semantic) = check::build(documents);
+    diagnostics.extend(semantic);
+    diagnostics.sort();
+    Loaded {
+        desired,
+        diagnostics,
+        sources,
+        files,
+    }
+}
+
+/// Loads documents from text, for tests and tools that hold YAML in memory.
+pub fn load_str(name: &str, text: &str) -> Loaded {
+    let mut sources = Sources::default();
+    sources.insert(name, text);
+    let (desired, diagnostics) = match load::parse_text(name, text) {
+        Ok(docs) => check::build(docs),
+        Err(d) => (Desired::default(), vec![d]),
+    };
+    Loaded {
+        desired,
+        diagnostics,
+        sources,
+        files: Vec::new(),
+    }
+}

@@ -1,0 +1,399 @@
+//! The vocabulary shared by every other module: identifiers, the desired state
+//! (what the YAML declares) and the observed state (what a live team holds).
+//!
+//! This module is a leaf: it imports no other flexsync module and does no I/O.
+//! Collections are `BTreeMap`/`BTreeSet` so every iteration order is stable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A team id as returned by List Teams (digits in every example, but opaque).
+    TeamId
+);
+opaque_id!(
+    /// A user id as returned by List Team Users (e.g. `US1234567890`).
+    UserId
+);
+opaque_id!(
+    /// A product id as returned by List Product Pools (e.g. `prod_8f3a1c9d7b2e`).
+    ProductId
+);
+opaque_id!(
+    /// A product alias chosen by the admin in the YAML (e.g. `platform-services`).
+    Alias
+);
+
+/// An email address in canonical (lower-case) form.
+///
+/// Autodesk matches people by email and admins type them with any casing, so
+/// flexsync compares emails case-insensitively everywhere by storing them
+/// lower-cased once, here.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    /// Parses and checks an email typed by an admin.
+    pub fn parse(raw: &str) -> Result<Email, EmailError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if trimmed.len() > 254 {
+            return Err(EmailError::TooLong);
+        }
+        if let Some(c) = trimmed.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(EmailError::BadChar(c));
+        }
+        let Some((local, domain)) = trimmed.rsplit_once('@') else {
+            return Err(EmailError::NoAt);
+        };
+        if local.is_empty() || local.contains('@') {
+            return Err(EmailError::BadLocal);
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2
+            || labels.iter().any(|l| {
+                l.is_empty()
+                    || l.starts_with('-')
+                    || l.ends_with('-')
+                    || !l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+        {
+            return Err(EmailError::BadDomain);
+        }
+        Ok(Email(trimmed.to_lowercase()))
+    }
+
+    /// Wraps an email reported by the API. The API is the authority on what
+    /// exists, so it is only canonicalised, never rejected.
+    pub fn from_observed(raw: &str) -> Email {
+        Email(raw.trim().to_lowercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Email {
+    fn from(s: String) -> Self {
+        Email::from_observed(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> Self {
+        e.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a string is not a usable email address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    #[error("email is empty")]
+    Empty,
+    #[error("email is longer than 254 characters")]
+    TooLong,
+    #[error("email contains {0:?}, which is not allowed in an address")]
+    BadChar(char),
+    #[error("email has no '@'")]
+    NoAt,
+    #[error("the part before '@' is empty or contains another '@'")]
+    BadLocal,
+    #[error("the domain after '@' is not a valid domain name (e.g. example.com)")]
+    BadDomain,
+}
+
+// ---------------------------------------------------------------------------
+// Desired state
+// ---------------------------------------------------------------------------
+
+/// Everything the YAML files declare, merged and validated, keyed by team.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    pub teams: BTreeMap<TeamId, DesiredTeam>,
+}
+
+/// One team's declaration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredTeam {
+    pub id: TeamId,
+    /// Display name, when declared: checked against the live team so a file
+    /// pointed at the wrong team id changes nothing.
+    pub name: Option<String>,
+    /// The products flexsync manages in this team, by alias. Only these are
+    /// ever assigned or (with prune) unassigned.
+    pub products: BTreeMap<Alias, ProductSelector>,
+    pub users: BTreeMap<Email, DesiredUser>,
+    pub policy: Policy,
+    /// Where the team is declared (`file` or `file#doc`), for messages.
+    pub sources: Vec<String>,
+}
+
+/// How a product alias finds its pool in List Product Pools.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProductSelector {
+    Id(ProductId),
+    /// Exact product name.
+    Name(String),
+}
+
+impl fmt::Display for ProductSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProductSelector::Id(id) => write!(f, "productId {id}"),
+            ProductSelector::Name(n) => write!(f, "productName {n:?}"),
+        }
+    }
+}
+
+/// A person who must hold some products.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredUser {
+    pub email: Email,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub products: BTreeSet<Alias>,
+}
+
+/// Per-team safety policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Remove DIRECT assignments of managed products from users not declared
+    /// for them.
+    pub prune: bool,
+    /// Never unassigned, whatever the declaration says.
+    pub protect: BTreeSet<Email>,
+    /// The most unassignments one run may make before all of the team's
+    /// unassignments are blocked.
+    pub max_unassign: MaxUnassign,
+    /// Allows pruning a managed product that has no declared holder at all.
+    pub allow_empty: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            prune: false,
+            protect: BTreeSet::new(),
+            max_unassign: MaxUnassign::DEFAULT,
+            allow_empty: false,
+        }
+    }
+}
+
+/// The removal guard: an absolute count, or a percentage of the team's current
+/// direct assignments of managed products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxUnassign {
+    Count(u32),
+    Percent(u32),
+}
+
+impl MaxUnassign {
+    /// peribolos defaults to 25% and User Sync to 200 users; a quarter of the
+    /// current holders lets ordinary clean-ups through and stops a wipe-out.
+    pub const DEFAULT: MaxUnassign = MaxUnassign::Percent(25);
+
+    /// How many unassignments are allowed when `holders` direct assignments of
+    /// managed products exist today. Percentages round down, but never below 1
+    /// so a small team can still remove one person.
+    pub fn limit(self, holders: usize) -> usize {
+        match self {
+            MaxUnassign::Count(n) => n as usize,
+            MaxUnassign::Percent(p) => ((holders * p as usize) / 100).max(1),
+        }
+    }
+}
+
+impl fmt::Display for MaxUnassign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxUnassign::Count(n) => write!(f, "{n}"),
+            MaxUnassign::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Observed state
+// ---------------------------------------------------------------------------
+
+/// The live state of every team of interest.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub teams: BTreeMap<TeamId, ObservedTeam>,
+}
+
+/// What one live team holds, as read from the Team Admin API (or a snapshot).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObservedTeam {
+    pub id: TeamId,
+    pub name: String,
+    #[serde(default)]
+    pub users: Vec<TeamUser>,
+    #[serde(default)]
+    pub pools: Vec<ProductPool>,
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+}
+
+/// A member of a team.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TeamUser {
+    pub id: UserId,
+    pub email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// `USER` or `EXTERNAL_USER` per the API; other values are kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// The seats a team holds for one product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductPool {
+    pub product_id: ProductId,
+    pub product_name: String,
+    /// `None` when unlimited.
+    #[serde(default)]
+    pub total_quantity: Option<u64>,
+    /// `None` when unlimited, and possibly for a pool not started yet: never
+    /// read as 0.
+    #[serde(default)]
+    pub assigned_quantity: Option<u64>,
+    #[serde(default)]
+    pub unlimited: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<jiff::Timestamp>,
+}
+
+impl ProductPool {
+    /// Whether seats of this pool can be assigned at `now`.
+    pub fn activity(&self, now: jiff::Timestamp) -> PoolActivity {
+        match (self.start_date, self.end_date) {
+            (Some(start), _) if now < start => PoolActivity::NotStarted(start),
+            (_, Some(end)) if now > end => PoolActivity::Expired(end),
+            _ => PoolActivity::Active,
+        }
+    }
+}
+
+/// See [`ProductPool::activity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolActivity {
+    Active,
+    NotStarted(jiff::Timestamp),
+    Expired(jiff::Timestamp),
+}
+
+/// One user holding one product. The API reports each (user, product) pair
+/// once, with the *effective* assignment type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Assignment {
+    pub user_id: UserId,
+    pub product_id: ProductId,
+    pub assignment_type: AssignmentType,
+}
+
+/// DIRECT assignments are the only ones flexsync can create or remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AssignmentType {
+    Direct,
+    /// Inherited through a group.
+    Group,
+    /// Inherited through the team itself.
+    Team,
+    /// An inherited kind this version does not know; treated as inherited.
+    #[serde(other)]
+    Inherited,
+}
+
+impl AssignmentType {
+    pub fn is_direct(self) -> bool {
+        self == AssignmentType::Direct
+    }
+}
+
+impl fmt::Display for AssignmentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AssignmentType::Direct => "direct",
+            AssignmentType::Group => "through a group",
+            AssignmentType::Team => "through the team",
+            AssignmentType::Inherited => "inherited",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_compare_case_insensitively() {
+        assert_eq!(
+            Email::parse("Ada@Example.COM").unwrap(),
+            Email::parse("ada@example.com").unwrap()
+        );
+        assert_eq!(Email::from_observed("ADA@example.com").as_str(), "ada@example.com");
+    }
+
+    #[test]
+    fn bad_emails_are_rejected_with_a_reason() {
+        assert_eq!(Email::parse("ada.example.com"), Err(EmailError::NoAt));
+        assert_eq!(Email::parse("ada@localhost"), Err(EmailError::BadDomain));
+        assert_eq!(Email::parse("@example.com"), Err(EmailError::BadLocal));
+        assert_eq!(Email::parse("a da@example.com"), Err(EmailError::BadChar(' ')));
+        assert_eq!(Email::parse(""), Err(EmailError::Empty));
+        assert!(Email::parse("ada+flex@sub.example.co.uk").is_ok());
+    }
+
+    #[test]
+    fn removal_guard_limits() {
+        assert_eq!(MaxUnassign::Percent(10).limit(120), 12);
+        assert_eq!(MaxUnassign::Percent(10).limit(3), 1);
+        assert_eq!(MaxUnassign::Count(0).limit(100), 0);
+        assert_eq!(MaxUnassign::DEFAULT.limit(8), 2);
+    }
+}

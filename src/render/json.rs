@@ -1,0 +1,202 @@
+//! The machine-readable plan. These structs are the format: internal plan
+//! types may change freely, this may not without bumping [`FORMAT_VERSION`].
+//! Ordering is stable: teams by id, changes in execution order.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::describe_reason;
+use crate::plan::{self, BlockReason, Change, Plan, Severity};
+
+/// Bump when a consumer's parser would break.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonPlan<'a> {
+    format_version: u32,
+    summary: JsonSummary,
+    teams: Vec<JsonTeam<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSummary {
+    invite: usize,
+    assign: usize,
+    unassign: usize,
+    blocked: usize,
+    blockers: usize,
+    warnings: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonTeam<'a> {
+    id: &'a str,
+    name: &'a str,
+    summary: JsonSummary,
+    findings: Vec<JsonFinding<'a>>,
+    changes: Vec<JsonChange<'a>>,
+    blocked: Vec<JsonBlocked<'a>>,
+    seats: Vec<JsonSeats<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    severity: &'static str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonChange<'a> {
+    action: &'static str,
+    email: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product: Option<JsonProduct<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonProduct<'a> {
+    alias: &'a str,
+    id: &'a str,
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonBlocked<'a> {
+    #[serde(flatten)]
+    change: JsonChange<'a>,
+    reason: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSeats<'a> {
+    product: JsonProduct<'a>,
+    total: u64,
+    before: u64,
+    after: u64,
+    short: u64,
+}
+
+pub fn render(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let doc = JsonPlan {
+        format_version: FORMAT_VERSION,
+        summary: summary(&plan.summary()),
+        teams: plan.teams.iter().map(team).collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+fn summary(s: &plan::Summary) -> JsonSummary {
+    JsonSummary {
+        invite: s.invite,
+        assign: s.assign,
+        unassign: s.unassign,
+        blocked: s.blocked,
+        blockers: s.blockers,
+        warnings: s.warnings,
+    }
+}
+
+fn team(t: &plan::TeamPlan) -> JsonTeam<'_> {
+    JsonTeam {
+        id: &t.team_id.0,
+        name: &t.team_name,
+        summary: summary(&t.summary()),
+        findings: t
+            .findings
+            .iter()
+            .map(|f| JsonFinding {
+                severity: match f.severity {
+                    Severity::Blocker => "blocker",
+                    Severity::Warning => "warning",
+                    Severity::Note => "note",
+                },
+                message: &f.message,
+            })
+            .collect(),
+        changes: t.changes.iter().map(change).collect(),
+        blocked: t
+            .blocked
+            .iter()
+            .map(|b| JsonBlocked {
+                change: change(&b.change),
+                reason: reason_code(&b.reason),
+                message: describe_reason(&b.reason),
+            })
+            .collect(),
+        seats: t
+            .seats
+            .iter()
+            .map(|s| JsonSeats {
+                product: product(&s.product),
+                total: s.total,
+                before: s.before,
+                after: s.after,
+                short: s.short,
+            })
+            .collect(),
+    }
+}
+
+fn product(p: &plan::ProductRef) -> JsonProduct<'_> {
+    JsonProduct {
+        alias: &p.alias.0,
+        id: &p.id.0,
+        name: &p.name,
+    }
+}
+
+fn change(c: &Change) -> JsonChange<'_> {
+    let base = JsonChange {
+        action: super::verb(c),
+        email: c.email().as_str(),
+        user_id: None,
+        first_name: None,
+        last_name: None,
+        product: c.product().map(product),
+    };
+    match c {
+        Change::Invite {
+            first_name,
+            last_name,
+            ..
+        } => JsonChange {
+            first_name: first_name.as_deref(),
+            last_name: last_name.as_deref(),
+            ..base
+        },
+        Change::Assign { user_id, .. } => JsonChange {
+            user_id: user_id.as_ref().map(|u| u.0.as_str()),
+            ..base
+        },
+        Change::Unassign { user_id, .. } => JsonChange {
+            user_id: Some(&user_id.0),
+            ..base
+        },
+    }
+}
+
+/// Stable machine codes for block reasons.
+fn reason_code(r: &BlockReason) -> &'static str {
+    match r {
+        BlockReason::TeamNameMismatch { .. } => "team_name_mismatch",
+        BlockReason::NoSeat { .. } => "no_seat",
+        BlockReason::PoolNotStarted { .. } => "pool_not_started",
+        BlockReason::PoolExpired { .. } => "pool_expired",
+        BlockReason::RemovalGuard { .. } => "removal_guard",
+        BlockReason::EmptyDeclaration => "empty_declaration",
+    }
+}

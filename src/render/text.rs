@@ -1,0 +1,112 @@
+//! Terraform-like text for terminals. Colour is the caller's decision (it is
+//! on only for a TTY without NO_COLOR).
+
+use std::io::{self, Write};
+
+use owo_colors::{OwoColorize, Style};
+
+use super::{describe_reason, full_name, summary_line, verb};
+use crate::plan::{Change, Plan, Severity};
+
+pub fn render(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<()> {
+    let paint = |s: &str, style: Style| -> String {
+        if color {
+            s.style(style).to_string()
+        } else {
+            s.to_owned()
+        }
+    };
+    let bold = Style::new().bold();
+    let red = Style::new().red();
+    let green = Style::new().green();
+    let yellow = Style::new().yellow();
+    let dim = Style::new().dimmed();
+
+    for team in &plan.teams {
+        let header = format!("Team {} \"{}\"", team.team_id, team.team_name);
+        writeln!(out, "{}", paint(&header, bold))?;
+        for f in &team.findings {
+            let (tag, style) = match f.severity {
+                Severity::Blocker => ("blocker", red),
+                Severity::Warning => ("warning", yellow),
+                Severity::Note => ("note", dim),
+            };
+            writeln!(out, "  {} {}", paint(&format!("{tag}:"), style), f.message)?;
+        }
+        if !team.findings.is_empty() {
+            writeln!(out)?;
+        }
+        if team.changes.is_empty() && team.blocked.is_empty() {
+            writeln!(out, "  No changes. The team matches its declaration.")?;
+        }
+        for c in &team.changes {
+            let (sign, style) = match c {
+                Change::Unassign { .. } => ("-", red),
+                _ => ("+", green),
+            };
+            writeln!(out, "  {} {}", paint(sign, style), describe(c))?;
+        }
+        for b in &team.blocked {
+            writeln!(
+                out,
+                "  {} {}: {}",
+                paint("x", yellow),
+                describe(&b.change),
+                paint(&describe_reason(&b.reason), yellow)
+            )?;
+        }
+        if !team.seats.is_empty() {
+            writeln!(out)?;
+            writeln!(out, "  Seats:")?;
+            for s in &team.seats {
+                let short = if s.short > 0 {
+                    paint(&format!(" ({} short)", s.short), red)
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    out,
+                    "    {}: {} -> {} of {} in use{short}",
+                    s.product.name, s.before, s.after, s.total
+                )?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let summary = plan.summary();
+    let line = format!("Plan: {}.", summary_line(&summary));
+    writeln!(out, "{}", paint(&line, bold))?;
+    if summary.blockers > 0 {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                &format!(
+                    "{} blocker(s): the changes above marked x will not be made.",
+                    summary.blockers
+                ),
+                red
+            )
+        )?;
+    }
+    Ok(())
+}
+
+fn describe(c: &Change) -> String {
+    match c {
+        Change::Invite {
+            email,
+            first_name,
+            last_name,
+        } => match full_name(first_name, last_name) {
+            Some(name) => format!("{:<8} {email} ({name})", verb(c)),
+            None => format!("{:<8} {email}", verb(c)),
+        },
+        Change::Assign { email, product, .. } => {
+            format!("{:<8} {} to {email}", verb(c), product.alias)
+        }
+        Change::Unassign { email, product, .. } => {
+            format!("{:<8} {} from {email}", verb(c), product.alias)
+        }
+    }
+}
