@@ -94,7 +94,12 @@ pub fn render_human(diags: &[Diagnostic], sources: &Sources, color: bool) -> Str
         if let Some(help) = &d.help {
             diag = diag.with_help(help.clone());
         }
-        let source = sources.get(&d.file).filter(|_| d.line > 0);
+        // A snippet of a minified or hostile one-line file would flood the
+        // terminal; the position in the message is enough there.
+        let source = sources
+            .get(&d.file)
+            .filter(|_| d.line > 0)
+            .filter(|text| line_len(text, d.line) <= MAX_SNIPPET_LINE);
         let rendered = match source {
             Some(text) => {
                 let offset = byte_offset(text, d.line, d.column);
@@ -118,6 +123,15 @@ fn render_one(handler: &miette::GraphicalReportHandler, diag: &dyn miette::Diagn
         let _ = writeln!(s, "{diag}");
     }
     s
+}
+
+/// Longest line shown in a snippet, in bytes.
+const MAX_SNIPPET_LINE: usize = 300;
+
+fn line_len(text: &str, line: u64) -> usize {
+    text.split('\n')
+        .nth(line.saturating_sub(1) as usize)
+        .map_or(0, str::len)
 }
 
 /// Byte offset of a 1-based (line, column-in-characters) position, clamped

@@ -66,7 +66,10 @@ impl Email {
         if trimmed.len() > 254 {
             return Err(EmailError::TooLong);
         }
-        if let Some(c) = trimmed.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        if let Some(c) = trimmed
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(EmailError::BadChar(c));
         }
         let Some((local, domain)) = trimmed.rsplit_once('@') else {
@@ -213,8 +216,8 @@ impl Default for Policy {
     }
 }
 
-/// The removal guard: an absolute count, or a percentage of the team's current
-/// direct assignments of managed products.
+/// The removal guard: an absolute count, or a percentage of the team's direct
+/// assignments of managed products (current ones plus those the run adds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaxUnassign {
     Count(u32),
@@ -376,7 +379,10 @@ mod tests {
             Email::parse("Ada@Example.COM").unwrap(),
             Email::parse("ada@example.com").unwrap()
         );
-        assert_eq!(Email::from_observed("ADA@example.com").as_str(), "ada@example.com");
+        assert_eq!(
+            Email::from_observed("ADA@example.com").as_str(),
+            "ada@example.com"
+        );
     }
 
     #[test]
@@ -384,7 +390,10 @@ mod tests {
         assert_eq!(Email::parse("ada.example.com"), Err(EmailError::NoAt));
         assert_eq!(Email::parse("ada@localhost"), Err(EmailError::BadDomain));
         assert_eq!(Email::parse("@example.com"), Err(EmailError::BadLocal));
-        assert_eq!(Email::parse("a da@example.com"), Err(EmailError::BadChar(' ')));
+        assert_eq!(
+            Email::parse("a da@example.com"),
+            Err(EmailError::BadChar(' '))
+        );
         assert_eq!(Email::parse(""), Err(EmailError::Empty));
         assert!(Email::parse("ada+flex@sub.example.co.uk").is_ok());
     }

@@ -166,7 +166,11 @@ fn plan(args: PlanArgs) -> Result<u8, Error> {
         let rendered = diagnostic::render_human(&[d], &sources, stderr_color());
         Error::Input(format!("invalid snapshot:\n{rendered}"))
     })?;
-    let plan = plan::compute(&loaded.desired, &snapshot.observed(), jiff::Timestamp::now());
+    let plan = plan::compute(
+        &loaded.desired,
+        &snapshot.observed(),
+        jiff::Timestamp::now(),
+    );
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Text => render::text::render(&plan, stdout_color(), &mut out)?,

@@ -127,8 +127,9 @@ fn check_document(
     let raw_id = d.team.value.id.value.trim();
     if raw_id.is_empty() || raw_id.chars().any(char::is_whitespace) {
         diags.push(
-            Place::of(file, &d.team.value.id)
-                .error("team id must be a non-empty id without spaces, as listed by `flexsync teams`"),
+            Place::of(file, &d.team.value.id).error(
+                "team id must be a non-empty id without spaces, as listed by `flexsync teams`",
+            ),
         );
         return;
     }

@@ -125,8 +125,8 @@ pub struct PolicyDecl {
     #[schemars(with = "Vec<String>")]
     pub protect: Vec<Spanned<String>>,
     /// Removal guard: the most unassignments one run may make in this team,
-    /// as a count (e.g. 5) or a percentage of today's direct assignments of
-    /// managed products (e.g. "10%"). Above it, every unassignment of the team
+    /// as a count (e.g. 5) or a percentage (e.g. "10%") of the team's direct
+    /// assignments of managed products (today's plus those this run adds). Above it, every unassignment of the team
     /// is blocked (invites and assignments still go ahead). Default "25%".
     #[serde(default)]
     #[schemars(with = "Option<MaxUnassignDecl>")]
@@ -144,7 +144,7 @@ pub struct PolicyDecl {
 pub enum MaxUnassignDecl {
     /// At most this many unassignments per run.
     Count(u32),
-    /// At most this share of today's direct assignments, e.g. "10%".
+    /// At most this share of the team's direct assignments, e.g. "10%".
     Percent(#[schemars(regex(pattern = r"^[0-9]{1,3}%$"))] String),
 }
 

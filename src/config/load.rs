@@ -34,9 +34,8 @@ pub struct ParsedDocument {
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = fs::metadata(path).map_err(|e| {
-            Diagnostic::error(&display(path), 0, 0, format!("cannot read: {e}"))
-        })?;
+        let meta = fs::metadata(path)
+            .map_err(|e| Diagnostic::error(&display(path), 0, 0, format!("cannot read: {e}")))?;
         if meta.is_dir() {
             walk(path, &mut files)?;
         } else {
@@ -180,11 +179,18 @@ fn yaml_error(name: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let message = message
         .split(", set DuplicateKeyPolicy")
         .next()
-        .unwrap_or_default()
-        .to_owned();
-    let (line, column) = err
-        .location()
-        .map_or((0, 0), |l| (l.line(), l.column()));
+        .unwrap_or_default();
+    let message = if message.starts_with("budget breached") || message.contains("alias replay") {
+        format!(
+            "the YAML is too complex to be a declaration ({message}); flexsync allows \
+             1,000 anchors and aliases and 32 levels of nesting, which stops alias bombs"
+        )
+    } else if message.contains("recursion limit") {
+        "the YAML is nested too deeply to be a declaration (flexsync allows 32 levels)".to_owned()
+    } else {
+        message.to_owned()
+    };
+    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
     let help = hint_for(&message);
     let d = Diagnostic::error(name, line, column, message);
     match help {
@@ -199,6 +205,10 @@ fn hint_for(message: &str) -> Option<&'static str> {
         Some("check the spelling; `flexsync schema` prints every allowed field")
     } else if message.contains("duplicate mapping key") {
         Some("each key may appear once in a mapping; merge the two entries")
+    } else if message.contains("expected sequence") {
+        Some("this field takes a list: `[a, b]`, or one `- item` per line")
+    } else if message.contains("expected mapping") {
+        Some("this field takes a mapping: `{ key: value }`, or one `key: value` per line")
     } else if message.contains("missing field `version`") {
         Some("every document starts with `version: 1`")
     } else {

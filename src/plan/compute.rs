@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::{
-    BlockReason, Blocked, Change, Finding, Holding, Plan, ProductRef, SeatUsage, Severity,
-    TeamPlan,
+    BlockReason, Blocked, Change, Finding, Holding, Plan, ProductRef, SeatUsage, Severity, TeamPlan,
 };
 use crate::model::{
-    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, PoolActivity,
-    ProductId, ProductPool, ProductSelector, TeamUser, UserId,
+    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, PoolActivity, ProductId,
+    ProductPool, ProductSelector, TeamUser, UserId,
 };
 
 /// Computes the minimal plan that makes every declared team match its
@@ -133,7 +132,10 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
     let mut unassigns = Vec::new();
     let mut inherited_extra: Vec<String> = Vec::new();
     let mut undeclared_holders = 0usize;
-    for a in &ot.assignments {
+    // Sorted, so findings and changes do not depend on the API's order.
+    let mut assignments: Vec<_> = ot.assignments.iter().collect();
+    assignments.sort();
+    for a in assignments {
         let Some(product) = managed.get(&a.product_id) else {
             continue;
         };
@@ -194,11 +196,27 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
             ),
         });
     }
-    guard_unassigns(dt, ot, &managed, &wanted, unassigns, &mut changes, &mut blocked, &mut findings);
+    guard_unassigns(
+        dt,
+        ot,
+        &managed,
+        &wanted,
+        unassigns,
+        &mut changes,
+        &mut blocked,
+        &mut findings,
+    );
 
     // Assignments into pools that cannot take them.
     check_pools(ot, now, &mut changes, &mut blocked, &mut findings);
-    let seats = check_seats(ot, &live, &managed, &mut changes, &mut blocked, &mut findings);
+    let seats = check_seats(
+        ot,
+        &live,
+        &managed,
+        &mut changes,
+        &mut blocked,
+        &mut findings,
+    );
 
     if let Some(declared) = &dt.name
         && *declared != ot.name
@@ -249,7 +267,7 @@ fn resolve_products<'a>(
     let mut out = BTreeMap::new();
     let mut by_pool: BTreeMap<&ProductId, &str> = BTreeMap::new();
     for (alias, selector) in &dt.products {
-        let matches: Vec<&ProductPool> = ot
+        let mut matches: Vec<&ProductPool> = ot
             .pools
             .iter()
             .filter(|p| match selector {
@@ -257,6 +275,7 @@ fn resolve_products<'a>(
                 ProductSelector::Name(n) => p.product_name == *n,
             })
             .collect();
+        matches.sort_by(|a, b| a.product_id.cmp(&b.product_id));
         match matches.as_slice() {
             [pool] => {
                 if let Some(first) = by_pool.get(&pool.product_id) {
@@ -292,7 +311,13 @@ fn resolve_products<'a>(
                     "product alias `{alias}` ({selector}) matches no product pool of team {}; \
                      pools: {}",
                     dt.id,
-                    list(ot.pools.iter().map(|p| p.product_name.as_str()))
+                    list(
+                        ot.pools
+                            .iter()
+                            .map(|p| p.product_name.as_str())
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                    )
                 ),
             }),
             several => findings.push(Finding {
@@ -353,11 +378,18 @@ fn guard_unassigns(
     if passing.is_empty() {
         return;
     }
-    let holders = ot
-        .assignments
+    // The base counts the assignments this run adds too: otherwise applying
+    // them would raise the limit and the next plan would suddenly let
+    // through removals this one blocked.
+    let adding = changes
         .iter()
-        .filter(|a| a.assignment_type.is_direct() && managed.contains_key(&a.product_id))
+        .filter(|c| matches!(c, Change::Assign { .. }))
         .count();
+    let holders = adding
+        + ot.assignments
+            .iter()
+            .filter(|a| a.assignment_type.is_direct() && managed.contains_key(&a.product_id))
+            .count();
     let limit = dt.policy.max_unassign.limit(holders);
     if passing.len() > limit {
         findings.push(Finding {
@@ -433,7 +465,10 @@ fn check_pools(
     for (what, emails) in stopped {
         findings.push(Finding {
             severity: Severity::Blocker,
-            message: format!("{what}: not assigned to {}", list(emails.iter().map(String::as_str))),
+            message: format!(
+                "{what}: not assigned to {}",
+                list(emails.iter().map(String::as_str))
+            ),
         });
     }
 }
@@ -459,7 +494,12 @@ fn check_seats(
         let in_use = match pool.assigned_quantity {
             Some(n) => n,
             None => {
-                let counted = live.team.assignments.iter().filter(|a| &a.product_id == *pid).count();
+                let counted = live
+                    .team
+                    .assignments
+                    .iter()
+                    .filter(|a| &a.product_id == *pid)
+                    .count();
                 findings.push(Finding {
                     severity: Severity::Warning,
                     message: format!(
@@ -479,7 +519,8 @@ fn check_seats(
         let mut refused = Vec::new();
         let mut kept = Vec::new();
         for change in changes.drain(..) {
-            let is_assign = matches!(&change, Change::Assign { product, .. } if &product.id == *pid);
+            let is_assign =
+                matches!(&change, Change::Assign { product, .. } if &product.id == *pid);
             if !is_assign {
                 kept.push(change);
             } else if free > 0 {
@@ -539,7 +580,10 @@ fn holdings(
     for change in changes {
         match change {
             Change::Assign { email, product, .. } => {
-                after.insert((email.clone(), product.alias.0.clone()), "direct".to_owned());
+                after.insert(
+                    (email.clone(), product.alias.0.clone()),
+                    "direct".to_owned(),
+                );
             }
             Change::Unassign { email, product, .. } => {
                 after.remove(&(email.clone(), product.alias.0.clone()));
@@ -569,5 +613,9 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     if items.len() <= SHOWN {
         return items.join(", ");
     }
-    format!("{} and {} more", items[..SHOWN].join(", "), items.len() - SHOWN)
+    format!(
+        "{} and {} more",
+        items[..SHOWN].join(", "),
+        items.len() - SHOWN
+    )
 }

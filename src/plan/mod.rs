@@ -60,7 +60,9 @@ pub struct TeamPlan {
 
 impl TeamPlan {
     pub fn has_blockers(&self) -> bool {
-        self.findings.iter().any(|f| f.severity == Severity::Blocker)
+        self.findings
+            .iter()
+            .any(|f| f.severity == Severity::Blocker)
     }
 
     pub fn summary(&self) -> Summary {
@@ -183,11 +185,20 @@ pub struct Blocked {
 #[derive(Clone, Debug, PartialEq)]
 pub enum BlockReason {
     /// The declared team name differs from the live one.
-    TeamNameMismatch { declared: String, live: String },
+    TeamNameMismatch {
+        declared: String,
+        live: String,
+    },
     /// The pool has no seat left for this person.
-    NoSeat { total: u64 },
-    PoolNotStarted { start: Timestamp },
-    PoolExpired { end: Timestamp },
+    NoSeat {
+        total: u64,
+    },
+    PoolNotStarted {
+        start: Timestamp,
+    },
+    PoolExpired {
+        end: Timestamp,
+    },
     /// The run would unassign more than `policy.maxUnassign` allows.
     RemovalGuard {
         wanted: usize,
