@@ -172,7 +172,7 @@ mod tests {
         let text = "a: 1\nbé: x\n";
         assert_eq!(byte_offset(text, 1, 1), 0);
         assert_eq!(byte_offset(text, 2, 3), 8);
-        assert_eq!(byte_offset(text, 2, 99), 10);
+        assert_eq!(byte_offset(text, 2, 99), 11);
         assert_eq!(byte_offset(text, 9, 1), text.len());
     }
 

@@ -164,7 +164,9 @@ fn plan(args: PlanArgs) -> Result<u8, Error> {
         let mut sources = diagnostic::Sources::default();
         sources.insert(&name, &text);
         let rendered = diagnostic::render_human(&[d], &sources, stderr_color());
-        Error::Input(format!("invalid snapshot:\n{rendered}"))
+        // Best effort: the error below still reaches the user if this fails.
+        let _ = std::io::stderr().write_all(rendered.as_bytes());
+        Error::Input(format!("{name} is not a usable snapshot"))
     })?;
     let plan = plan::compute(
         &loaded.desired,

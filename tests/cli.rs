@@ -1,0 +1,342 @@
+//! The binary as users run it: exit codes, where messages go, and wording.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn flexsync() -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("flexsync"));
+    cmd.env_remove("NO_COLOR");
+    cmd
+}
+
+#[test]
+fn every_example_is_valid() {
+    for example in [
+        "examples/platform-services.yaml",
+        "examples/full.yaml",
+        "examples/multi-team",
+    ] {
+        flexsync()
+            .args(["validate", example])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("valid"));
+    }
+}
+
+#[test]
+fn invalid_files_exit_1_and_name_file_line_and_column() {
+    let cases = [
+        (
+            "unknown-field.yaml",
+            "unknown-field.yaml:4:31: unknown field `product`",
+        ),
+        (
+            "duplicate-key.yaml",
+            "duplicate-key.yaml:5:3: duplicate mapping key: prune",
+        ),
+        ("wrong-type.yaml", "wrong-type.yaml:3:18:"),
+        ("version.yaml", "version.yaml:1:10: unsupported version 2"),
+    ];
+    for (file, expected) in cases {
+        flexsync()
+            .args(["validate", &format!("tests/fixtures/invalid/{file}")])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(predicate::str::contains(expected));
+    }
+}
+
+#[test]
+fn all_semantic_errors_of_a_file_are_reported_at_once() {
+    let out = flexsync()
+        .args([
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/semantic.yaml",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let diags: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let found: Vec<(u64, u64, String)> = diags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+                d["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expect = [
+        (4, 7, "has both productId and productName"),
+        (7, 46, "unknown product alias `nope`"),
+        (
+            8,
+            14,
+            "user ada@example.com is declared twice in this document (first at tests/fixtures/invalid/semantic.yaml:7:14)",
+        ),
+        (9, 14, "invalid email \"not-an-email\""),
+        (10, 52, "product `fusion` is listed twice"),
+        (
+            11,
+            24,
+            "maxUnassign \"200%\" is neither a count nor a percentage",
+        ),
+        (11, 42, "invalid email \"owner@@example.com\""),
+    ];
+    for (line, column, text) in expect {
+        assert!(
+            found
+                .iter()
+                .any(|(l, c, m)| *l == line && *c == column && m.contains(text)),
+            "missing {line}:{column} {text} in {found:#?}"
+        );
+    }
+    assert_eq!(diags[0]["file"], "tests/fixtures/invalid/semantic.yaml");
+    assert_eq!(diags[0]["severity"], "error");
+}
+
+#[test]
+fn human_diagnostics_show_the_offending_line() {
+    flexsync()
+        .args(["validate", "tests/fixtures/invalid/unknown-field.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "  - { email: ada@example.com, product: [ps] }",
+        ))
+        .stderr(predicate::str::contains("flexsync schema"));
+}
+
+#[test]
+fn the_same_person_in_two_files_names_both_places() {
+    flexsync()
+        .args(["validate", "tests/fixtures/invalid/cross-file"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "cross-file/b.yaml:8:34: user ada@example.com is declared for team",
+        ))
+        .stderr(predicate::str::contains("cross-file/a.yaml:6:14"));
+}
+
+#[test]
+fn multi_document_files_declare_several_teams() {
+    flexsync()
+        .args(["validate", "tests/fixtures/multi-doc.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 team(s), 2 user(s)"));
+}
+
+#[test]
+fn hostile_files_get_a_clear_error_and_never_a_panic() {
+    let cases = [
+        ("alias-bomb.yaml", "too complex to be a declaration"),
+        ("deep-nesting.yaml", "nested too deeply"),
+        (
+            "deep-block-nesting.yaml",
+            "deep-block-nesting.yaml:5:5: unknown field `g`",
+        ),
+        ("latin1.yaml", "latin1.yaml:2:33: file is not UTF-8"),
+        ("binary.yaml", "binary.yaml:3:1: file contains a NUL byte"),
+        ("empty.yaml", "empty.yaml: file holds no YAML document"),
+        ("only-comments.yaml", "file holds no YAML document"),
+    ];
+    for (file, expected) in cases {
+        flexsync()
+            .args(["validate", &format!("tests/fixtures/hostile/{file}")])
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(expected))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn a_ten_megabyte_file_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let line = "  - { email: someone@example.com, products: [ps] }\n";
+    let mut text = String::from("version: 1\nteam: { id: \"100001\" }\nusers:\n");
+    while text.len() < 10 * 1024 * 1024 + 1 {
+        text.push_str(line);
+    }
+    std::fs::write(&path, text).unwrap();
+    flexsync()
+        .args(["validate"])
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("file is larger than 4 MiB"));
+}
+
+#[test]
+fn a_missing_path_is_an_error_not_a_crash() {
+    flexsync()
+        .args(["validate", "no/such/dir"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no/such/dir: cannot read"));
+}
+
+#[test]
+fn plan_exit_codes_follow_terraform() {
+    flexsync()
+        .args([
+            "plan",
+            "examples/platform-services.yaml",
+            "--observed",
+            "examples/snapshot.json",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "+ invite   linus@example.com (Linus Torvalds)",
+        ));
+    flexsync()
+        .args([
+            "plan",
+            "examples/platform-services.yaml",
+            "--observed",
+            "examples/snapshot.json",
+            "--detailed-exitcode",
+        ])
+        .assert()
+        .code(2);
+    let dir = tempfile::tempdir().unwrap();
+    let converged = dir.path().join("design.yaml");
+    std::fs::write(
+        &converged,
+        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_ps_design }\nusers:\n  - { email: edsger@example.com, products: [ps] }\n",
+    )
+    .unwrap();
+    flexsync()
+        .arg("plan")
+        .arg(&converged)
+        .args([
+            "--observed",
+            "examples/snapshot.json",
+            "--detailed-exitcode",
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("No changes"));
+    flexsync()
+        .args([
+            "plan",
+            "tests/fixtures/invalid/version.yaml",
+            "--observed",
+            "examples/snapshot.json",
+        ])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "the declaration is invalid: 1 error(s)",
+        ));
+}
+
+#[test]
+fn plan_formats() {
+    flexsync()
+        .args([
+            "plan",
+            "examples/multi-team",
+            "--observed",
+            "examples/snapshot.json",
+            "--format",
+            "markdown",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(
+            "### flexsync plan: 2 invites, 3 assignments",
+        ));
+    let out = flexsync()
+        .args([
+            "plan",
+            "examples/multi-team",
+            "--observed",
+            "examples/snapshot.json",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["formatVersion"], 1);
+    assert_eq!(json["teams"][1]["id"], "100002");
+    assert_eq!(json["teams"][1]["changes"][0]["action"], "invite");
+}
+
+#[test]
+fn text_output_is_plain_when_piped() {
+    flexsync()
+        .args([
+            "plan",
+            "examples/full.yaml",
+            "--observed",
+            "examples/snapshot.json",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\u{1b}[").not());
+}
+
+#[test]
+fn a_broken_snapshot_names_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.json");
+    std::fs::write(
+        &snap,
+        "{\n  \"formatVersion\": 1,\n  \"teams\": [ { \"id\": 5 } ]\n}\n",
+    )
+    .unwrap();
+    flexsync()
+        .args(["plan", "examples/platform-services.yaml", "--observed"])
+        .arg(&snap)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "snap.json:3:22: invalid type: integer `5`",
+        ));
+}
+
+#[test]
+fn schema_prints_draft_2020_12() {
+    flexsync()
+        .arg("schema")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "https://json-schema.org/draft/2020-12/schema",
+        ));
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = flexsync()
+        .args(["plan", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    for flag in ["--observed", "--format", "--detailed-exitcode"] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+}
