@@ -19,6 +19,7 @@
 //! - [`render`]: text, Markdown and JSON views of a plan.
 //! - [`cli`]: the command line; wires the rest together.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;

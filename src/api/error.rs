@@ -1,0 +1,205 @@
+//! Errors from the Team Admin API, typed, with messages that say what
+//! happened and what to do. Parsed from Problem Details
+//! (`application/problem+json`) or the APS gateway shape.
+
+use serde::Deserialize;
+
+/// What went wrong with one call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "you are not an administrator of team {team}, or it does not exist (HTTP 403{}) — ask a primary, secondary or SSO admin of the team to run `flexsync login`",
+        rid(request_id)
+    )]
+    Forbidden {
+        team: String,
+        request_id: Option<String>,
+    },
+    #[error(
+        "the login lacks a permission this call needs (HTTP 403{}): {detail} — run `flexsync login` again",
+        rid(request_id)
+    )]
+    MissingScope {
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("the access token was refused (HTTP 401{}): {detail}", rid(request_id))]
+    Unauthorized {
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("the saved login is no longer valid ({detail}) — run `flexsync login` again")]
+    LoginRequired { detail: String },
+    #[error("not found (HTTP 404{}): {detail}", rid(request_id))]
+    NotFound {
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("Autodesk refused the change (HTTP 422{}): {detail}", rid(request_id))]
+    Unprocessable {
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("invalid request (HTTP 400{}): {detail}", rid(request_id))]
+    BadRequest {
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("rate limit of team {team} exhausted (HTTP 429{})", rid(request_id))]
+    RateLimited {
+        team: String,
+        retry_after: Option<jiff::SignedDuration>,
+        request_id: Option<String>,
+    },
+    #[error("Autodesk answered HTTP {status}{}: {detail}", rid(request_id))]
+    Server {
+        status: u16,
+        detail: String,
+        request_id: Option<String>,
+    },
+    #[error("could not reach {url}: {detail}")]
+    Transport { url: String, detail: String },
+    #[error("unexpected answer from {url}: {detail}")]
+    InvalidResponse { url: String, detail: String },
+    #[error("token store {path}: {detail}")]
+    TokenStore { path: String, detail: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn rid(id: &Option<String>) -> String {
+    match id {
+        Some(id) => format!(", request id {id}"),
+        None => String::new(),
+    }
+}
+
+impl ApiError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Server { .. } | ApiError::Transport { .. } | ApiError::RateLimited { .. }
+        )
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Forbidden { request_id, .. }
+            | ApiError::MissingScope { request_id, .. }
+            | ApiError::Unauthorized { request_id, .. }
+            | ApiError::NotFound { request_id, .. }
+            | ApiError::Unprocessable { request_id, .. }
+            | ApiError::BadRequest { request_id, .. }
+            | ApiError::RateLimited { request_id, .. }
+            | ApiError::Server { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// HTTP status, where there was one.
+    pub fn status(&self) -> Option<u16> {
+        Some(match self {
+            ApiError::Forbidden { .. } | ApiError::MissingScope { .. } => 403,
+            ApiError::Unauthorized { .. } => 401,
+            ApiError::NotFound { .. } => 404,
+            ApiError::Unprocessable { .. } => 422,
+            ApiError::BadRequest { .. } => 400,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Server { status, .. } => *status,
+            _ => return None,
+        })
+    }
+
+    /// A bounded label for metrics and audit lines.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::MissingScope { .. } => "missing_scope",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::LoginRequired { .. } => "login_required",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::Unprocessable { .. } => "unprocessable",
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Server { .. } => "server",
+            ApiError::Transport { .. } => "transport",
+            ApiError::InvalidResponse { .. } => "invalid_response",
+            ApiError::TokenStore { .. } => "token_store",
+            ApiError::Config(_) => "config",
+        }
+    }
+}
+
+/// The two error body shapes, read leniently: any field may be missing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ErrorBody {
+    // Problem Details (RFC 9457).
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<FieldError>,
+    // APS gateway shape.
+    #[serde(default)]
+    pub developer_message: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    // OAuth errors.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FieldError {
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn parse(bytes: &[u8]) -> ErrorBody {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    /// One line saying what the server said.
+    pub fn summary(&self, status: u16) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for text in [
+            &self.detail,
+            &self.developer_message,
+            &self.error_description,
+            &self.title,
+            &self.error,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !parts.contains(text) {
+                parts.push(text.clone());
+            }
+        }
+        for e in &self.errors {
+            parts.push(format!(
+                "{}: {}",
+                e.field.as_deref().unwrap_or("?"),
+                e.detail.as_deref().unwrap_or("invalid")
+            ));
+        }
+        if let Some(code) = &self.error_code {
+            parts.push(format!("({code})"));
+        }
+        if parts.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            parts.join("; ")
+        }
+    }
+}

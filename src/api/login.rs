@@ -1,0 +1,135 @@
+//! The interactive three-legged login: Authorization Code with PKCE (S256)
+//! and a `state` check, the redirect caught by a one-shot loopback listener.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::auth::{OAuthClient, Tokens, pkce_pair, random_token};
+use super::error::ApiError;
+
+/// A login in progress: the URL to open and the listener awaiting the
+/// browser's redirect.
+pub struct PendingLogin {
+    pub url: url::Url,
+    redirect_uri: String,
+    state: String,
+    verifier: String,
+    listener: TcpListener,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a login: binds `callback` (e.g. `http://localhost:8910/callback`,
+/// which must be registered with the APS app; port 0 picks a free port, which
+/// only the sandbox accepts) and builds the authorize URL.
+pub async fn start(oauth: &OAuthClient, callback: &url::Url) -> Result<PendingLogin, ApiError> {
+    let host = callback
+        .host_str()
+        .ok_or_else(|| ApiError::Config(format!("callback URL {callback} has no host")))?;
+    let port = callback.port_or_known_default().unwrap_or(80);
+    let bind_host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let listener = TcpListener::bind((bind_host, port)).await.map_err(|e| {
+        ApiError::Config(format!(
+            "cannot listen on {host}:{port} for the login callback: {e}"
+        ))
+    })?;
+    let actual = listener
+        .local_addr()
+        .map_err(|e| ApiError::Config(e.to_string()))?;
+    let mut redirect = callback.clone();
+    let _ = redirect.set_port(Some(actual.port()));
+    let redirect_uri = redirect.to_string();
+    let (verifier, challenge) = pkce_pair()?;
+    let state = random_token(16)?;
+    let url = oauth.authorize_link(&redirect_uri, &state, &challenge);
+    Ok(PendingLogin {
+        url,
+        redirect_uri,
+        state,
+        verifier,
+        listener,
+    })
+}
+
+impl PendingLogin {
+    /// Waits for the redirect, checks `state`, exchanges the code.
+    pub async fn finish(
+        self,
+        oauth: &OAuthClient,
+        now: jiff::Timestamp,
+    ) -> Result<Tokens, ApiError> {
+        let (mut socket, _) = self
+            .listener
+            .accept()
+            .await
+            .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+        // The request line is all we need; browsers send small requests.
+        let mut buf = vec![0u8; 8192];
+        let mut len = 0;
+        loop {
+            let n = socket
+                .read(&mut buf[len..])
+                .await
+                .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+            len += n;
+            if n == 0 || buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || len == buf.len() {
+                break;
+            }
+        }
+        let request = String::from_utf8_lossy(&buf[..len]);
+        let target = request
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("/");
+        let url = url::Url::parse("http://callback.invalid")
+            .and_then(|base| base.join(target))
+            .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+        let param = |k: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.into_owned())
+        };
+        let result = match (param("code"), param("state"), param("error")) {
+            (_, _, Some(err)) => Err(ApiError::LoginRequired {
+                detail: format!("Autodesk refused the login: {err}"),
+            }),
+            (Some(code), Some(state), None) if state == self.state => Ok(code),
+            (Some(_), _, None) => Err(ApiError::LoginRequired {
+                detail: "the login callback carried a wrong state (possible CSRF); try again"
+                    .into(),
+            }),
+            _ => Err(ApiError::LoginRequired {
+                detail: "the login callback carried no code".into(),
+            }),
+        };
+        let page = if result.is_ok() {
+            "flexsync: login complete. You can close this window."
+        } else {
+            "flexsync: login failed. See the terminal."
+        };
+        let _ = socket
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        let code = result?;
+        oauth
+            .exchange_code(&code, &self.redirect_uri, &self.verifier, now)
+            .await
+    }
+}

@@ -1,0 +1,783 @@
+//! The Team Admin API v1 client.
+//!
+//! - [`wire`]: the API's JSON (private to this module);
+//! - [`auth`]: OAuth, the token store, single-flight refresh;
+//! - [`budget`]: the per-team 60-calls-per-UTC-minute budget (pure);
+//! - [`error`]: typed errors with actionable messages;
+//! - [`login`]: the interactive three-legged login.
+//!
+//! Every call goes through [`Client::call`]: it waits for the team's budget,
+//! attaches a fresh `X-Request-Id`, retries transient failures with backoff
+//! and jitter, honours `Retry-After`, and refreshes the token at most once on
+//! a 401. Callers get `model` types, never wire types.
+
+pub mod auth;
+pub mod budget;
+pub mod error;
+pub mod login;
+mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use jiff::{SignedDuration, Timestamp};
+use reqwest::{Method, StatusCode};
+
+use crate::model::{self, Email, ObservedTeam, ProductId, TeamId, TeamUser, UserId};
+use auth::TokenSource;
+use budget::Budget;
+pub use error::ApiError;
+use error::ErrorBody;
+
+/// Autodesk's production endpoint.
+pub const DEFAULT_API_URL: &str = "https://developer.api.autodesk.com/team-admin/v1";
+
+/// Time for the client: real in production; tests drive the sandbox's clock
+/// so rate windows and token expiry move without sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The wall clock and tokio's timer.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub api_url: url::Url,
+    /// Calls per UTC minute left to the humans and tools sharing a team.
+    pub reserve: u32,
+    /// Attempts per call for transient failures (5xx, timeouts, resets).
+    pub max_attempts: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Starting delay of the exponential backoff.
+    pub min_backoff: Duration,
+}
+
+impl ClientConfig {
+    /// Checks the URL: https, or plain http only to a loopback address (the
+    /// sandbox), so a token never crosses a network in clear text.
+    pub fn new(api_url: &str) -> Result<Self, ApiError> {
+        let mut url = url::Url::parse(api_url)
+            .map_err(|e| ApiError::Config(format!("--api-url {api_url:?} is not a URL: {e}")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(ApiError::Config(format!(
+                    "--api-url {api_url} uses plain http to a non-loopback host; use https"
+                )));
+            }
+            other => {
+                return Err(ApiError::Config(format!(
+                    "--api-url {api_url}: unsupported scheme {other:?}"
+                )));
+            }
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(ClientConfig {
+            api_url: url,
+            reserve: 5,
+            max_attempts: 5,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            min_backoff: Duration::from_millis(500),
+        })
+    }
+
+    /// The APS OAuth endpoints on the same origin as the API.
+    pub fn oauth_urls(&self) -> Result<(url::Url, url::Url), ApiError> {
+        let join = |p: &str| {
+            self.api_url
+                .join(p)
+                .map_err(|e| ApiError::Config(format!("bad OAuth URL: {e}")))
+        };
+        Ok((
+            join("/authentication/v2/authorize")?,
+            join("/authentication/v2/token")?,
+        ))
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// An HTTP client that refuses redirects (a redirected call could carry the
+/// token elsewhere) and ignores proxies for loopback.
+pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, ApiError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .user_agent(concat!("flexsync/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(&config.api_url) {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|e| ApiError::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Counters a run reports (and the service exports).
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// The outcome of Assign Product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assigned {
+    /// 201: a new assignment.
+    Created,
+    /// 200: it existed already (the API converges).
+    AlreadyThere,
+}
+
+/// The outcome of Unassign Product: every variant means "not directly
+/// assigned any more".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unassigned {
+    Removed,
+    /// 404: nothing was assigned (e.g. a retry after success).
+    WasNotAssigned,
+    /// 422, and only an inherited assignment remains.
+    OnlyInheritedRemains,
+}
+
+/// How one team's state was read, for the plan's cost line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub calls: u64,
+    /// `list` or `email lookups`.
+    pub user_strategy: &'static str,
+}
+
+/// What a read needs to know to choose the cheapest way.
+#[derive(Clone, Debug, Default)]
+pub struct ReadHint {
+    /// Declared emails of the team.
+    pub emails: BTreeSet<Email>,
+    /// Team size from an earlier read, if any.
+    pub known_users: Option<u64>,
+}
+
+/// The Team Admin API client. Cheap to share (`Arc`) between tasks.
+pub struct Client {
+    http: reqwest::Client,
+    config: ClientConfig,
+    tokens: Arc<TokenSource>,
+    clock: Arc<dyn Clock>,
+    budgets: Mutex<HashMap<TeamId, Budget>>,
+    stats: Mutex<HashMap<String, Arc<CallStats>>>,
+    teams: tokio::sync::Mutex<Option<BTreeMap<TeamId, String>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api_url", &self.config.api_url.as_str())
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `team` for team-scoped calls; List Teams has its own per-client bucket.
+const LIST_TEAMS_BUCKET: &str = "(list teams)";
+
+impl Client {
+    pub fn new(
+        config: ClientConfig,
+        http: reqwest::Client,
+        tokens: Arc<TokenSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Client {
+            http,
+            config,
+            tokens,
+            clock,
+            budgets: Mutex::new(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            teams: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Counters for a team (or List Teams' bucket).
+    pub fn stats(&self, team: &str) -> Arc<CallStats> {
+        let mut map = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(team.to_owned()).or_default().clone()
+    }
+
+    /// Calls this client may still make to `team` in the current window.
+    pub fn budget_remaining(&self, team: &TeamId) -> u32 {
+        let now = self.clock.now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        budgets
+            .entry(team.clone())
+            .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve))
+            .remaining(now)
+    }
+
+    /// Calls per window this client allows itself for a team.
+    pub fn calls_per_window(&self) -> u32 {
+        Budget::new(budget::TEAM_LIMIT, self.config.reserve).per_window()
+    }
+
+    /// Waits until the bucket allows one more call.
+    async fn wait_for_budget(&self, bucket: &str) {
+        loop {
+            let now = self.clock.now();
+            let wait = {
+                let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+                let b = budgets
+                    .entry(TeamId(bucket.to_owned()))
+                    .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve));
+                match b.try_acquire(now) {
+                    Ok(()) => return,
+                    Err(until) => until.duration_since(now),
+                }
+            };
+            let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+            tracing::info!(
+                team = bucket,
+                wait_ms = wait.as_millis() as u64,
+                "rate budget spent; waiting for the next window"
+            );
+            self.clock.sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    fn learn(&self, bucket: &str, headers: &reqwest::header::HeaderMap, status: StatusCode) {
+        let now = self.clock.now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = budgets
+            .entry(TeamId(bucket.to_owned()))
+            .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve));
+        let num =
+            |name: &str| -> Option<u32> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+        b.observe(now, num("x-ratelimit-limit"), num("x-ratelimit-remaining"));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            b.throttled(now, retry_after(headers));
+        }
+    }
+
+    /// Sends one logical call: budget, request id, retries, one refresh on
+    /// 401. Returns status and body of the final answer, or a typed error
+    /// for a 4xx/5xx.
+    async fn call(
+        &self,
+        bucket: &str,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, bytes_body::Body), ApiError> {
+        let url = self
+            .config
+            .api_url
+            .join(path)
+            .map_err(|e| ApiError::Config(format!("bad path {path}: {e}")))?;
+        let stats = self.stats(bucket);
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.config.min_backoff)
+            .with_max_delay(Duration::from_secs(20))
+            .with_max_times(self.config.max_attempts.saturating_sub(1))
+            .with_jitter()
+            .build();
+        let mut refreshed = false;
+        // 429s are waited out, not counted as attempts, but bounded.
+        let mut throttles = 0u32;
+        let mut token = self.tokens.access_token(self.clock.now()).await?;
+        loop {
+            self.wait_for_budget(bucket).await;
+            let request_id = auth::random_token(12)?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.expose())
+                .header("X-Request-Id", &request_id)
+                .query(query);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let outcome = req.send().await;
+            let resp = match outcome {
+                Ok(r) => r,
+                Err(e) => {
+                    let detail = e.without_url().to_string();
+                    tracing::warn!(op, team = bucket, %request_id, error = %detail, "request failed");
+                    match backoff.next() {
+                        Some(delay) => {
+                            stats.retries.fetch_add(1, Ordering::Relaxed);
+                            self.clock.sleep(delay).await;
+                            continue;
+                        }
+                        None => {
+                            return Err(ApiError::Transport {
+                                url: url.to_string(),
+                                detail,
+                            });
+                        }
+                    }
+                }
+            };
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            self.learn(bucket, &headers, status);
+            let echoed = headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(&request_id)
+                .to_owned();
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    let detail = e.without_url().to_string();
+                    match backoff.next() {
+                        Some(delay) => {
+                            stats.retries.fetch_add(1, Ordering::Relaxed);
+                            self.clock.sleep(delay).await;
+                            continue;
+                        }
+                        None => {
+                            return Err(ApiError::Transport {
+                                url: url.to_string(),
+                                detail,
+                            });
+                        }
+                    }
+                }
+            };
+            tracing::debug!(
+                op,
+                team = bucket,
+                status = status.as_u16(),
+                request_id = %echoed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "api call"
+            );
+            if status.is_success() {
+                return Ok((status, bytes_body::Body(bytes.to_vec())));
+            }
+            let err_body = ErrorBody::parse(&bytes);
+            let request_id = err_body.request_id.clone().or(Some(echoed));
+            let detail = err_body.summary(status.as_u16());
+            match status.as_u16() {
+                429 => {
+                    stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    throttles += 1;
+                    tracing::warn!(op, team = bucket, request_id = ?request_id, "HTTP 429: waiting for the rate window");
+                    if throttles > 10 {
+                        return Err(ApiError::RateLimited {
+                            team: bucket.to_owned(),
+                            retry_after: retry_after(&headers),
+                            request_id,
+                        });
+                    }
+                    continue;
+                }
+                401 if !refreshed => {
+                    refreshed = true;
+                    match self
+                        .tokens
+                        .refresh_after_rejection(&token, self.clock.now())
+                        .await?
+                    {
+                        Some(t) => {
+                            token = t;
+                            continue;
+                        }
+                        None => return Err(ApiError::Unauthorized { detail, request_id }),
+                    }
+                }
+                401 => return Err(ApiError::Unauthorized { detail, request_id }),
+                403 if bucket != LIST_TEAMS_BUCKET && !detail.to_lowercase().contains("scope") => {
+                    return Err(ApiError::Forbidden {
+                        team: bucket.to_owned(),
+                        request_id,
+                    });
+                }
+                403 => return Err(ApiError::MissingScope { detail, request_id }),
+                404 => return Err(ApiError::NotFound { detail, request_id }),
+                422 => return Err(ApiError::Unprocessable { detail, request_id }),
+                s if (500..600).contains(&s) => match backoff.next() {
+                    Some(delay) => {
+                        stats.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(op, team = bucket, status = s, request_id = ?request_id, retry_in_ms = delay.as_millis() as u64, "server error; retrying");
+                        self.clock.sleep(delay).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(ApiError::Server {
+                            status: s,
+                            detail,
+                            request_id,
+                        });
+                    }
+                },
+                s => {
+                    return Err(if s == 400 {
+                        ApiError::BadRequest { detail, request_id }
+                    } else {
+                        ApiError::Server {
+                            status: s,
+                            detail,
+                            request_id,
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, op: &str, body: &[u8]) -> Result<T, ApiError> {
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidResponse {
+            url: format!("{}{op}", self.config.api_url),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Follows cursors with `limit=100` (the fewest calls).
+    async fn paginate<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket: &str,
+        op: &'static str,
+        path: &str,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<T>, ApiError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        // A server that keeps saying hasMore with the same cursor must not
+        // keep us here forever.
+        let mut seen = BTreeSet::new();
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("limit", "100")];
+            query.extend_from_slice(filters);
+            if let Some(c) = &cursor {
+                query.push(("cursor", c));
+            }
+            let (_, body) = self
+                .call(bucket, op, Method::GET, path, &query, None)
+                .await?;
+            let page: wire::Page<T> = self.decode(path, &body.0)?;
+            out.extend(page.data);
+            match page.pagination {
+                Some(p) if p.has_more => match p.cursor {
+                    Some(c) if seen.insert(c.clone()) => cursor = Some(c),
+                    _ => {
+                        return Err(ApiError::InvalidResponse {
+                            url: path.to_owned(),
+                            detail: "hasMore without a new cursor".into(),
+                        });
+                    }
+                },
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// List Teams: the teams this login administers, by id. Cached for the
+    /// client's lifetime (it costs the per-client bucket, not a team's).
+    pub async fn teams(&self) -> Result<BTreeMap<TeamId, String>, ApiError> {
+        let mut cache = self.teams.lock().await;
+        if let Some(t) = cache.as_ref() {
+            return Ok(t.clone());
+        }
+        let teams: Vec<wire::Team> = self
+            .paginate(LIST_TEAMS_BUCKET, "list_teams", "teams", &[])
+            .await?;
+        let map: BTreeMap<TeamId, String> =
+            teams.into_iter().map(|t| (TeamId(t.id), t.name)).collect();
+        *cache = Some(map.clone());
+        Ok(map)
+    }
+
+    fn team_path(team: &TeamId, rest: &str) -> String {
+        let id: String = url::form_urlencoded::byte_serialize(team.0.as_bytes()).collect();
+        format!("teams/{id}/{rest}")
+    }
+
+    pub async fn list_users(
+        &self,
+        team: &TeamId,
+        email: Option<&Email>,
+    ) -> Result<Vec<TeamUser>, ApiError> {
+        let filter: Vec<(&str, &str)> = email
+            .map(|e| vec![("email", e.as_str())])
+            .unwrap_or_default();
+        let users: Vec<wire::User> = self
+            .paginate(
+                &team.0,
+                "list_users",
+                &Self::team_path(team, "users"),
+                &filter,
+            )
+            .await?;
+        Ok(users.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn list_pools(&self, team: &TeamId) -> Result<Vec<model::ProductPool>, ApiError> {
+        let pools: Vec<wire::Pool> = self
+            .paginate(
+                &team.0,
+                "list_pools",
+                &Self::team_path(team, "product-pools"),
+                &[],
+            )
+            .await?;
+        Ok(pools.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn list_assignments(
+        &self,
+        team: &TeamId,
+        user: Option<&UserId>,
+        product: Option<&ProductId>,
+    ) -> Result<Vec<model::Assignment>, ApiError> {
+        let mut query = Vec::new();
+        if let Some(u) = user {
+            query.push(("userId", u.0.as_str()));
+        }
+        if let Some(p) = product {
+            query.push(("productId", p.0.as_str()));
+        }
+        let (_, body) = self
+            .call(
+                &team.0,
+                "list_assignments",
+                Method::GET,
+                &Self::team_path(team, "assignments"),
+                &query,
+                None,
+            )
+            .await?;
+        let list: wire::AssignmentList = self.decode("assignments", &body.0)?;
+        Ok(list.data.into_iter().map(Into::into).collect())
+    }
+
+    /// Add Team User. Converges on email: an existing member is returned and
+    /// no second invitation is sent.
+    pub async fn add_user(
+        &self,
+        team: &TeamId,
+        email: &Email,
+        first_name: Option<&str>,
+        last_name: Option<&str>,
+    ) -> Result<TeamUser, ApiError> {
+        let body = serde_json::to_value(wire::NewUser {
+            email: email.as_str(),
+            first_name,
+            last_name,
+        })
+        .map_err(|e| ApiError::Config(e.to_string()))?;
+        let (_, resp) = self
+            .call(
+                &team.0,
+                "add_user",
+                Method::POST,
+                &Self::team_path(team, "users"),
+                &[],
+                Some(body),
+            )
+            .await?;
+        let user: wire::UserOrWrapped = self.decode("users", &resp.0)?;
+        Ok(user.into_user().into())
+    }
+
+    /// Assign Product (DIRECT). Converges: an existing assignment is success.
+    pub async fn assign(
+        &self,
+        team: &TeamId,
+        user: &UserId,
+        product: &ProductId,
+    ) -> Result<Assigned, ApiError> {
+        let body = serde_json::to_value(wire::NewAssignment {
+            user_id: &user.0,
+            product_id: &product.0,
+            assignment_type: "DIRECT",
+        })
+        .map_err(|e| ApiError::Config(e.to_string()))?;
+        let (status, _) = self
+            .call(
+                &team.0,
+                "assign",
+                Method::POST,
+                &Self::team_path(team, "assignments"),
+                &[],
+                Some(body),
+            )
+            .await?;
+        Ok(if status == StatusCode::CREATED {
+            Assigned::Created
+        } else {
+            Assigned::AlreadyThere
+        })
+    }
+
+    /// Unassign Product. DELETE is not status-idempotent, so "already gone"
+    /// answers count as done: 404, and a 422 when a filtered read confirms
+    /// that no DIRECT assignment remains (the 422 for an unsupported pool is
+    /// then still an error).
+    pub async fn unassign(
+        &self,
+        team: &TeamId,
+        user: &UserId,
+        product: &ProductId,
+    ) -> Result<Unassigned, ApiError> {
+        let result = self
+            .call(
+                &team.0,
+                "unassign",
+                Method::DELETE,
+                &Self::team_path(team, "assignments"),
+                &[("userId", &user.0), ("productId", &product.0)],
+                None,
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(Unassigned::Removed),
+            Err(ApiError::NotFound { .. }) => Ok(Unassigned::WasNotAssigned),
+            Err(err @ ApiError::Unprocessable { .. }) => {
+                let rows = self
+                    .list_assignments(team, Some(user), Some(product))
+                    .await?;
+                if rows.iter().any(|a| a.assignment_type.is_direct()) {
+                    Err(err)
+                } else if rows.is_empty() {
+                    Ok(Unassigned::WasNotAssigned)
+                } else {
+                    Ok(Unassigned::OnlyInheritedRemains)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads one team's state at the lowest call count: pools and users
+    /// with `limit=100`, assignments in one unpaginated call. When the
+    /// declaration is small and the team is known to be large, exact-email
+    /// lookups replace listing everyone.
+    pub async fn fetch_observed(
+        &self,
+        team: &TeamId,
+        hint: &ReadHint,
+    ) -> Result<(ObservedTeam, ReadStats), ApiError> {
+        let teams = self.teams().await?;
+        let Some(name) = teams.get(team).cloned() else {
+            return Err(ApiError::Forbidden {
+                team: team.0.clone(),
+                request_id: None,
+            });
+        };
+        let stats = self.stats(&team.0);
+        let before = stats.calls.load(Ordering::Relaxed);
+        let pools = self.list_pools(team).await?;
+        let assignments = self.list_assignments(team, None, None).await?;
+        let list_cost = hint
+            .known_users
+            .map_or(u64::MAX, |n| n.div_ceil(100).max(1));
+        let (users, strategy) = if (hint.emails.len() as u64) < list_cost {
+            match self
+                .users_by_email(team, &hint.emails, &assignments)
+                .await?
+            {
+                Some(users) => (users, "email lookups"),
+                None => (self.list_users(team, None).await?, "list"),
+            }
+        } else {
+            (self.list_users(team, None).await?, "list")
+        };
+        let calls = stats.calls.load(Ordering::Relaxed) - before;
+        Ok((
+            ObservedTeam {
+                id: team.clone(),
+                name,
+                users,
+                pools,
+                assignments,
+            },
+            ReadStats {
+                calls,
+                user_strategy: strategy,
+            },
+        ))
+    }
+
+    /// Looks declared people up one by one. Holders of assignments who are
+    /// not declared must be known too (prune needs their emails); when the
+    /// lookups do not cover them, `None` says "list everyone instead".
+    async fn users_by_email(
+        &self,
+        team: &TeamId,
+        emails: &BTreeSet<Email>,
+        assignments: &[model::Assignment],
+    ) -> Result<Option<Vec<TeamUser>>, ApiError> {
+        let holders: BTreeSet<&UserId> = assignments.iter().map(|a| &a.user_id).collect();
+        let mut users = Vec::new();
+        for email in emails {
+            users.extend(self.list_users(team, Some(email)).await?);
+        }
+        let known: BTreeSet<&UserId> = users.iter().map(|u| &u.id).collect();
+        if holders.iter().all(|h| known.contains(h)) {
+            Ok(Some(users))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Retry-After in seconds (the HTTP-date form is not used by APS).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
+    let secs: i64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(SignedDuration::from_secs(secs.clamp(0, 3600)))
+}
+
+mod bytes_body {
+    /// A response body, kept private so callers cannot depend on wire bytes.
+    pub struct Body(pub Vec<u8>);
+}
