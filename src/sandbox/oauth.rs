@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::Router;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -167,7 +167,7 @@ async fn authorize(
         if let Some(s) = state {
             pairs.push(("state", s));
         }
-        Redirect::to(&with_query(redirect_uri, &pairs)).into_response()
+        found(&with_query(redirect_uri, &pairs)).into_response()
     };
     if state.is_some_and(|s| {
         !s.bytes()
@@ -231,10 +231,22 @@ async fn authorize(
             if let Some(s) = state {
                 pairs.push(("state", s));
             }
-            Redirect::to(&with_query(redirect_uri, &pairs)).into_response()
+            found(&with_query(redirect_uri, &pairs)).into_response()
         }
         Ok(None) => fail("access_denied", "no such admin to sign in as"),
         Err(_) => fail("server_error", "the sandbox could not save its state"),
+    }
+}
+
+/// 302, as APS documents for `/authorize` (axum's `Redirect::to` would send 303).
+fn found(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unusable redirect_uri",
+        ),
     }
 }
 
