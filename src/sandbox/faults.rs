@@ -153,10 +153,13 @@ pub(crate) async fn fault_layer(
     use super::problem::Problem;
     use super::ratelimit::RateInfo;
 
-    let is_oauth = req.uri().path().starts_with("/authentication/");
+    let path = req.uri().path();
+    // The authorize page is a browser hop, not something a client retries: spared.
+    let spared_oauth = path == super::oauth::AUTHORIZE_PATH;
+    let is_token = path == super::oauth::TOKEN_PATH;
     let (latency, fault) = {
         let mut rt = super::lock(&sb.inner.runtime);
-        if is_oauth && !rt.faults.settings.include_oauth {
+        if spared_oauth || (is_token && !rt.faults.settings.include_oauth) {
             (Duration::ZERO, None)
         } else {
             (rt.faults.settings.latency(), rt.faults.next())
