@@ -26,7 +26,9 @@
 //! use flexsync::sandbox::{Sandbox, SandboxConfig, Seed};
 //! let sandbox = Sandbox::open(".flexsync/sandbox.json", &Seed::bundled()?, SandboxConfig::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-//! flexsync::sandbox::serve(listener, sandbox, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! // A CLI passes e.g. `async { let _ = tokio::signal::ctrl_c().await; }`.
+//! let shutdown = std::future::pending::<()>();
+//! flexsync::sandbox::serve(listener, sandbox, shutdown).await?;
 //! # Ok(()) }
 //! ```
 

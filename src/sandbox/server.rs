@@ -30,6 +30,7 @@ pub(crate) fn router(sb: &Sandbox) -> Router {
         app = app.merge(admin::routes());
     }
     app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id_layer))
         .with_state(sb.clone())
 }
@@ -40,6 +41,16 @@ async fn not_found() -> Response {
         "not-found",
         "Not found",
         "No such endpoint.",
+    )
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "This endpoint does not support this method.",
     )
     .into_response()
 }
