@@ -568,3 +568,19 @@ async fn losing_the_admin_role_stops_a_valid_token() {
     );
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn list_teams_paginates_too() {
+    let ts = start(|_| {}).await;
+    let t = ts.login().await;
+    let (teams, pages) = walk(&ts, "/teams", &t.access, Some(1)).await;
+    assert_eq!(pages, 2);
+    assert_eq!(
+        teams,
+        [
+            json!({"id": ENG, "name": "Example Engineering"}),
+            json!({"id": MFG, "name": "Example Manufacturing"})
+        ]
+    );
+    ts.stop().await;
+}

@@ -291,3 +291,64 @@ async fn authorize_refuses_unregistered_redirects_and_plain_pkce() {
     assert!(!location.contains("code="), "{location}");
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn a_public_client_sends_its_id_in_the_body_and_must_use_pkce() {
+    let ts = start(|c| {
+        c.auth.clients.push(flexsync::sandbox::OAuthClient {
+            client_id: "public-cli".into(),
+            client_secret: None,
+            redirect_uris: vec!["http://localhost/callback".into()],
+        })
+    })
+    .await;
+    let redirect = "http://localhost:40000/callback";
+    let authorize = |extra: Vec<(&'static str, String)>| {
+        let mut q = vec![
+            ("client_id", "public-cli".to_owned()),
+            ("response_type", "code".to_owned()),
+            ("redirect_uri", redirect.to_owned()),
+            ("scope", ALL_SCOPES.to_owned()),
+        ];
+        q.extend(extra);
+        ts.http
+            .get(ts.url("/authentication/v2/authorize"))
+            .query(&q)
+            .send()
+    };
+    let res = authorize(vec![]).await.unwrap();
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_request")
+    );
+    let res = authorize(vec![
+        ("code_challenge", sandbox_support::challenge(VERIFIER)),
+        ("code_challenge_method", "S256".into()),
+    ])
+    .await
+    .unwrap();
+    let location = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let res = ts
+        .http
+        .post(ts.url("/authentication/v2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "public-cli"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    ts.stop().await;
+}
