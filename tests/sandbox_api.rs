@@ -584,3 +584,24 @@ async fn list_teams_paginates_too() {
     );
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn inherited_first_precedence_shows_the_group_for_bob() {
+    let ts = start(|c| c.quirks.precedence = flexsync::sandbox::Precedence::InheritedFirst).await;
+    let t = ts.login().await;
+    let (_, rows) = call(
+        ts.get(&format!("/teams/{ENG}/assignments"), &t.access)
+            .query(&[("userId", BOB)]),
+    )
+    .await;
+    assert_eq!(row(&rows, BOB, ACAD).unwrap()["assignmentType"], "GROUP");
+    // The direct one is still there to remove.
+    let res = ts
+        .delete(&format!("/teams/{ENG}/assignments"), &t.access)
+        .query(&[("userId", BOB), ("productId", ACAD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    ts.stop().await;
+}

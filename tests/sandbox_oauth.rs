@@ -352,3 +352,20 @@ async fn a_public_client_sends_its_id_in_the_body_and_must_use_pkce() {
     assert_eq!(res.status(), StatusCode::OK);
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn auth_errors_can_be_problem_details_instead() {
+    let ts =
+        start(|c| c.quirks.auth_error_format = flexsync::sandbox::AuthErrorFormat::ProblemDetails)
+            .await;
+    let body =
+        sandbox_support::problem(ts.get("/teams", "made-up"), StatusCode::UNAUTHORIZED).await;
+    assert!(body["type"].as_str().unwrap().ends_with("/unauthorized"));
+    let t = ts.login_as("tmadmapi:team:read", None).await;
+    sandbox_support::problem(
+        ts.get("/teams/100001/assignments", &t.access),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    ts.stop().await;
+}
