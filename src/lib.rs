@@ -17,6 +17,8 @@
 //! - [`snapshot`]: the observed-state file format.
 //! - [`plan`]: the pure planner and the plan as data.
 //! - [`render`]: text, Markdown and JSON views of a plan.
+//! - [`api`]: the Team Admin API client (OAuth, budget, retries, reads).
+//! - [`sandbox`]: a local simulator of the Team Admin API; shares no code with `api`.
 //! - [`cli`]: the command line; wires the rest together.
 
 pub mod api;
@@ -26,6 +28,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod sandbox;
 pub mod snapshot;
 
 /// What can go wrong in a command, for the user.

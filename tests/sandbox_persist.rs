@@ -1,0 +1,139 @@
+//! State file, restart, seed files and their error messages.
+
+mod sandbox_support;
+
+use flexsync::sandbox::{Sandbox, SandboxError, Seed};
+use reqwest::StatusCode;
+use sandbox_support::{call, config, start_sandbox, tokens};
+use serde_json::json;
+
+const ENG: &str = "100001";
+
+#[tokio::test]
+async fn a_restart_continues_from_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sub").join("sandbox.json");
+    let seed = Seed::bundled().unwrap();
+
+    let (cfg, clock) = config(|_| {});
+    let ts = start_sandbox(Sandbox::open(&state, &seed, cfg).unwrap(), clock).await;
+    assert!(state.exists(), "created from the seed on first use");
+    let t = ts.login().await;
+    let (status, zoe) = call(ts.post(
+        &format!("/teams/{ENG}/users"),
+        &t.access,
+        json!({"email": "zoe@example.com"}),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(ts.post(
+        &format!("/teams/{ENG}/assignments"),
+        &t.access,
+        json!({"userId": zoe["id"], "productId": "prod_flex_platform"}),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    ts.stop().await;
+
+    let (cfg, clock) = config(|_| {});
+    let ts = start_sandbox(Sandbox::open(&state, &seed, cfg).unwrap(), clock).await;
+    // The old tokens still work: a restart does not log the client out.
+    assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
+    let fresh = tokens(ts.refresh(&t.refresh).await).await;
+    let (status, again) = call(ts.post(
+        &format!("/teams/{ENG}/users"),
+        &fresh.access,
+        json!({"email": "ZOE@example.com"}),
+    ))
+    .await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &zoe["id"]));
+    assert_eq!(ts.sandbox.invitations(ENG, "zoe@example.com"), 1);
+    let (status, _) = call(ts.post(
+        &format!("/teams/{ENG}/assignments"),
+        &fresh.access,
+        json!({"userId": zoe["id"], "productId": "prod_flex_platform"}),
+    ))
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the assignment survived the restart"
+    );
+    ts.stop().await;
+
+    // Reset goes back to the seed.
+    Sandbox::reset(&state, &seed).unwrap();
+    let (cfg, _) = config(|_| {});
+    let sb = Sandbox::open(&state, &seed, cfg).unwrap();
+    assert_eq!(sb.invitations(ENG, "zoe@example.com"), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(leftovers, ["sandbox.json"], "no temp files left behind");
+}
+
+#[test]
+fn a_broken_state_file_is_an_error_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sandbox.json");
+    std::fs::write(
+        &state,
+        "{\n  \"format\": \"flexsync-sandbox-state\",\n  \"version\": 1,\n  \"world\": 7\n}\n",
+    )
+    .unwrap();
+    let (cfg, _) = config(|_| {});
+    let err = Sandbox::open(&state, &Seed::bundled().unwrap(), cfg).unwrap_err();
+    assert!(
+        matches!(err, SandboxError::StateSyntax { line: 4, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{}:4:", state.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_seed_file_with_a_typo_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.yaml");
+    std::fs::write(
+        &path,
+        "admins:\n  - id: A\n    email: a@example.com\n    firstName: A\n    lastName: B\n    administers: []\nteams:\n  - id: \"1\"\n    name: T\n    pools:\n      - productId: p\n        productNam: x\n",
+    )
+    .unwrap();
+    let err = Seed::from_file(&path).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}:12:", path.display())), "{err}");
+    assert!(err.contains("productNam"), "{err}");
+}
+
+#[test]
+fn a_custom_seed_with_generated_users() {
+    let yaml = r#"
+admins:
+  - { id: A1, email: a@example.com, firstName: A, lastName: One, administers: ["7"] }
+teams:
+  - id: "7"
+    name: Seven
+    generatedUsers: 3
+    pools:
+      - { productId: p1, productName: P, totalQuantity: 1, startDate: 2025-01-01T00:00:00Z, endDate: 2099-01-01T00:00:00Z }
+    assignments:
+      - { userId: US700002, productId: p1 }
+"#;
+    let seed = Seed::parse(yaml, "inline").unwrap();
+    let (cfg, _) = config(|_| {});
+    let state = Sandbox::new(&seed, cfg).state_json();
+    let members = state["teams"]["7"]["members"].as_array().unwrap();
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["US700001", "US700002", "US700003"]);
+    let err = Seed::parse(&yaml.replace("US700002", "US999"), "inline")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown user US999"), "{err}");
+}
