@@ -133,3 +133,31 @@ impl PendingLogin {
             .await
     }
 }
+
+/// Completes a login without a browser, for an authorization server that
+/// approves at once (the flexsync sandbox): fetches the authorize URL and
+/// delivers its redirect to our own callback listener.
+pub async fn approve_without_browser(
+    http: &reqwest::Client,
+    url: &url::Url,
+) -> Result<(), ApiError> {
+    let transport = |e: reqwest::Error| ApiError::Transport {
+        url: url.to_string(),
+        detail: e.without_url().to_string(),
+    };
+    let resp = http.get(url.clone()).send().await.map_err(transport)?;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::InvalidResponse {
+            url: url.to_string(),
+            detail: format!(
+                "authorize answered HTTP {} without a redirect",
+                resp.status()
+            ),
+        })?
+        .to_owned();
+    http.get(&location).send().await.map_err(transport)?;
+    Ok(())
+}

@@ -677,15 +677,16 @@ impl Client {
             Ok(_) => Ok(Unassigned::Removed),
             Err(ApiError::NotFound { .. }) => Ok(Unassigned::WasNotAssigned),
             Err(err @ ApiError::Unprocessable { .. }) => {
+                // Only an inherited row proves the "only inherited remains"
+                // case; no row at all means an unsupported pool, whose
+                // assignments the API never lists.
                 let rows = self
                     .list_assignments(team, Some(user), Some(product))
                     .await?;
-                if rows.iter().any(|a| a.assignment_type.is_direct()) {
-                    Err(err)
-                } else if rows.is_empty() {
-                    Ok(Unassigned::WasNotAssigned)
-                } else {
+                if !rows.is_empty() && rows.iter().all(|a| !a.assignment_type.is_direct()) {
                     Ok(Unassigned::OnlyInheritedRemains)
+                } else {
+                    Err(err)
                 }
             }
             Err(e) => Err(e),

@@ -1,0 +1,398 @@
+//! The Team Admin API client against the sandbox over loopback.
+
+mod client_support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use client_support::start;
+use flexsync::api::{ApiError, Assigned, ClientConfig, ReadHint, Unassigned};
+use flexsync::model::{AssignmentType, Email, ProductId, TeamId, UserId};
+use flexsync::sandbox::FaultSettings;
+
+fn team(id: &str) -> TeamId {
+    TeamId(id.into())
+}
+
+#[tokio::test]
+async fn reading_a_team_costs_the_documented_minimum_of_calls() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    // 141 users → 2 pages of 100, 2 pools → 1 page, assignments → 1 call.
+    let (observed, stats) = client
+        .fetch_observed(&team("100002"), &ReadHint::default())
+        .await
+        .unwrap();
+    assert_eq!(observed.users.len(), 141);
+    assert_eq!(observed.name, "Example Manufacturing");
+    assert_eq!(stats.calls, 2 + 1 + 1);
+    assert_eq!(stats.user_strategy, "list");
+    // List Teams is paid from the per-client bucket, not the team's.
+    assert_eq!(client.stats("100002").calls.load(Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn a_small_declaration_in_a_big_team_looks_people_up_by_email() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let hint = ReadHint {
+        emails: [Email::parse("alice@example.com").unwrap()].into(),
+        known_users: Some(141),
+    };
+    let (observed, stats) = client.fetch_observed(&team("100002"), &hint).await.unwrap();
+    // The holders of assignments are not all declared, so the client must
+    // fall back to listing: lookups are only kept when they cover everyone.
+    assert_eq!(observed.users.len(), 141);
+    assert_eq!(stats.user_strategy, "list");
+
+    // Team 100003 has one member, who is the one declared.
+    let h3 = start(|c| {
+        c.auth.default_login = Some("USADMIN00002".into());
+    })
+    .await;
+    let client = h3.logged_in_client().await;
+    let hint = ReadHint {
+        emails: [Email::parse("GINA@example.org").unwrap()].into(),
+        known_users: Some(250),
+    };
+    let (observed, stats) = client.fetch_observed(&team("100003"), &hint).await.unwrap();
+    assert_eq!(stats.user_strategy, "email lookups");
+    assert_eq!(stats.calls, 3);
+    assert_eq!(observed.users[0].email.as_str(), "gina@example.org");
+}
+
+#[tokio::test]
+async fn inherited_assignments_are_read_with_their_type() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let rows = client
+        .list_assignments(&team("100001"), Some(&UserId("US1000000003".into())), None)
+        .await
+        .unwrap();
+    let types: BTreeSet<AssignmentType> = rows.iter().map(|a| a.assignment_type).collect();
+    assert!(types.contains(&AssignmentType::Group), "{rows:?}");
+    assert!(types.contains(&AssignmentType::Team), "{rows:?}");
+}
+
+#[tokio::test]
+async fn writes_converge_and_repeats_are_harmless() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let t = team("100001");
+    let email = Email::parse("New.Person@example.com").unwrap();
+    let user = client
+        .add_user(&t, &email, Some("New"), Some("Person"))
+        .await
+        .unwrap();
+    let again = client.add_user(&t, &email, None, None).await.unwrap();
+    assert_eq!(user.id, again.id);
+    assert_eq!(h.sandbox.invitations("100001", "new.person@example.com"), 1);
+
+    let ps = ProductId("prod_flex_platform".into());
+    assert_eq!(
+        client.assign(&t, &user.id, &ps).await.unwrap(),
+        Assigned::Created
+    );
+    assert_eq!(
+        client.assign(&t, &user.id, &ps).await.unwrap(),
+        Assigned::AlreadyThere
+    );
+    assert_eq!(
+        client.unassign(&t, &user.id, &ps).await.unwrap(),
+        Unassigned::Removed
+    );
+    assert_eq!(
+        client.unassign(&t, &user.id, &ps).await.unwrap(),
+        Unassigned::WasNotAssigned
+    );
+
+    // Bob holds AutoCAD directly and through a group: removing the direct
+    // one leaves the inherited one, and a retry counts as done.
+    let bob = UserId("US1000000002".into());
+    let acad = ProductId("prod_acad_premium".into());
+    assert_eq!(
+        client.unassign(&t, &bob, &acad).await.unwrap(),
+        Unassigned::Removed
+    );
+    assert_eq!(
+        client.unassign(&t, &bob, &acad).await.unwrap(),
+        Unassigned::OnlyInheritedRemains
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_typed_errors_with_request_ids() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let err = client.list_pools(&team("100003")).await.unwrap_err();
+    assert!(matches!(err, ApiError::Forbidden { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("you are not an administrator of team 100003, or it does not exist"),
+        "{text}"
+    );
+    assert!(err.request_id().is_some());
+
+    // The unsupported pool's 422 is an error, not "already done".
+    let t = team("100001");
+    let err = client
+        .unassign(
+            &t,
+            &UserId("US1000000001".into()),
+            &ProductId("prod_legacy_suite".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Unprocessable { .. }), "{err:?}");
+
+    // No seat left: 422 with the API's words.
+    let acad = ProductId("prod_acad_premium".into());
+    client
+        .assign(&t, &UserId("US1000000004".into()), &acad)
+        .await
+        .unwrap();
+    let err = client
+        .assign(&t, &UserId("US1000000005".into()), &acad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+}
+
+#[tokio::test]
+async fn a_burst_waits_for_the_next_window_instead_of_hitting_429() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let t = team("100001");
+    let start = h.now();
+    for _ in 0..120 {
+        client.list_assignments(&t, None, None).await.unwrap();
+    }
+    let stats = client.stats("100001");
+    assert_eq!(stats.rate_limited.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.calls.load(Ordering::Relaxed), 120);
+    // 55 calls per window (5 kept in reserve): 120 calls span three windows,
+    // so the clock moved past two minute boundaries and no further.
+    let elapsed = h.now().duration_since(start).as_secs();
+    assert!((100..160).contains(&elapsed), "{elapsed} s");
+}
+
+#[tokio::test]
+async fn the_budget_learns_what_others_spent_from_the_headers() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let t = team("100001");
+    client.list_pools(&t).await.unwrap();
+    assert_eq!(client.budget_remaining(&t), 54);
+    // Another admin's tool spends 50 calls of the same window.
+    let other = h.logged_in_client().await;
+    for _ in 0..50 {
+        other.list_pools(&t).await.unwrap();
+    }
+    client.list_pools(&t).await.unwrap();
+    // The server says 60 - 52 = 8 remain; 5 are the reserve.
+    assert_eq!(client.budget_remaining(&t), 3);
+}
+
+#[tokio::test]
+async fn forced_429s_are_waited_out() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    h.sandbox.set_faults(FaultSettings {
+        forced429: 2,
+        ..FaultSettings::default()
+    });
+    let before = h.now();
+    let pools = client.list_pools(&team("100001")).await.unwrap();
+    assert!(!pools.is_empty());
+    let stats = client.stats("100001");
+    assert_eq!(stats.rate_limited.load(Ordering::Relaxed), 2);
+    // Retry-After pointed at the next minute: the client waited for it.
+    assert!(h.now().duration_since(before).as_secs() >= 40);
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_retried() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    h.sandbox.set_faults(FaultSettings {
+        error503_share: 0.5,
+        ..FaultSettings::default()
+    });
+    for _ in 0..6 {
+        client.list_pools(&team("100001")).await.unwrap();
+    }
+    assert!(client.stats("100001").retries.load(Ordering::Relaxed) >= 3);
+
+    h.sandbox.set_faults(FaultSettings {
+        drop_share: 0.5,
+        ..FaultSettings::default()
+    });
+    for _ in 0..4 {
+        client.list_pools(&team("100001")).await.unwrap();
+    }
+
+    // Always failing: a bounded number of attempts, then a clear error.
+    h.sandbox.set_faults(FaultSettings {
+        error500_share: 1.0,
+        ..FaultSettings::default()
+    });
+    let before = client.stats("100001").calls.load(Ordering::Relaxed);
+    let err = client.list_pools(&team("100001")).await.unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    let attempts = client.stats("100001").calls.load(Ordering::Relaxed) - before;
+    assert_eq!(attempts, 5);
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_except_on_loopback() {
+    let err = ClientConfig::new("http://api.example.com/team-admin/v1").unwrap_err();
+    assert!(err.to_string().contains("plain http"), "{err}");
+    assert!(ClientConfig::new("http://127.0.0.1:8787/team-admin/v1").is_ok());
+    assert!(ClientConfig::new("http://localhost:8787/team-admin/v1").is_ok());
+    assert!(ClientConfig::new("https://developer.api.autodesk.com/team-admin/v1").is_ok());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_and_the_rotated_refresh_token_saved() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let first = h.saved_tokens();
+    client.list_pools(&team("100001")).await.unwrap();
+    h.advance(61 * 60);
+    client.list_pools(&team("100001")).await.unwrap();
+    let second = h.saved_tokens();
+    assert_ne!(first["refreshToken"], second["refreshToken"]);
+    assert_ne!(first["accessToken"], second["accessToken"]);
+
+    // The old refresh token is spent: presenting it again is refused, and
+    // the error tells the admin what to do.
+    let oauth = h.oauth();
+    let old = flexsync::api::auth::Secret::new(first["refreshToken"].as_str().unwrap());
+    let err = oauth.refresh(&old, h.now()).await.unwrap_err();
+    assert!(matches!(err, ApiError::LoginRequired { .. }), "{err:?}");
+    assert!(err.to_string().contains("run `flexsync login` again"));
+}
+
+#[tokio::test]
+async fn the_token_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = start(|_| {}).await;
+    h.login().await;
+    let mode = std::fs::metadata(&h.token_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries() {
+    let h = start(|c| {
+        c.auth.access_token_lifetime = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let client = h.logged_in_client().await;
+    client.list_pools(&team("100001")).await.unwrap();
+    // The server forgets the access token (as after a revocation) while our
+    // file still thinks it is valid: the 401 triggers one refresh.
+    let saved = h.saved_tokens();
+    let mut stale = saved.clone();
+    stale["accessToken"] = "not-a-valid-token".into();
+    std::fs::write(&h.token_file, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let fresh_client = h.client();
+    fresh_client.list_pools(&team("100001")).await.unwrap();
+    assert_ne!(h.saved_tokens()["refreshToken"], saved["refreshToken"]);
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh() {
+    let h = start(|_| {}).await;
+    let client = Arc::new(h.logged_in_client().await);
+    h.advance(61 * 60);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(
+            async move { c.list_pools(&team("100001")).await },
+        ));
+    }
+    // With two refreshes, the second would present a spent refresh token
+    // and fail with invalid_grant.
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_cannot_be_saved_is_not_used() {
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    let t = team("100001");
+    client.list_pools(&t).await.unwrap();
+    h.advance(61 * 60);
+    // Put a non-empty directory where the token file goes: the rotated
+    // token cannot be written (even by root), so the client must stop before
+    // using the new access token.
+    std::fs::remove_file(&h.token_file).unwrap();
+    std::fs::create_dir(&h.token_file).unwrap();
+    std::fs::write(h.token_file.join("blocker"), b"x").unwrap();
+    let calls_before = client.stats("100001").calls.load(Ordering::Relaxed);
+    let result = client.list_pools(&t).await;
+    assert!(
+        matches!(result, Err(ApiError::TokenStore { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        client.stats("100001").calls.load(Ordering::Relaxed),
+        calls_before
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_debug_output_errors_or_logs() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Global, so events from every thread of the runtime are captured.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let h = start(|_| {}).await;
+    let client = h.logged_in_client().await;
+    client.list_pools(&team("100001")).await.unwrap();
+    h.advance(61 * 60);
+    client.list_pools(&team("100001")).await.unwrap();
+    let _ = client.list_pools(&team("100003")).await.unwrap_err();
+    let tokens = h.saved_tokens();
+    let secrets = [
+        tokens["accessToken"].as_str().unwrap().to_owned(),
+        tokens["refreshToken"].as_str().unwrap().to_owned(),
+        flexsync::sandbox::DEFAULT_CLIENT_SECRET.to_owned(),
+    ];
+    let mut seen = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    seen.push_str(&format!("{client:?}"));
+    seen.push_str(&format!("{:?}", h.oauth()));
+    let stored = flexsync::api::auth::TokenStore::new(h.token_file.clone())
+        .load()
+        .unwrap();
+    seen.push_str(&format!("{stored:?}"));
+    assert!(seen.contains("api call"), "logs were not captured: {seen}");
+    for s in secrets {
+        assert!(!seen.contains(&s), "a secret leaked into output");
+    }
+}
