@@ -82,7 +82,9 @@ pub fn render_human(diags: &[Diagnostic], sources: &Sources, color: bool) -> Str
     } else {
         miette::GraphicalTheme::unicode_nocolor()
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_wrap_lines(false);
     let mut out = String::new();
     for d in diags {
         let severity = match d.severity {

@@ -42,6 +42,8 @@ pub enum Error {
     Input(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
 }
 
 impl Error {

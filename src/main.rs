@@ -1,6 +1,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Unwrapped lines keep URLs, paths and emails in messages copyable.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     match flexsync::cli::run() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

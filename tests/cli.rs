@@ -201,7 +201,7 @@ fn plan_exit_codes_follow_terraform() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "+ invite   linus@example.com (Linus Torvalds)",
+            "+ invite   ada@example.com (Ada Lovelace)",
         ));
     flexsync()
         .args([
@@ -217,7 +217,7 @@ fn plan_exit_codes_follow_terraform() {
     let converged = dir.path().join("design.yaml");
     std::fs::write(
         &converged,
-        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_ps_design }\nusers:\n  - { email: edsger@example.com, products: [ps] }\n",
+        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
     )
     .unwrap();
     flexsync()
@@ -260,7 +260,7 @@ fn plan_formats() {
         .assert()
         .success()
         .stdout(predicate::str::starts_with(
-            "### flexsync plan: 2 invites, 3 assignments",
+            "### flexsync plan: 1 invite, 5 assignments",
         ));
     let out = flexsync()
         .args([
@@ -279,7 +279,10 @@ fn plan_formats() {
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(json["formatVersion"], 1);
     assert_eq!(json["teams"][1]["id"], "100002");
-    assert_eq!(json["teams"][1]["changes"][0]["action"], "invite");
+    assert_eq!(json["teams"][0]["changes"][0]["action"], "invite");
+    assert_eq!(json["teams"][1]["changes"][0]["action"], "assign");
+    assert_eq!(json["teams"][1]["cost"]["applyCalls"], 2);
+    assert_eq!(json["source"]["kind"], "snapshot");
 }
 
 #[test]

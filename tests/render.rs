@@ -4,8 +4,25 @@
 
 use flexsync::config;
 use flexsync::plan::{self, Plan};
-use flexsync::render;
+use flexsync::render::{self, Context, Source};
 use flexsync::snapshot::Snapshot;
+
+fn now() -> jiff::Timestamp {
+    "2026-11-26T12:00:00Z".parse().unwrap()
+}
+
+/// The context of a plan made from the example snapshot.
+fn ctx() -> Context {
+    Context {
+        source: Source::Snapshot {
+            file: "examples/snapshot.json".into(),
+            captured_at: Some("2026-11-26T09:00:00Z".parse().unwrap()),
+        },
+        read_calls: [(flexsync::model::TeamId("100001".into()), 3)].into(),
+        calls_per_minute: 55,
+        now: now(),
+    }
+}
 
 fn plan_of(example: &str) -> Plan {
     let loaded = config::load(&[format!("examples/{example}").into()]);
@@ -16,24 +33,27 @@ fn plan_of(example: &str) -> Plan {
     plan::compute(&loaded.desired, &snapshot.observed(), now)
 }
 
-fn rendered(plan: &Plan, f: fn(&Plan, &mut dyn std::io::Write) -> std::io::Result<()>) -> String {
+fn rendered(
+    plan: &Plan,
+    f: fn(&Plan, &Context, &mut dyn std::io::Write) -> std::io::Result<()>,
+) -> String {
     let mut out = Vec::new();
-    f(plan, &mut out).unwrap();
+    f(plan, &ctx(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
 #[test]
 fn text() {
     let plan = plan_of("full.yaml");
-    let out = rendered(&plan, |p, w| render::text::render(p, false, w));
+    let out = rendered(&plan, |p, c, w| render::text::render(p, c, false, w));
     insta::assert_snapshot!(out);
 }
 
 #[test]
 fn text_has_colour_only_when_asked() {
     let plan = plan_of("full.yaml");
-    let plain = rendered(&plan, |p, w| render::text::render(p, false, w));
-    let coloured = rendered(&plan, |p, w| render::text::render(p, true, w));
+    let plain = rendered(&plan, |p, c, w| render::text::render(p, c, false, w));
+    let coloured = rendered(&plan, |p, c, w| render::text::render(p, c, true, w));
     assert!(!plain.contains('\u{1b}'));
     assert!(coloured.contains("\u{1b}["));
 }
@@ -57,19 +77,15 @@ fn a_converged_team_says_so() {
     // the property tests' job; here the minimal example's converged wording.
     let loaded = config::load_str(
         "t.yaml",
-        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_ps_design }\nusers:\n  - { email: edsger@example.com, products: [ps] }\n",
+        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
     );
     let text = std::fs::read_to_string("examples/snapshot.json").unwrap();
     let snapshot = Snapshot::parse("s.json", &text).unwrap();
-    let plan = plan::compute(
-        &loaded.desired,
-        &snapshot.observed(),
-        jiff::Timestamp::UNIX_EPOCH,
-    );
+    let plan = plan::compute(&loaded.desired, &snapshot.observed(), now());
     assert!(plan.is_empty());
     let md = rendered(&plan, render::markdown::render);
     assert!(md.contains("✅ in sync"), "{md}");
-    let text = rendered(&plan, |p, w| render::text::render(p, false, w));
+    let text = rendered(&plan, |p, c, w| render::text::render(p, c, false, w));
     assert!(
         text.contains("No changes. The team matches its declaration."),
         "{text}"
@@ -110,7 +126,7 @@ fn blockers_come_first_and_name_who_is_affected() {
     let plan = plan::compute(&loaded.desired, &snapshot.observed(), now);
     insta::assert_snapshot!(
         "blocked_text",
-        rendered(&plan, |p, w| render::text::render(p, false, w))
+        rendered(&plan, |p, c, w| render::text::render(p, c, false, w))
     );
     insta::assert_snapshot!(
         "blocked_markdown",

@@ -345,8 +345,8 @@ impl TokenSource {
                     *guard = store.load()?;
                 }
                 let Some(tokens) = guard.as_ref() else {
-                    return Err(ApiError::LoginRequired {
-                        detail: format!("no saved login in {}", store.path.display()),
+                    return Err(ApiError::NotLoggedIn {
+                        path: store.path.display().to_string(),
                     });
                 };
                 if tokens.token_url != oauth.token_url.as_str() {

@@ -30,6 +30,8 @@ pub enum ApiError {
     },
     #[error("the saved login is no longer valid ({detail}) — run `flexsync login` again")]
     LoginRequired { detail: String },
+    #[error("not logged in: {path} holds no tokens — run `flexsync login` (or try --sandbox)")]
+    NotLoggedIn { path: String },
     #[error("not found (HTTP 404{}): {detail}", rid(request_id))]
     NotFound {
         detail: String,
@@ -117,7 +119,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::MissingScope { .. } => "missing_scope",
             ApiError::Unauthorized { .. } => "unauthorized",
-            ApiError::LoginRequired { .. } => "login_required",
+            ApiError::LoginRequired { .. } | ApiError::NotLoggedIn { .. } => "login_required",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Unprocessable { .. } => "unprocessable",
             ApiError::BadRequest { .. } => "bad_request",

@@ -713,9 +713,9 @@ impl Client {
         let before = stats.calls.load(Ordering::Relaxed);
         let pools = self.list_pools(team).await?;
         let assignments = self.list_assignments(team, None, None).await?;
-        let list_cost = hint
-            .known_users
-            .map_or(u64::MAX, |n| n.div_ceil(100).max(1));
+        // Without a known team size, listing is the safe bet: lookups that
+        // miss a holder end in a full listing anyway.
+        let list_cost = hint.known_users.map_or(0, |n| n.div_ceil(100).max(1));
         let (users, strategy) = if (hint.emails.len() as u64) < list_cost {
             match self
                 .users_by_email(team, &hint.emails, &assignments)

@@ -2,6 +2,11 @@
 //! terminal. Each subcommand wires library modules together and maps the
 //! outcome to a documented exit code.
 
+mod connect;
+mod inspect;
+mod plan;
+mod sandbox;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -10,9 +15,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::Error;
 use crate::config::{self, Loaded};
 use crate::diagnostic::{self, Diagnostic};
-use crate::plan;
-use crate::render::{self, Format};
-use crate::snapshot::Snapshot;
+
+pub use connect::ConnectArgs;
 
 /// Declarative, reviewed assignment of Autodesk Flex products to the members
 /// of Autodesk teams.
@@ -24,6 +28,17 @@ use crate::snapshot::Snapshot;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Log format on stderr: text for people, json for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +54,21 @@ enum Command {
     /// `# yaml-language-server: $schema=../schemas/flexsync.schema.json`.
     Schema,
     /// Show what must change so the teams match the declaration.
-    Plan(PlanArgs),
+    ///
+    /// Reads the live teams (or the sandbox with --sandbox, or a snapshot
+    /// with --observed) and prints the plan. Nothing is changed.
+    Plan(plan::PlanArgs),
+    /// Sign in as a team administrator (three-legged OAuth with PKCE) and
+    /// save the tokens.
+    Login(LoginArgs),
+    /// List the teams the login administers.
+    Teams(inspect::TeamsArgs),
+    /// Print the observed state of teams as a snapshot (JSON), for
+    /// `flexsync plan --observed` in CI jobs without credentials.
+    Snapshot(inspect::SnapshotArgs),
+    /// Run or reset the local Team Admin API sandbox.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,31 +91,32 @@ enum DiagnosticFormat {
 }
 
 #[derive(Debug, clap::Args)]
-struct PlanArgs {
-    /// Files or directories of desired-state YAML.
-    #[arg(required = true, value_name = "PATH")]
-    paths: Vec<PathBuf>,
-    /// Plan against this observed-state snapshot (JSON, as written by
-    /// `flexsync snapshot`) instead of a live team.
-    #[arg(long, value_name = "SNAPSHOT.json", required = true)]
-    observed: PathBuf,
-    /// Output format: text for terminals, markdown for pull-request
-    /// comments, json for machines (see README for its fields).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on
-    /// error (like terraform plan -detailed-exitcode).
+struct LoginArgs {
+    /// The redirect URL registered with your APS app; flexsync listens on
+    /// it for the end of the sign-in.
+    #[arg(
+        long,
+        default_value = "http://localhost:8910/callback",
+        value_name = "URL"
+    )]
+    callback_url: String,
+    /// Only print the sign-in URL; do not try to open a browser.
     #[arg(long)]
-    detailed_exitcode: bool,
+    no_browser: bool,
 }
 
 /// Parses argv and runs the command. Returns the process exit code.
 pub fn run() -> Result<u8, Error> {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let outcome = match cli.command {
         Command::Validate(args) => validate(args),
         Command::Schema => schema(),
-        Command::Plan(args) => plan(args),
+        Command::Plan(args) => runtime()?.block_on(plan::plan(args, &cli.connect)),
+        Command::Login(args) => runtime()?.block_on(login(args, &cli.connect)),
+        Command::Teams(args) => runtime()?.block_on(inspect::teams(args, &cli.connect)),
+        Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args, &cli.connect)),
+        Command::Sandbox(cmd) => sandbox::run(cmd),
     };
     match outcome {
         // A closed pipe (`flexsync plan … | head`) is not a failure.
@@ -95,11 +125,34 @@ pub fn run() -> Result<u8, Error> {
     }
 }
 
-fn stdout_color() -> bool {
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Output)
+}
+
+/// Logs go to stderr; RUST_LOG picks the level (default: warnings, and
+/// flexsync's own info lines).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flexsync=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_color());
+    // A second initialisation (tests calling run twice) is harmless.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn stderr_color() -> bool {
+pub(crate) fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
@@ -138,16 +191,10 @@ fn report(diags: &[Diagnostic], loaded: &Loaded) -> Result<(), Error> {
     Ok(())
 }
 
-fn schema() -> Result<u8, Error> {
-    let mut out = std::io::stdout().lock();
-    let text = serde_json::to_string_pretty(&config::format::schema())
-        .map_err(|e| Error::Input(format!("cannot encode the schema: {e}")))?;
-    writeln!(out, "{text}")?;
-    Ok(0)
-}
-
-fn plan(args: PlanArgs) -> Result<u8, Error> {
-    let loaded = config::load(&args.paths);
+/// Loads the declaration, printing its diagnostics; an invalid one is an
+/// error.
+fn load_valid(paths: &[PathBuf]) -> Result<Loaded, Error> {
+    let loaded = config::load(paths);
     report(&loaded.diagnostics, &loaded)?;
     if !loaded.is_valid() {
         let errors = loaded
@@ -157,32 +204,22 @@ fn plan(args: PlanArgs) -> Result<u8, Error> {
             .count();
         return Err(Error::InvalidDeclaration(errors));
     }
-    let name = args.observed.display().to_string();
-    let text = std::fs::read_to_string(&args.observed)
-        .map_err(|e| Error::Input(format!("cannot read snapshot {name}: {e}")))?;
-    let snapshot = Snapshot::parse(&name, &text).map_err(|d| {
-        let mut sources = diagnostic::Sources::default();
-        sources.insert(&name, &text);
-        let rendered = diagnostic::render_human(&[d], &sources, stderr_color());
-        // Best effort: the error below still reaches the user if this fails.
-        let _ = std::io::stderr().write_all(rendered.as_bytes());
-        Error::Input(format!("{name} is not a usable snapshot"))
-    })?;
-    let plan = plan::compute(
-        &loaded.desired,
-        &snapshot.observed(),
-        jiff::Timestamp::now(),
-    );
+    Ok(loaded)
+}
+
+fn schema() -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
-    match args.format {
-        Format::Text => render::text::render(&plan, stdout_color(), &mut out)?,
-        Format::Markdown => render::markdown::render(&plan, &mut out)?,
-        Format::Json => render::json::render(&plan, &mut out)?,
-    }
-    out.flush()?;
-    Ok(if args.detailed_exitcode && !plan.is_empty() {
-        2
-    } else {
-        0
-    })
+    let text = serde_json::to_string_pretty(&config::format::schema())
+        .map_err(|e| Error::Input(format!("cannot encode the schema: {e}")))?;
+    writeln!(out, "{text}")?;
+    Ok(0)
+}
+
+async fn login(args: LoginArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let path = connect.login(&args.callback_url, !args.no_browser).await?;
+    eprintln!(
+        "Signed in. Tokens saved to {} (readable by you only).",
+        path.display()
+    );
+    Ok(0)
 }

@@ -213,6 +213,7 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
         ot,
         &live,
         &managed,
+        now,
         &mut changes,
         &mut blocked,
         &mut findings,
@@ -479,6 +480,7 @@ fn check_seats(
     ot: &ObservedTeam,
     live: &Live<'_>,
     managed: &BTreeMap<&ProductId, &ProductRef>,
+    now: Timestamp,
     changes: &mut Vec<Change>,
     blocked: &mut Vec<Blocked>,
     findings: &mut Vec<Finding>,
@@ -500,13 +502,17 @@ fn check_seats(
                     .iter()
                     .filter(|a| &a.product_id == *pid)
                     .count();
-                findings.push(Finding {
-                    severity: Severity::Warning,
-                    message: format!(
-                        "{} reports no assigned quantity; counting {counted} listed assignment(s) instead",
-                        pool.product_name
-                    ),
-                });
+                // A pool that has not started may report no count (the API
+                // says so); only an active one is worth a warning.
+                if pool.activity(now) == PoolActivity::Active {
+                    findings.push(Finding {
+                        severity: Severity::Warning,
+                        message: format!(
+                            "{} reports no assigned quantity; counting {counted} listed assignment(s) instead",
+                            pool.product_name
+                        ),
+                    });
+                }
                 counted as u64
             }
         };

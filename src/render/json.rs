@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::describe_reason;
+use super::{Context, Source, describe_reason};
 use crate::plan::{self, BlockReason, Change, Plan, Severity};
 
 /// Bump when a consumer's parser would break.
@@ -16,8 +16,29 @@ pub const FORMAT_VERSION: u32 = 1;
 #[serde(rename_all = "camelCase")]
 struct JsonPlan<'a> {
     format_version: u32,
+    source: JsonSource<'a>,
     summary: JsonSummary,
     teams: Vec<JsonTeam<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSource<'a> {
+    /// `live`, `sandbox` or `snapshot`.
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    captured_at: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonCost {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_calls: Option<u64>,
+    apply_calls: usize,
+    min_minutes: u64,
 }
 
 #[derive(Serialize)]
@@ -37,6 +58,7 @@ struct JsonTeam<'a> {
     id: &'a str,
     name: &'a str,
     summary: JsonSummary,
+    cost: JsonCost,
     findings: Vec<JsonFinding<'a>>,
     changes: Vec<JsonChange<'a>>,
     blocked: Vec<JsonBlocked<'a>>,
@@ -89,11 +111,29 @@ struct JsonSeats<'a> {
     short: u64,
 }
 
-pub fn render(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()> {
+    let source = match &ctx.source {
+        Source::Live { api_url } => JsonSource {
+            kind: "live",
+            location: Some(api_url),
+            captured_at: None,
+        },
+        Source::Sandbox => JsonSource {
+            kind: "sandbox",
+            location: None,
+            captured_at: None,
+        },
+        Source::Snapshot { file, captured_at } => JsonSource {
+            kind: "snapshot",
+            location: Some(file),
+            captured_at: captured_at.map(|t| t.to_string()),
+        },
+    };
     let doc = JsonPlan {
         format_version: FORMAT_VERSION,
+        source,
         summary: summary(&plan.summary()),
-        teams: plan.teams.iter().map(team).collect(),
+        teams: plan.teams.iter().map(|t| team(t, ctx)).collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
@@ -110,11 +150,17 @@ fn summary(s: &plan::Summary) -> JsonSummary {
     }
 }
 
-fn team(t: &plan::TeamPlan) -> JsonTeam<'_> {
+fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
+    let (apply_calls, min_minutes) = ctx.apply_estimate(t.changes.len());
     JsonTeam {
         id: &t.team_id.0,
         name: &t.team_name,
         summary: summary(&t.summary()),
+        cost: JsonCost {
+            read_calls: ctx.read_calls.get(&t.team_id).copied(),
+            apply_calls,
+            min_minutes,
+        },
         findings: t
             .findings
             .iter()

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{describe_reason, full_name, holding_lines, summary_line, verb};
+use super::{Context, describe_reason, full_name, holding_lines, summary_line, verb};
 use crate::plan::{Change, Plan, Severity, TeamPlan};
 
 /// Rows of actions shown per team before eliding.
@@ -16,7 +16,7 @@ const MAX_ROWS: usize = 150;
 /// Lines of the holdings diff shown per team before eliding.
 const MAX_DIFF_LINES: usize = 300;
 
-pub fn render(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     let summary = plan.summary();
     let status = if summary.blockers > 0 {
@@ -27,19 +27,25 @@ pub fn render(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         String::new()
     };
     let _ = writeln!(s, "### flexsync plan: {}{status}\n", summary_line(&summary));
+    let _ = writeln!(s, "{}\n", escape(&ctx.source_line()));
     for team in &plan.teams {
-        team_section(team, &mut s);
+        team_section(team, ctx, &mut s);
     }
     out.write_all(s.as_bytes())
 }
 
-fn team_section(team: &TeamPlan, s: &mut String) {
+fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
     let _ = writeln!(
         s,
         "#### Team {} · {} — {}\n",
         team.team_id,
         escape(&team.team_name),
         summary_line(&team.summary())
+    );
+    let _ = writeln!(
+        s,
+        "_{}._\n",
+        escape(&ctx.cost_line(&team.team_id, team.changes.len()))
     );
     for f in &team.findings {
         let tag = match f.severity {

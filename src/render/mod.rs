@@ -6,7 +6,96 @@ pub mod json;
 pub mod markdown;
 pub mod text;
 
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use crate::model::TeamId;
 use crate::plan::{BlockReason, Change, Summary};
+
+/// What a plan was made from and what carrying it out costs: shown beside
+/// the plan, never used to make it.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub source: Source,
+    /// API calls each team's read took (live reads only).
+    pub read_calls: BTreeMap<TeamId, u64>,
+    /// Calls per UTC minute an apply may spend on one team.
+    pub calls_per_minute: u32,
+    /// When the plan was made (for the snapshot's age).
+    pub now: Timestamp,
+}
+
+/// Where the observed state came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Live {
+        api_url: String,
+    },
+    Sandbox,
+    Snapshot {
+        file: String,
+        captured_at: Option<Timestamp>,
+    },
+}
+
+impl Context {
+    /// Calls an apply of `changes` takes, and the least whole minutes it
+    /// needs at the per-minute budget (the first window assumed fresh).
+    pub fn apply_estimate(&self, changes: usize) -> (usize, u64) {
+        let per = self.calls_per_minute.max(1) as usize;
+        let windows = changes.div_ceil(per);
+        (changes, windows.saturating_sub(1) as u64)
+    }
+
+    /// "Planned against …" for headers.
+    pub fn source_line(&self) -> String {
+        match &self.source {
+            Source::Live { api_url } => format!("Planned against the live teams ({api_url})."),
+            Source::Sandbox => "Planned against the local sandbox.".to_owned(),
+            Source::Snapshot { file, captured_at } => match captured_at {
+                Some(at) => {
+                    let age = self.now.duration_since(*at);
+                    format!(
+                        "Planned against snapshot {file}, captured {at} ({} old).",
+                        human_age(age)
+                    )
+                }
+                None => format!("Planned against snapshot {file} (capture time unknown)."),
+            },
+        }
+    }
+
+    /// "read 4 calls; apply 10 calls, under a minute at 55 calls/min".
+    pub fn cost_line(&self, team: &TeamId, changes: usize) -> String {
+        let (calls, minutes) = self.apply_estimate(changes);
+        let read = match self.read_calls.get(team) {
+            Some(n) => format!("read took {n} API call(s); "),
+            None => String::new(),
+        };
+        let time = if calls == 0 {
+            "nothing to send".to_owned()
+        } else if minutes == 0 {
+            format!("under a minute at {} calls/min", self.calls_per_minute)
+        } else {
+            format!(
+                "at least {minutes} min at {} calls/min",
+                self.calls_per_minute
+            )
+        };
+        format!("{read}apply takes {calls} call(s), {time}")
+    }
+}
+
+fn human_age(d: jiff::SignedDuration) -> String {
+    let secs = d.as_secs().max(0);
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
 
 /// The output formats of `flexsync plan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

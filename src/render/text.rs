@@ -5,10 +5,10 @@ use std::io::{self, Write};
 
 use owo_colors::{OwoColorize, Style};
 
-use super::{describe_reason, full_name, summary_line, verb};
+use super::{Context, describe_reason, full_name, summary_line, verb};
 use crate::plan::{Change, Plan, Severity};
 
-pub fn render(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> io::Result<()> {
     let paint = |s: &str, style: Style| -> String {
         if color {
             s.style(style).to_string()
@@ -25,6 +25,11 @@ pub fn render(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<()> {
     for team in &plan.teams {
         let header = format!("Team {} \"{}\"", team.team_id, team.team_name);
         writeln!(out, "{}", paint(&header, bold))?;
+        writeln!(
+            out,
+            "  {}",
+            paint(&ctx.cost_line(&team.team_id, team.changes.len()), dim)
+        )?;
         for f in &team.findings {
             let (tag, style) = match f.severity {
                 Severity::Blocker => ("blocker", red),
@@ -74,6 +79,7 @@ pub fn render(plan: &Plan, color: bool, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
     }
     let summary = plan.summary();
+    writeln!(out, "{}", paint(&ctx.source_line(), dim))?;
     let line = format!("Plan: {}.", summary_line(&summary));
     writeln!(out, "{}", paint(&line, bold))?;
     if summary.blockers > 0 {

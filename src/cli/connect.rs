@@ -1,0 +1,242 @@
+//! Connecting to the Team Admin API: flags and environment, the token store,
+//! and the embedded sandbox behind `--sandbox`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::Error;
+use crate::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
+use crate::api::{self, Client, ClientConfig, SystemClock, login};
+use crate::sandbox::{self, Sandbox, SandboxConfig, Seed};
+
+/// Where the embedded sandbox keeps its state, relative to the working
+/// directory (ignored by git).
+pub const SANDBOX_STATE: &str = ".flexsync/sandbox.json";
+const SANDBOX_TOKENS: &str = ".flexsync/sandbox-token.json";
+
+/// How to reach Autodesk (or the sandbox). Shared by every live command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Work against the local sandbox instead of Autodesk: it starts
+    /// in-process on a free loopback port, with its state in
+    /// .flexsync/sandbox.json (created from the bundled seed on first use;
+    /// `flexsync sandbox reset` restores it). No Autodesk account needed.
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+    /// Team Admin API base URL. Plain http is refused except on loopback.
+    #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
+          default_value = api::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// The token store (created 0600, replaced atomically on every refresh).
+    /// Default: $XDG_STATE_HOME/flexsync/token.json or
+    /// ~/.local/state/flexsync/token.json.
+    #[arg(long, env = "FLEXSYNC_TOKEN_FILE", global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// APS app client id (a Traditional Web App with the Team Admin API).
+    #[arg(long, env = "FLEXSYNC_CLIENT_ID", global = true, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// File holding the APS app client secret (or set FLEXSYNC_CLIENT_SECRET).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Calls per UTC minute and team left for the people and tools that
+    /// share the team's 60-call budget.
+    #[arg(long, global = true, default_value_t = 5, value_name = "CALLS")]
+    pub rate_reserve: u32,
+}
+
+/// A live connection. Holding it keeps the embedded sandbox running.
+pub struct Connection {
+    pub client: Arc<Client>,
+    pub sandbox: Option<EmbeddedSandbox>,
+}
+
+/// The in-process sandbox; dropping it stops the server (its state is
+/// saved after every change).
+pub struct EmbeddedSandbox {
+    pub base_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for EmbeddedSandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn default_token_file() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("flexsync").join("token.json")
+}
+
+impl ConnectArgs {
+    fn client_secret(&self) -> Result<Option<Secret>, Error> {
+        if let Some(path) = &self.client_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Input(format!(
+                    "cannot read --client-secret-file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            return Ok(Some(Secret::new(text.trim())));
+        }
+        Ok(std::env::var("FLEXSYNC_CLIENT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Secret::new))
+    }
+
+    fn oauth(&self, config: &ClientConfig) -> Result<OAuthClient, Error> {
+        let Some(client_id) = self.client_id.clone() else {
+            return Err(Error::Input(
+                "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
+            ));
+        };
+        let (authorize, token) = config.oauth_urls()?;
+        Ok(OAuthClient::new(
+            authorize,
+            token,
+            client_id,
+            self.client_secret()?,
+            api::http_client(config)?,
+        ))
+    }
+
+    /// Connects: the embedded sandbox (logged in through the real OAuth
+    /// code path), `FLEXSYNC_ACCESS_TOKEN`, or the token store.
+    pub async fn connect(&self) -> Result<Connection, Error> {
+        if self.sandbox {
+            return connect_sandbox(self).await;
+        }
+        let mut config = ClientConfig::new(&self.api_url)?;
+        config.reserve = self.rate_reserve;
+        let http = api::http_client(&config)?;
+        let tokens = match std::env::var("FLEXSYNC_ACCESS_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => TokenSource::Fixed(Secret::new(t)),
+            None => {
+                let store =
+                    TokenStore::new(self.token_file.clone().unwrap_or_else(default_token_file));
+                TokenSource::stored(store, self.oauth(&config)?)
+            }
+        };
+        Ok(Connection {
+            client: Arc::new(Client::new(
+                config,
+                http,
+                Arc::new(tokens),
+                Arc::new(SystemClock),
+            )),
+            sandbox: None,
+        })
+    }
+
+    /// `flexsync login`: the browser flow, saving the tokens.
+    pub async fn login(&self, callback: &str, open_browser: bool) -> Result<PathBuf, Error> {
+        if self.sandbox {
+            let conn = connect_sandbox(self).await?;
+            drop(conn);
+            return Ok(PathBuf::from(SANDBOX_TOKENS));
+        }
+        let config = ClientConfig::new(&self.api_url)?;
+        let oauth = self.oauth(&config)?;
+        let callback = url::Url::parse(callback)
+            .map_err(|e| Error::Input(format!("--callback-url {callback}: {e}")))?;
+        let pending = login::start(&oauth, &callback).await?;
+        eprintln!(
+            "Open this URL in a browser and sign in as an administrator of your team:\n\n  {}\n",
+            pending.url
+        );
+        if open_browser {
+            try_open_browser(pending.url.as_str());
+        }
+        eprintln!("Waiting for the sign-in to finish (Ctrl-C to give up)…");
+        let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
+        let path = self.token_file.clone().unwrap_or_else(default_token_file);
+        TokenStore::new(path.clone()).save(&tokens)?;
+        Ok(path)
+    }
+}
+
+fn try_open_browser(url: &str) {
+    let has_display = std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || cfg!(target_os = "macos");
+    if !has_display {
+        return;
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    // Best effort: the URL is printed anyway.
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// Starts the embedded sandbox and logs in to it the way a real login
+/// works: authorize (auto-approved), callback listener, code + PKCE exchange.
+async fn connect_sandbox(args: &ConnectArgs) -> Result<Connection, Error> {
+    let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
+    let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default())
+        .map_err(|e| Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
+    let base_url = format!("http://{addr}");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sandbox::serve(listener, sandbox, async {
+        let _ = rx.await;
+    }));
+    let embedded = EmbeddedSandbox {
+        base_url: base_url.clone(),
+        stop: Some(tx),
+    };
+    let mut config = ClientConfig::new(&format!("{base_url}{}", sandbox::API_BASE_PATH))?;
+    config.reserve = args.rate_reserve;
+    let (authorize, token) = config.oauth_urls()?;
+    let http = api::http_client(&config)?;
+    let oauth = OAuthClient::new(
+        authorize,
+        token,
+        sandbox::DEFAULT_CLIENT_ID.into(),
+        Some(Secret::new(sandbox::DEFAULT_CLIENT_SECRET)),
+        http.clone(),
+    );
+    let callback =
+        url::Url::parse("http://127.0.0.1:0/callback").map_err(|e| Error::Input(e.to_string()))?;
+    let pending = login::start(&oauth, &callback).await?;
+    let url = pending.url.clone();
+    let approver = http.clone();
+    let approve =
+        tokio::spawn(async move { login::approve_without_browser(&approver, &url).await });
+    let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
+    approve
+        .await
+        .map_err(|e| Error::Input(format!("sandbox login: {e}")))??;
+    let store = TokenStore::new(Path::new(SANDBOX_TOKENS).to_path_buf());
+    store.save(&tokens)?;
+    let source = TokenSource::stored(store, oauth);
+    Ok(Connection {
+        client: Arc::new(Client::new(
+            config,
+            http,
+            Arc::new(source),
+            Arc::new(SystemClock),
+        )),
+        sandbox: Some(embedded),
+    })
+}

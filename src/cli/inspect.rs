@@ -1,0 +1,72 @@
+//! `flexsync teams` and `flexsync snapshot`: looking at what exists.
+
+use std::io::Write;
+
+use crate::Error;
+use crate::api::ReadHint;
+use crate::model::{Observed, TeamId};
+use crate::snapshot::Snapshot;
+
+use super::connect::ConnectArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct TeamsArgs {
+    /// Print JSON ([{"id", "name"}]) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SnapshotArgs {
+    /// Team id to include (repeat for several). Default: every team the
+    /// login administers.
+    #[arg(long = "team", value_name = "ID")]
+    teams: Vec<String>,
+}
+
+pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let conn = connect.connect().await?;
+    let teams = conn.client.teams().await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list: Vec<serde_json::Value> = teams
+            .iter()
+            .map(|(id, name)| serde_json::json!({ "id": id.0, "name": name }))
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else if teams.is_empty() {
+        writeln!(out, "This login administers no team.")?;
+    } else {
+        let width = teams.keys().map(|t| t.0.len()).max().unwrap_or(2).max(2);
+        writeln!(out, "{:<width$}  NAME", "ID")?;
+        for (id, name) in &teams {
+            writeln!(out, "{:<width$}  {name}", id.0)?;
+        }
+    }
+    Ok(0)
+}
+
+pub async fn snapshot(args: SnapshotArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let conn = connect.connect().await?;
+    let all = conn.client.teams().await?;
+    let wanted: Vec<TeamId> = if args.teams.is_empty() {
+        all.keys().cloned().collect()
+    } else {
+        args.teams.iter().map(|t| TeamId(t.clone())).collect()
+    };
+    let mut observed = Observed::default();
+    for team in wanted {
+        let (state, stats) = conn
+            .client
+            .fetch_observed(&team, &ReadHint::default())
+            .await?;
+        tracing::info!(team = %team, calls = stats.calls, "team read");
+        observed.teams.insert(team, state);
+    }
+    let snapshot = Snapshot::new(&observed, Some(conn.client.clock().now()));
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &snapshot).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(0)
+}

@@ -1,0 +1,117 @@
+//! `flexsync sandbox serve|reset`: the local Team Admin API simulator.
+
+use std::path::PathBuf;
+
+use crate::Error;
+use crate::sandbox::{Sandbox, SandboxConfig, Seed, serve};
+
+use super::connect::SANDBOX_STATE;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Serve the sandbox over HTTP until Ctrl-C or SIGTERM.
+    ///
+    /// API under /team-admin/v1, OAuth under /authentication/v2 (client id
+    /// flexsync-sandbox, secret flexsync-sandbox-secret). See
+    /// docs/sandbox.md.
+    Serve {
+        /// Address to listen on. Loopback by default: the sandbox has no
+        /// real security.
+        #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+        listen: String,
+        /// State file, created from the seed when missing; every change is
+        /// saved to it. Without it, state lives in memory only.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Seed YAML (teams, users, pools, assignments). Default: the
+        /// bundled seed.
+        #[arg(long, value_name = "FILE")]
+        seed: Option<PathBuf>,
+        /// Mount the /_sandbox/ endpoints (clock, faults, drift, state).
+        #[arg(long)]
+        admin_endpoints: bool,
+    },
+    /// Restore the embedded sandbox's state (.flexsync/sandbox.json, or
+    /// --state) from the seed.
+    Reset {
+        #[arg(long, value_name = "FILE", default_value = SANDBOX_STATE)]
+        state: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        seed: Option<PathBuf>,
+    },
+}
+
+fn seed(path: Option<&PathBuf>) -> Result<Seed, Error> {
+    match path {
+        Some(p) => Seed::from_file(p),
+        None => Seed::bundled(),
+    }
+    .map_err(|e| Error::Input(e.to_string()))
+}
+
+pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
+    match cmd {
+        SandboxCommand::Reset {
+            state,
+            seed: seed_file,
+        } => {
+            let seed = seed(seed_file.as_ref())?;
+            if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Sandbox::reset(&state, &seed).map_err(|e| Error::Input(e.to_string()))?;
+            eprintln!("Sandbox state {} restored from the seed.", state.display());
+            Ok(0)
+        }
+        SandboxCommand::Serve {
+            listen,
+            state,
+            seed: seed_file,
+            admin_endpoints,
+        } => {
+            let seed = seed(seed_file.as_ref())?;
+            let config = SandboxConfig {
+                admin_endpoints,
+                ..SandboxConfig::default()
+            };
+            let sandbox = match &state {
+                Some(path) => {
+                    Sandbox::open(path, &seed, config).map_err(|e| Error::Input(e.to_string()))?
+                }
+                None => Sandbox::new(&seed, config),
+            };
+            super::runtime()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .map_err(|e| Error::Input(format!("cannot listen on {listen}: {e}")))?;
+                let addr = listener.local_addr()?;
+                eprintln!("Sandbox serving http://{addr}/team-admin/v1 (Ctrl-C to stop)");
+                serve(listener, sandbox, shutdown_signal()).await?;
+                Ok(0)
+            })
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,232 @@
+//! The binary against the sandbox: the embedded `--sandbox` default, and a
+//! served sandbox reached through a real `flexsync login`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn bin() -> PathBuf {
+    PathBuf::from(assert_cmd::cargo::cargo_bin!("flexsync"))
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+/// A command run in `dir`, so the embedded sandbox's .flexsync/ lands there.
+fn flexsync(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir)
+        .env_remove("FLEXSYNC_API_URL")
+        .env_remove("FLEXSYNC_ACCESS_TOKEN")
+        .env_remove("FLEXSYNC_TOKEN_FILE");
+    cmd
+}
+
+#[test]
+fn the_embedded_sandbox_works_on_a_fresh_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    flexsync(dir.path())
+        .args(["teams", "--sandbox"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("100001  Example Engineering"))
+        .stdout(predicate::str::contains("100003").not());
+    assert!(dir.path().join(".flexsync/sandbox.json").exists());
+    flexsync(dir.path())
+        .args(["plan", "--sandbox", "--detailed-exitcode"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("read took 3 API call(s)"))
+        .stdout(predicate::str::contains(
+            "- unassign autocad from bob@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "Planned against the local sandbox.",
+        ));
+}
+
+#[test]
+fn a_snapshot_plans_like_the_live_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = flexsync(dir.path())
+        .args([
+            "snapshot",
+            "--sandbox",
+            "--team",
+            "100001",
+            "--team",
+            "100002",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    std::fs::write(dir.path().join("snap.json"), &snap).unwrap();
+    let changes = |args: &[&str]| {
+        let out = flexsync(dir.path())
+            .args(["plan", "--format", "json"])
+            .args(args)
+            .arg(example("multi-team"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["changes"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        changes(&["--sandbox"]),
+        changes(&["--observed", "snap.json"])
+    );
+}
+
+#[test]
+fn sandbox_reset_restores_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    flexsync(dir.path())
+        .args(["sandbox", "reset"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("restored from the seed"));
+    let state = std::fs::read_to_string(dir.path().join(".flexsync/sandbox.json")).unwrap();
+    assert!(state.contains("Example Engineering"));
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads stderr lines until one contains `needle`; returns it.
+fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains(needle) {
+            return line.trim().to_owned();
+        }
+    }
+    panic!("no line with {needle:?}");
+}
+
+#[tokio::test]
+async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = StdCommand::new(bin())
+        .args(["sandbox", "serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let _server = Server(server);
+    let line = line_with(&mut err, "Sandbox serving");
+    let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let token_file = dir.path().join("tokens.json");
+
+    let mut login = StdCommand::new(bin())
+        .args([
+            "login",
+            "--no-browser",
+            "--callback-url",
+            "http://127.0.0.1:0/callback",
+        ])
+        .args([
+            "--api-url",
+            &api_url,
+            "--client-id",
+            "flexsync-sandbox",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut login_err = BufReader::new(login.stderr.take().unwrap());
+    let url = line_with(&mut login_err, "/authentication/v2/authorize");
+    // The sandbox approves at once: play the browser.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(&url).send().await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    http.get(&location).send().await.unwrap();
+    assert!(login.wait().unwrap().success());
+    let rest: String = login_err.lines().map(|l| l.unwrap() + "\n").collect();
+    assert!(rest.contains("Signed in."), "{rest}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    Command::new(bin())
+        .args([
+            "teams",
+            "--json",
+            "--api-url",
+            &api_url,
+            "--client-id",
+            "flexsync-sandbox",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"Example Manufacturing\""));
+}
+
+#[test]
+fn live_commands_explain_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    flexsync(dir.path())
+        .args(["teams", "--token-file", "none.json"])
+        .env_remove("FLEXSYNC_CLIENT_ID")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("set FLEXSYNC_CLIENT_ID"));
+    flexsync(dir.path())
+        .args(["teams", "--client-id", "x", "--token-file", "none.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "not logged in: none.json holds no tokens",
+        ));
+    flexsync(dir.path())
+        .args([
+            "teams",
+            "--api-url",
+            "http://example.com/team-admin/v1",
+            "--client-id",
+            "x",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "plain http to a non-loopback host",
+        ));
+}
