@@ -81,29 +81,32 @@ async fn writes_converge_and_repeats_are_harmless() {
     let client = h.logged_in_client().await;
     let t = team("100001");
     let email = Email::parse("New.Person@example.com").unwrap();
-    let user = client
+    let (user, receipt) = client
         .add_user(&t, &email, Some("New"), Some("Person"))
         .await
         .unwrap();
-    let again = client.add_user(&t, &email, None, None).await.unwrap();
+    assert_eq!(receipt.status, 201);
+    assert!(!receipt.request_id.is_empty());
+    let (again, receipt) = client.add_user(&t, &email, None, None).await.unwrap();
+    assert_eq!(receipt.status, 200);
     assert_eq!(user.id, again.id);
     assert_eq!(h.sandbox.invitations("100001", "new.person@example.com"), 1);
 
     let ps = ProductId("prod_flex_platform".into());
     assert_eq!(
-        client.assign(&t, &user.id, &ps).await.unwrap(),
+        client.assign(&t, &user.id, &ps).await.unwrap().0,
         Assigned::Created
     );
     assert_eq!(
-        client.assign(&t, &user.id, &ps).await.unwrap(),
+        client.assign(&t, &user.id, &ps).await.unwrap().0,
         Assigned::AlreadyThere
     );
     assert_eq!(
-        client.unassign(&t, &user.id, &ps).await.unwrap(),
+        client.unassign(&t, &user.id, &ps).await.unwrap().0,
         Unassigned::Removed
     );
     assert_eq!(
-        client.unassign(&t, &user.id, &ps).await.unwrap(),
+        client.unassign(&t, &user.id, &ps).await.unwrap().0,
         Unassigned::WasNotAssigned
     );
 
@@ -112,11 +115,11 @@ async fn writes_converge_and_repeats_are_harmless() {
     let bob = UserId("US1000000002".into());
     let acad = ProductId("prod_acad_premium".into());
     assert_eq!(
-        client.unassign(&t, &bob, &acad).await.unwrap(),
+        client.unassign(&t, &bob, &acad).await.unwrap().0,
         Unassigned::Removed
     );
     assert_eq!(
-        client.unassign(&t, &bob, &acad).await.unwrap(),
+        client.unassign(&t, &bob, &acad).await.unwrap().0,
         Unassigned::OnlyInheritedRemains
     );
 }

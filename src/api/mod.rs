@@ -308,7 +308,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
         body: Option<serde_json::Value>,
-    ) -> Result<(StatusCode, bytes_body::Body), ApiError> {
+    ) -> Result<Answer, ApiError> {
         let url = self
             .config
             .api_url
@@ -396,7 +396,11 @@ impl Client {
                 "api call"
             );
             if status.is_success() {
-                return Ok((status, bytes_body::Body(bytes.to_vec())));
+                return Ok(Answer {
+                    status,
+                    body: bytes.to_vec(),
+                    request_id: echoed,
+                });
             }
             let err_body = ErrorBody::parse(&bytes);
             let request_id = err_body.request_id.clone().or(Some(echoed));
@@ -495,10 +499,10 @@ impl Client {
             if let Some(c) = &cursor {
                 query.push(("cursor", c));
             }
-            let (_, body) = self
+            let answer = self
                 .call(bucket, op, Method::GET, path, &query, None)
                 .await?;
-            let page: wire::Page<T> = self.decode(path, &body.0)?;
+            let page: wire::Page<T> = self.decode(path, &answer.body)?;
             out.extend(page.data);
             match page.pagination {
                 Some(p) if p.has_more => match p.cursor {
@@ -580,7 +584,7 @@ impl Client {
         if let Some(p) = product {
             query.push(("productId", p.0.as_str()));
         }
-        let (_, body) = self
+        let answer = self
             .call(
                 &team.0,
                 "list_assignments",
@@ -590,7 +594,7 @@ impl Client {
                 None,
             )
             .await?;
-        let list: wire::AssignmentList = self.decode("assignments", &body.0)?;
+        let list: wire::AssignmentList = self.decode("assignments", &answer.body)?;
         Ok(list.data.into_iter().map(Into::into).collect())
     }
 
@@ -602,14 +606,14 @@ impl Client {
         email: &Email,
         first_name: Option<&str>,
         last_name: Option<&str>,
-    ) -> Result<TeamUser, ApiError> {
+    ) -> Result<(TeamUser, Receipt), ApiError> {
         let body = serde_json::to_value(wire::NewUser {
             email: email.as_str(),
             first_name,
             last_name,
         })
         .map_err(|e| ApiError::Config(e.to_string()))?;
-        let (_, resp) = self
+        let answer = self
             .call(
                 &team.0,
                 "add_user",
@@ -619,8 +623,8 @@ impl Client {
                 Some(body),
             )
             .await?;
-        let user: wire::UserOrWrapped = self.decode("users", &resp.0)?;
-        Ok(user.into_user().into())
+        let user: wire::UserOrWrapped = self.decode("users", &answer.body)?;
+        Ok((user.into_user().into(), Receipt::of(&answer)))
     }
 
     /// Assign Product (DIRECT). Converges: an existing assignment is success.
@@ -629,14 +633,14 @@ impl Client {
         team: &TeamId,
         user: &UserId,
         product: &ProductId,
-    ) -> Result<Assigned, ApiError> {
+    ) -> Result<(Assigned, Receipt), ApiError> {
         let body = serde_json::to_value(wire::NewAssignment {
             user_id: &user.0,
             product_id: &product.0,
             assignment_type: "DIRECT",
         })
         .map_err(|e| ApiError::Config(e.to_string()))?;
-        let (status, _) = self
+        let answer = self
             .call(
                 &team.0,
                 "assign",
@@ -646,11 +650,12 @@ impl Client {
                 Some(body),
             )
             .await?;
-        Ok(if status == StatusCode::CREATED {
+        let outcome = if answer.status == StatusCode::CREATED {
             Assigned::Created
         } else {
             Assigned::AlreadyThere
-        })
+        };
+        Ok((outcome, Receipt::of(&answer)))
     }
 
     /// Unassign Product. DELETE is not status-idempotent, so "already gone"
@@ -662,7 +667,7 @@ impl Client {
         team: &TeamId,
         user: &UserId,
         product: &ProductId,
-    ) -> Result<Unassigned, ApiError> {
+    ) -> Result<(Unassigned, Receipt), ApiError> {
         let result = self
             .call(
                 &team.0,
@@ -674,8 +679,10 @@ impl Client {
             )
             .await;
         match result {
-            Ok(_) => Ok(Unassigned::Removed),
-            Err(ApiError::NotFound { .. }) => Ok(Unassigned::WasNotAssigned),
+            Ok(answer) => Ok((Unassigned::Removed, Receipt::of(&answer))),
+            Err(e @ ApiError::NotFound { .. }) => {
+                Ok((Unassigned::WasNotAssigned, Receipt::of_error(&e)))
+            }
             Err(err @ ApiError::Unprocessable { .. }) => {
                 // Only an inherited row proves the "only inherited remains"
                 // case; no row at all means an unsupported pool, whose
@@ -684,7 +691,7 @@ impl Client {
                     .list_assignments(team, Some(user), Some(product))
                     .await?;
                 if !rows.is_empty() && rows.iter().all(|a| !a.assignment_type.is_direct()) {
-                    Ok(Unassigned::OnlyInheritedRemains)
+                    Ok((Unassigned::OnlyInheritedRemains, Receipt::of_error(&err)))
                 } else {
                     Err(err)
                 }
@@ -778,7 +785,32 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
     Some(SignedDuration::from_secs(secs.clamp(0, 3600)))
 }
 
-mod bytes_body {
-    /// A response body, kept private so callers cannot depend on wire bytes.
-    pub struct Body(pub Vec<u8>);
+/// A successful answer. Private: callers get model types, never wire bytes.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    request_id: String,
+}
+
+/// What a write's answer said, for reports and the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub status: u16,
+    pub request_id: String,
+}
+
+impl Receipt {
+    fn of(a: &Answer) -> Self {
+        Receipt {
+            status: a.status.as_u16(),
+            request_id: a.request_id.clone(),
+        }
+    }
+
+    fn of_error(e: &ApiError) -> Self {
+        Receipt {
+            status: e.status().unwrap_or(0),
+            request_id: e.request_id().unwrap_or_default().to_owned(),
+        }
+    }
 }
