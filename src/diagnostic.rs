@@ -71,6 +71,11 @@ impl Sources {
     pub fn get(&self, file: &str) -> Option<&str> {
         self.texts.get(file).map(String::as_str)
     }
+
+    /// Every (file, text), in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.texts.iter().map(|(f, t)| (f.as_str(), t.as_str()))
+    }
 }
 
 /// Renders diagnostics for people: a miette report per diagnostic, with the

@@ -22,12 +22,16 @@
 //! - [`cli`]: the command line; wires the rest together.
 
 pub mod api;
+pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod model;
 pub mod plan;
+pub mod planfile;
 pub mod render;
+pub mod report;
 pub mod sandbox;
 pub mod snapshot;
 

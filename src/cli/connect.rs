@@ -42,6 +42,11 @@ pub struct ConnectArgs {
     /// share the team's 60-call budget.
     #[arg(long, global = true, default_value_t = 5, value_name = "CALLS")]
     pub rate_reserve: u32,
+    /// Attempts per API call on server errors, timeouts and dropped
+    /// connections (exponential backoff with jitter in between).
+    #[arg(long, global = true, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
 }
 
 /// A live connection. Holding it keeps the embedded sandbox running.
@@ -114,6 +119,7 @@ impl ConnectArgs {
         }
         let mut config = ClientConfig::new(&self.api_url)?;
         config.reserve = self.rate_reserve;
+        config.max_attempts = self.max_attempts as usize;
         let http = api::http_client(&config)?;
         let tokens = match std::env::var("FLEXSYNC_ACCESS_TOKEN")
             .ok()
@@ -207,6 +213,7 @@ async fn connect_sandbox(args: &ConnectArgs) -> Result<Connection, Error> {
     };
     let mut config = ClientConfig::new(&format!("{base_url}{}", sandbox::API_BASE_PATH))?;
     config.reserve = args.rate_reserve;
+    config.max_attempts = args.max_attempts as usize;
     let (authorize, token) = config.oauth_urls()?;
     let http = api::http_client(&config)?;
     let oauth = OAuthClient::new(

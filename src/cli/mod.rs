@@ -2,6 +2,7 @@
 //! terminal. Each subcommand wires library modules together and maps the
 //! outcome to a documented exit code.
 
+mod apply;
 mod connect;
 mod inspect;
 mod plan;
@@ -58,6 +59,11 @@ enum Command {
     /// Reads the live teams (or the sandbox with --sandbox, or a snapshot
     /// with --observed) and prints the plan. Nothing is changed.
     Plan(plan::PlanArgs),
+    /// Carry out a plan: the changes shown, after confirmation.
+    ///
+    /// Exit 0 when every change succeeded, 1 when any failed or was skipped
+    /// (the summary lists them with the API's message and request id).
+    Apply(apply::ApplyArgs),
     /// Sign in as a team administrator (three-legged OAuth with PKCE) and
     /// save the tokens.
     Login(LoginArgs),
@@ -113,6 +119,7 @@ pub fn run() -> Result<u8, Error> {
         Command::Validate(args) => validate(args),
         Command::Schema => schema(),
         Command::Plan(args) => runtime()?.block_on(plan::plan(args, &cli.connect)),
+        Command::Apply(args) => runtime()?.block_on(apply::apply(args, &cli.connect)),
         Command::Login(args) => runtime()?.block_on(login(args, &cli.connect)),
         Command::Teams(args) => runtime()?.block_on(inspect::teams(args, &cli.connect)),
         Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args, &cli.connect)),

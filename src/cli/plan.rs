@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use crate::Error;
 use crate::api::{ApiError, ReadHint, ReadStats};
-use crate::model::{Desired, Observed, TeamId};
+use crate::model::{Desired, MaxUnassign, Observed, TeamId};
 use crate::plan::{self, Plan};
+use crate::planfile::SavedPlan;
 use crate::render::{self, Context, Format, Source};
 use crate::snapshot::Snapshot;
 
@@ -31,6 +32,35 @@ pub struct PlanArgs {
     /// error (like terraform plan -detailed-exitcode).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Save the plan to FILE for `flexsync apply FILE`, which applies
+    /// exactly these changes, or refuses them if the teams changed since.
+    #[arg(long, value_name = "FILE", conflicts_with = "observed")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The one-run override of the removal guard.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GuardArgs {
+    /// Raise (or lower) every team's policy.maxUnassign for this run only:
+    /// a count (e.g. 40) or a percentage (e.g. "60%"). Echoed in the plan
+    /// and in every audit line.
+    #[arg(long, value_name = "N|P%", value_parser = parse_max_unassign)]
+    pub max_unassign: Option<MaxUnassign>,
+}
+
+fn parse_max_unassign(s: &str) -> Result<MaxUnassign, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        return match p.trim().parse::<u32>() {
+            Ok(p) if p <= 100 => Ok(MaxUnassign::Percent(p)),
+            _ => Err(format!("{s:?} is not a percentage from 0% to 100%")),
+        };
+    }
+    t.parse::<u32>()
+        .map(MaxUnassign::Count)
+        .map_err(|_| format!("{s:?} is neither a count (e.g. 40) nor a percentage (e.g. 60%)"))
 }
 
 /// The observed state of every declared team, read in parallel (teams have
@@ -80,6 +110,23 @@ pub async fn observe(
 pub struct Planned {
     pub plan: Plan,
     pub ctx: Context,
+    pub observed: Observed,
+    pub desired_digest: String,
+}
+
+impl Planned {
+    /// What the plan was made against, as recorded in saved plans.
+    pub fn target(&self) -> String {
+        target_of(&self.ctx.source)
+    }
+}
+
+pub fn target_of(source: &Source) -> String {
+    match source {
+        Source::Sandbox => "sandbox".to_owned(),
+        Source::Live { api_url } => api_url.clone(),
+        Source::Snapshot { file, .. } => format!("snapshot {file}"),
+    }
 }
 
 /// Loads, reads and plans. `conn` is `None` with `--observed`.
@@ -88,8 +135,14 @@ pub async fn make_plan(
     observed_file: Option<&PathBuf>,
     connect: &ConnectArgs,
     conn: Option<&Connection>,
+    guard: &GuardArgs,
 ) -> Result<Planned, Error> {
-    let loaded = load_valid(paths)?;
+    let mut loaded = load_valid(paths)?;
+    if let Some(max) = guard.max_unassign {
+        for team in loaded.desired.teams.values_mut() {
+            team.policy.max_unassign = max;
+        }
+    }
     let now = jiff::Timestamp::now();
     let (observed, source, read_calls, per_minute) = match (observed_file, conn) {
         (Some(file), _) => {
@@ -129,6 +182,8 @@ pub async fn make_plan(
             calls_per_minute: per_minute,
             now,
         },
+        observed,
+        desired_digest: loaded.digest(),
     })
 }
 
@@ -168,9 +223,35 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         Some(_) => None,
         None => Some(connect.connect().await?),
     };
-    let planned = make_plan(&args.paths, args.observed.as_ref(), connect, conn.as_ref()).await?;
+    let planned = make_plan(
+        &args.paths,
+        args.observed.as_ref(),
+        connect,
+        conn.as_ref(),
+        &args.guard,
+    )
+    .await?;
     let mut out = std::io::stdout().lock();
     render(&planned.plan, &planned.ctx, args.format, &mut out)?;
+    if let Some(file) = &args.out {
+        let saved = SavedPlan::new(
+            &planned.plan,
+            &planned.observed,
+            planned.desired_digest.clone(),
+            planned.target(),
+            args.guard.max_unassign.map(|m| m.to_string()),
+            planned.ctx.now,
+        );
+        let text = serde_json::to_string_pretty(&saved)
+            .map_err(|e| Error::Input(format!("cannot encode the plan: {e}")))?;
+        std::fs::write(file, text + "\n")
+            .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
+        eprintln!(
+            "Plan saved to {}. Apply exactly these changes with `flexsync apply {}`.",
+            file.display(),
+            file.display()
+        );
+    }
     Ok(if args.detailed_exitcode && !planned.plan.is_empty() {
         2
     } else {

@@ -24,6 +24,20 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// sha256 over every file's name and text: which declaration a plan
+    /// was made from.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (file, text) in self.sources.iter() {
+            h.update(file.as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+            h.update([0]);
+        }
+        format!("sha256:{:x}", h.finalize())
+    }
+
     pub fn is_valid(&self) -> bool {
         !self
             .diagnostics

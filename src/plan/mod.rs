@@ -6,8 +6,10 @@
 //! changes live in their own list so no executor can send them by mistake.
 
 mod compute;
+mod depends;
 
 pub use compute::compute;
+pub use depends::fingerprint;
 
 use jiff::Timestamp;
 
@@ -160,6 +162,15 @@ impl Change {
         match self {
             Change::Invite { .. } => None,
             Change::Assign { product, .. } | Change::Unassign { product, .. } => Some(product),
+        }
+    }
+
+    /// The API operation, as a verb.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Change::Invite { .. } => "invite",
+            Change::Assign { .. } => "assign",
+            Change::Unassign { .. } => "unassign",
         }
     }
 

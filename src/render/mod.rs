@@ -130,11 +130,7 @@ pub fn describe_reason(reason: &BlockReason) -> String {
 
 /// The verb of a change.
 pub fn verb(change: &Change) -> &'static str {
-    match change {
-        Change::Invite { .. } => "invite",
-        Change::Assign { .. } => "assign",
-        Change::Unassign { .. } => "unassign",
-    }
+    change.verb()
 }
 
 /// "Ada Lovelace" from optional parts.

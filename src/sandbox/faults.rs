@@ -23,6 +23,9 @@ pub struct FaultSettings {
     pub forced429: u32,
     /// Whether the OAuth token endpoint is affected too (the API always is).
     pub include_oauth: bool,
+    /// Only writes (POST, DELETE) are affected: reads succeed, so a client
+    /// gets as far as trying its changes.
+    pub writes_only: bool,
 }
 
 impl FaultSettings {
@@ -157,9 +160,11 @@ pub(crate) async fn fault_layer(
     // The authorize page is a browser hop, not something a client retries: spared.
     let spared_oauth = path == super::oauth::AUTHORIZE_PATH;
     let is_token = path == super::oauth::TOKEN_PATH;
+    let is_read = req.method() == axum::http::Method::GET;
     let (latency, fault) = {
         let mut rt = super::lock(&sb.inner.runtime);
-        if spared_oauth || (is_token && !rt.faults.settings.include_oauth) {
+        let spared_read = is_read && !is_token && rt.faults.settings.writes_only;
+        if spared_oauth || spared_read || (is_token && !rt.faults.settings.include_oauth) {
             (Duration::ZERO, None)
         } else {
             (rt.faults.settings.latency(), rt.faults.next())

@@ -1,0 +1,249 @@
+//! Carries out a plan's changes. Decides nothing: it sends exactly the
+//! executable changes it is given, in their order, and reports each outcome.
+//! Blocked changes are not in its input, so they can never be sent.
+//!
+//! Teams run in parallel (their rate budgets are independent); within a team
+//! changes run one by one, as fast as the team's budget allows. One failure
+//! does not stop the others; an assignment whose invite failed is skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Assigned, Client, Unassigned};
+use crate::model::{Email, TeamId, UserId};
+use crate::plan::{Change, Plan, TeamPlan};
+use crate::report::{ApplyReport, ChangeResult, Outcome, TeamReport};
+
+/// Hears about every write, e.g. to draw progress or append audit lines.
+pub trait Observer: Send + Sync {
+    /// Before a write is sent.
+    fn starting(&self, _team: &TeamId, _change: &Change) {}
+    /// After a change was attempted or skipped.
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome);
+}
+
+/// An observer that does nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn finished(&self, _: &TeamId, _: &Change, _: &Outcome) {}
+}
+
+/// Executes every team's changes. After `cancel`, no new write starts; the
+/// one in flight finishes and the rest are reported as skipped.
+pub async fn execute(
+    client: Arc<Client>,
+    plan: &Plan,
+    observer: Arc<dyn Observer>,
+    cancel: CancellationToken,
+) -> ApplyReport {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, team) in plan.teams.iter().enumerate() {
+        if team.changes.is_empty() {
+            continue;
+        }
+        let client = client.clone();
+        let observer = observer.clone();
+        let cancel = cancel.clone();
+        let team = team.clone();
+        tasks.spawn(async move {
+            (
+                index,
+                execute_team(&client, &team, observer.as_ref(), &cancel).await,
+            )
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(r) => reports.push(r),
+            // A panicking task is a bug; report its team's changes as
+            // skipped rather than losing them from the report.
+            Err(e) => tracing::error!(error = %e, "an apply task failed"),
+        }
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let mut report = ApplyReport {
+        teams: reports.into_iter().map(|(_, r)| r).collect(),
+    };
+    for team in &plan.teams {
+        let present = report.teams.iter().any(|t| t.team_id == team.team_id);
+        if !team.changes.is_empty() && !present {
+            report.teams.push(TeamReport {
+                team_id: team.team_id.clone(),
+                team_name: team.team_name.clone(),
+                results: team
+                    .changes
+                    .iter()
+                    .map(|c| ChangeResult {
+                        change: c.clone(),
+                        outcome: Outcome::Skipped {
+                            reason: "internal error while applying this team".into(),
+                        },
+                    })
+                    .collect(),
+            });
+        }
+    }
+    report
+}
+
+async fn execute_team(
+    client: &Client,
+    team: &TeamPlan,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+) -> TeamReport {
+    let id = &team.team_id;
+    // Ids of people invited in this run, for their assignments.
+    let mut invited: BTreeMap<Email, UserId> = BTreeMap::new();
+    let mut failed_invites: BTreeMap<Email, String> = BTreeMap::new();
+    let mut results = Vec::new();
+    for change in &team.changes {
+        let outcome = if cancel.is_cancelled() {
+            Outcome::Skipped {
+                reason: "shutting down before this write".into(),
+            }
+        } else {
+            observer.starting(id, change);
+            run_one(client, id, change, &invited, &failed_invites).await
+        };
+        match (change, &outcome) {
+            (
+                Change::Invite { email, .. },
+                Outcome::Done {
+                    user_id: Some(uid), ..
+                },
+            ) => {
+                invited.insert(email.clone(), uid.clone());
+            }
+            (Change::Invite { email, .. }, Outcome::Failed { message, .. }) => {
+                failed_invites.insert(email.clone(), message.clone());
+            }
+            _ => {}
+        }
+        log_outcome(id, change, &outcome);
+        observer.finished(id, change, &outcome);
+        results.push(ChangeResult {
+            change: change.clone(),
+            outcome,
+        });
+    }
+    TeamReport {
+        team_id: id.clone(),
+        team_name: team.team_name.clone(),
+        results,
+    }
+}
+
+async fn run_one(
+    client: &Client,
+    team: &TeamId,
+    change: &Change,
+    invited: &BTreeMap<Email, UserId>,
+    failed_invites: &BTreeMap<Email, String>,
+) -> Outcome {
+    match change {
+        Change::Invite {
+            email,
+            first_name,
+            last_name,
+        } => match client
+            .add_user(team, email, first_name.as_deref(), last_name.as_deref())
+            .await
+        {
+            Ok((user, receipt)) => Outcome::Done {
+                note: if receipt.status == 201 {
+                    "invited"
+                } else {
+                    "already a member"
+                },
+                status: receipt.status,
+                request_id: receipt.request_id,
+                user_id: Some(user.id),
+            },
+            Err(e) => failed(&e),
+        },
+        Change::Assign {
+            email,
+            user_id,
+            product,
+        } => {
+            let uid = match user_id.as_ref().or_else(|| invited.get(email)) {
+                Some(uid) => uid,
+                None => {
+                    return Outcome::Skipped {
+                        reason: match failed_invites.get(email) {
+                            Some(why) => format!("the invite failed: {why}"),
+                            None => "the person's user id is unknown (no invite ran)".into(),
+                        },
+                    };
+                }
+            };
+            match client.assign(team, uid, &product.id).await {
+                Ok((how, receipt)) => Outcome::Done {
+                    note: match how {
+                        Assigned::Created => "assigned",
+                        Assigned::AlreadyThere => "already assigned",
+                    },
+                    status: receipt.status,
+                    request_id: receipt.request_id,
+                    user_id: None,
+                },
+                Err(e) => failed(&e),
+            }
+        }
+        Change::Unassign {
+            user_id, product, ..
+        } => match client.unassign(team, user_id, &product.id).await {
+            Ok((how, receipt)) => Outcome::Done {
+                note: match how {
+                    Unassigned::Removed => "unassigned",
+                    Unassigned::WasNotAssigned => "was not assigned",
+                    Unassigned::OnlyInheritedRemains => "only an inherited assignment remains",
+                },
+                status: receipt.status,
+                request_id: receipt.request_id,
+                user_id: None,
+            },
+            Err(e) => failed(&e),
+        },
+    }
+}
+
+fn failed(e: &crate::api::ApiError) -> Outcome {
+    Outcome::Failed {
+        status: e.status(),
+        request_id: e.request_id().map(str::to_owned),
+        message: e.to_string(),
+    }
+}
+
+/// One log line per write, with what an admin needs to ask support.
+fn log_outcome(team: &TeamId, change: &Change, outcome: &Outcome) {
+    let action = change.verb();
+    let user = change.email().as_str();
+    let product = change.product().map(|p| p.alias.0.as_str()).unwrap_or("");
+    match outcome {
+        Outcome::Done {
+            status,
+            request_id,
+            note,
+            ..
+        } => {
+            tracing::info!(%team, action, user, product, result = "done", note, status, request_id = %request_id, "write")
+        }
+        Outcome::Failed {
+            status,
+            request_id,
+            message,
+        } => {
+            tracing::warn!(%team, action, user, product, result = "failed", status = ?status, request_id = ?request_id, error = %message, "write")
+        }
+        Outcome::Skipped { reason } => {
+            tracing::warn!(%team, action, user, product, result = "skipped", reason = %reason, "write")
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The audit log: one JSON line per attempted write, only ever appended.
+//!
+//! Each line says who changed what in which team, the result with HTTP
+//! status and request id (for Autodesk support), the plan it came from, the
+//! git commit of the declaration, and any one-run guard override.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::api::Clock;
+use crate::apply::Observer;
+use crate::model::TeamId;
+use crate::plan::Change;
+use crate::report::Outcome;
+
+/// Context repeated on every line of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    /// `apply` or `run`.
+    pub command: &'static str,
+    pub plan_digest: String,
+    pub git_commit: Option<String>,
+    pub max_unassign_override: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    time: String,
+    command: &'a str,
+    team: &'a str,
+    action: &'a str,
+    user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product: Option<&'a str>,
+    result: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    plan_digest: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_commit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_unassign_override: Option<&'a str>,
+}
+
+/// An append-only audit file.
+pub struct AuditLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl AuditLog {
+    /// Opens (creating) `path` for appending. Existing lines are never
+    /// rewritten: the file is opened in append mode only.
+    pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(AuditLog {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one line. A line is written with a single `write` so
+    /// concurrent writers (teams in parallel) never interleave within one.
+    pub fn record(
+        &self,
+        run: &RunInfo,
+        now: jiff::Timestamp,
+        team: &TeamId,
+        change: &Change,
+        outcome: &Outcome,
+    ) -> std::io::Result<()> {
+        let user_id = match change {
+            Change::Assign { user_id, .. } => user_id.as_ref().map(|u| u.0.as_str()),
+            Change::Unassign { user_id, .. } => Some(user_id.0.as_str()),
+            Change::Invite { .. } => None,
+        };
+        let (note, http_status, request_id, error) = match outcome {
+            Outcome::Done {
+                status,
+                request_id,
+                note,
+                user_id: _,
+            } => (Some(*note), Some(*status), Some(request_id.as_str()), None),
+            Outcome::Failed {
+                status,
+                request_id,
+                message,
+            } => (None, *status, request_id.as_deref(), Some(message.as_str())),
+            Outcome::Skipped { reason } => (None, None, None, Some(reason.as_str())),
+        };
+        let invited_id = match outcome {
+            Outcome::Done {
+                user_id: Some(u), ..
+            } => Some(u.0.as_str()),
+            _ => None,
+        };
+        let line = Line {
+            time: now.to_string(),
+            command: run.command,
+            team: &team.0,
+            action: change.verb(),
+            user: change.email().as_str(),
+            user_id: user_id.or(invited_id),
+            product: change.product().map(|p| p.id.0.as_str()),
+            result: outcome.label(),
+            note,
+            http_status,
+            request_id,
+            error,
+            plan_digest: &run.plan_digest,
+            git_commit: run.git_commit.as_deref(),
+            max_unassign_override: run.max_unassign_override.as_deref(),
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(&bytes)?;
+        file.flush()
+    }
+}
+
+/// An apply observer that appends every write to the audit log.
+pub struct AuditTrail {
+    pub log: Arc<AuditLog>,
+    pub run: RunInfo,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Observer for AuditTrail {
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
+        if let Err(e) = self
+            .log
+            .record(&self.run, self.clock.now(), team, change, outcome)
+        {
+            tracing::error!(path = %self.log.path.display(), error = %e, "cannot append to the audit log");
+        }
+    }
+}
+
+/// The commit of the git work tree holding `path`, if it is in one.
+pub fn git_commit(path: &Path) -> Option<String> {
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
+}

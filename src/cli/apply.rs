@@ -1,0 +1,348 @@
+//! `flexsync apply`: plan (or load a saved plan), confirm, execute, report.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::api::ReadHint;
+use crate::apply::{self, Observer};
+use crate::audit::{self, AuditLog, AuditTrail, RunInfo};
+use crate::model::{Observed, TeamId};
+use crate::plan::{Change, Plan};
+use crate::planfile::SavedPlan;
+use crate::render::{Context, Format};
+use crate::report::{ApplyReport, Outcome};
+
+use super::connect::{ConnectArgs, Connection};
+use super::plan::{GuardArgs, make_plan, render, target_of};
+use super::{stderr_color, stdout_color};
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Desired-state files or directories (planned now), or one saved plan
+    /// from `flexsync plan --out` (applied exactly, or refused if stale).
+    #[arg(required = true, value_name = "PATH|FILE.plan")]
+    pub paths: Vec<PathBuf>,
+    /// Apply without asking for confirmation (for automation). Without it,
+    /// apply asks on the terminal and refuses to run without one.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Append one JSON line per attempted write to FILE (never rewritten).
+    /// Default: .flexsync/audit.jsonl with --sandbox, else
+    /// ~/.local/state/flexsync/audit.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// Whether `paths` is one saved plan rather than YAML.
+fn saved_plan_file(paths: &[PathBuf]) -> Option<&PathBuf> {
+    let [only] = paths else { return None };
+    if !only.is_file() {
+        return None;
+    }
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(only)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .ok()?;
+    let head = String::from_utf8_lossy(&head[..n]);
+    (head.trim_start().starts_with('{') && head.contains("flexsyncSavedPlan")).then_some(only)
+}
+
+fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
+    if connect.sandbox {
+        return PathBuf::from(".flexsync/audit.jsonl");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("flexsync").join("audit.jsonl")
+}
+
+pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let saved_file = saved_plan_file(&args.paths).cloned();
+    // Refuse before spending any API call on a plan nobody can approve.
+    if saved_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
+        return Err(Error::Input(
+            "refusing to ask for confirmation without a terminal: review with `flexsync plan`, then run apply with --auto-approve (or apply a saved plan)".into(),
+        ));
+    }
+    let conn = connect.connect().await?;
+    let (plan, run, ctx) = match &saved_file {
+        Some(file) => {
+            if args.guard.max_unassign.is_some() {
+                return Err(Error::Input(
+                    "--max-unassign applies when planning; a saved plan keeps the override it was made with".into(),
+                ));
+            }
+            load_saved(file, connect, &conn).await?
+        }
+        None => {
+            let planned = make_plan(&args.paths, None, connect, Some(&conn), &args.guard).await?;
+            let mut out = std::io::stdout().lock();
+            render(&planned.plan, &planned.ctx, Format::Text, &mut out)?;
+            drop(out);
+            if planned.plan.is_empty() {
+                return Ok(0);
+            }
+            if !args.auto_approve {
+                confirm()?;
+            }
+            let saved = SavedPlan::new(
+                &planned.plan,
+                &planned.observed,
+                planned.desired_digest.clone(),
+                planned.target(),
+                args.guard.max_unassign.map(|m| m.to_string()),
+                planned.ctx.now,
+            );
+            let run = RunInfo {
+                command: "apply",
+                plan_digest: saved.digest(),
+                git_commit: args.paths.first().and_then(|p| audit::git_commit(p)),
+                max_unassign_override: saved.max_unassign_override.clone(),
+            };
+            (planned.plan, run, planned.ctx)
+        }
+    };
+    if plan.is_empty() {
+        println!("No changes to apply.");
+        return Ok(0);
+    }
+
+    let audit_path = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| default_audit_log(connect));
+    let log = Arc::new(AuditLog::open(&audit_path).map_err(|e| {
+        Error::Input(format!(
+            "cannot open the audit log {}: {e}",
+            audit_path.display()
+        ))
+    })?);
+    let trail = AuditTrail {
+        log,
+        run,
+        clock: conn.client.clock().clone(),
+    };
+    let total = plan.teams.iter().map(|t| t.changes.len()).sum::<usize>();
+    let progress = Progress::new(total, &ctx);
+    let observer: Arc<dyn Observer> = Arc::new(Both(trail, progress));
+
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nInterrupted: finishing the write in flight, starting no new one…");
+            on_signal.cancel();
+        }
+    });
+    let report = apply::execute(conn.client.clone(), &plan, observer.clone(), cancel).await;
+    drop(observer);
+    print_report(&report, &audit_path)?;
+    Ok(if report.has_failures() { 1 } else { 0 })
+}
+
+/// Loads a saved plan and checks it against the teams as they are now.
+async fn load_saved(
+    file: &Path,
+    connect: &ConnectArgs,
+    conn: &Connection,
+) -> Result<(Plan, RunInfo, Context), Error> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
+    let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
+    let now_source = if conn.sandbox.is_some() {
+        crate::render::Source::Sandbox
+    } else {
+        crate::render::Source::Live {
+            api_url: connect.api_url.clone(),
+        }
+    };
+    let now_target = target_of(&now_source);
+    if saved.target != now_target {
+        return Err(Error::Input(
+            crate::planfile::PlanFileError::Target {
+                file: name,
+                saved: saved.target.clone(),
+                now: now_target,
+            }
+            .to_string(),
+        ));
+    }
+    let mut observed = Observed::default();
+    for team in &saved.teams {
+        let id = TeamId(team.id.clone());
+        let (state, _) = conn
+            .client
+            .fetch_observed(&id, &ReadHint::default())
+            .await?;
+        observed.teams.insert(id, state);
+    }
+    let plan = saved
+        .to_plan(&name, &observed)
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let ctx = Context {
+        source: now_source,
+        read_calls: Default::default(),
+        calls_per_minute: conn.client.calls_per_window(),
+        now: conn.client.clock().now(),
+    };
+    let run = RunInfo {
+        command: "apply",
+        plan_digest: saved.digest(),
+        git_commit: None,
+        max_unassign_override: saved.max_unassign_override.clone(),
+    };
+    eprintln!(
+        "Applying saved plan {name} ({} change(s)); it is still current.",
+        plan.teams.iter().map(|t| t.changes.len()).sum::<usize>()
+    );
+    Ok((plan, run, ctx))
+}
+
+/// Asks for "yes" on the terminal, like terraform apply.
+fn confirm() -> Result<(), Error> {
+    eprint!("\nDo you want to make these changes? Only 'yes' will be accepted: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(Error::Input("apply cancelled; nothing was changed".into()));
+    }
+    Ok(())
+}
+
+/// Two observers in one.
+struct Both(AuditTrail, Progress);
+
+impl Observer for Both {
+    fn starting(&self, team: &TeamId, change: &Change) {
+        self.0.starting(team, change);
+        self.1.starting(team, change);
+    }
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
+        self.0.finished(team, change, outcome);
+        self.1.finished(team, change, outcome);
+    }
+}
+
+/// A progress bar on a terminal; nothing otherwise (each write is logged).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    ctx: Context,
+    remaining: Mutex<usize>,
+}
+
+impl Progress {
+    fn new(total: usize, ctx: &Context) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Progress {
+            bar,
+            ctx: ctx.clone(),
+            remaining: Mutex::new(total),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn finished(&self, _team: &TeamId, change: &Change, outcome: &Outcome) {
+        let Some(bar) = &self.bar else { return };
+        let mut remaining = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        *remaining = remaining.saturating_sub(1);
+        let (_, minutes) = self.ctx.apply_estimate(*remaining);
+        let eta = if minutes == 0 {
+            "under a minute left".to_owned()
+        } else {
+            format!("≥ {minutes} min left (rate budget)")
+        };
+        bar.inc(1);
+        bar.set_message(format!(
+            "{} {} {}: {} · {eta}",
+            change.verb(),
+            change.product().map(|p| p.alias.0.as_str()).unwrap_or(""),
+            change.email(),
+            outcome.label()
+        ));
+        if *remaining == 0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_report(report: &ApplyReport, audit: &Path) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    let color = stdout_color();
+    let _ = stderr_color;
+    let t = report.tally();
+    writeln!(out)?;
+    for team in &report.teams {
+        let failed: Vec<_> = team
+            .results
+            .iter()
+            .filter(|r| !matches!(r.outcome, Outcome::Done { .. }))
+            .collect();
+        if failed.is_empty() {
+            continue;
+        }
+        writeln!(out, "Team {} \"{}\":", team.team_id, team.team_name)?;
+        for r in failed {
+            let what = format!(
+                "{} {}{}",
+                r.change.verb(),
+                r.change
+                    .product()
+                    .map(|p| format!("{} ", p.alias))
+                    .unwrap_or_default(),
+                r.change.email()
+            );
+            match &r.outcome {
+                Outcome::Failed {
+                    message,
+                    request_id,
+                    ..
+                } => {
+                    let rid = request_id
+                        .as_deref()
+                        .map(|r| format!(" [request id {r}]"))
+                        .unwrap_or_default();
+                    writeln!(out, "  failed  {what}: {message}{rid}")?;
+                }
+                Outcome::Skipped { reason } => writeln!(out, "  skipped {what}: {reason}")?,
+                Outcome::Done { .. } => {}
+            }
+        }
+    }
+    let line = format!(
+        "Apply complete: {} done, {} failed, {} skipped. Audit: {}",
+        t.done,
+        t.failed,
+        t.skipped,
+        audit.display()
+    );
+    if color && (t.failed > 0 || t.skipped > 0) {
+        use owo_colors::OwoColorize;
+        writeln!(out, "{}", line.red())?;
+    } else {
+        writeln!(out, "{line}")?;
+    }
+    if t.failed > 0 || t.skipped > 0 {
+        writeln!(
+            out,
+            "Run `flexsync apply` again once the cause is fixed: done changes are not repeated."
+        )?;
+    }
+    Ok(())
+}

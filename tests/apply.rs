@@ -1,0 +1,292 @@
+//! `flexsync apply` end to end: the binary against a served sandbox.
+
+mod served;
+
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+use reqwest::Method;
+use serde_json::json;
+use served::{Served, example};
+
+fn write(served: &Served, name: &str, yaml: &str) -> std::path::PathBuf {
+    let path = served.path(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn plan_apply_then_plan_again_is_empty_and_the_audit_matches() {
+    let s = Served::start().await;
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Apply complete: 6 done, 0 failed, 0 skipped",
+        ));
+    s.cmd()
+        .args(["plan", "--detailed-exitcode"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("No changes."));
+
+    let lines = s.audit_lines();
+    let sent: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{} {} {}", l["action"], l["user"], l["product"]))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            r#""unassign" "bob@example.com" "prod_acad_premium""#,
+            r#""invite" "grace@example.com" null"#,
+            r#""assign" "frank@contractor.example.net" "prod_acad_premium""#,
+            r#""assign" "erin@example.com" "prod_flex_platform""#,
+            r#""assign" "frank@contractor.example.net" "prod_flex_platform""#,
+            r#""assign" "grace@example.com" "prod_flex_platform""#,
+        ]
+    );
+    for l in &lines {
+        assert_eq!(l["result"], "done");
+        assert_eq!(l["team"], "100001");
+        assert!(l["requestId"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(l["planDigest"].as_str().unwrap().starts_with("sha256:"));
+        assert!(l["httpStatus"].as_u64().is_some());
+    }
+    assert_eq!(s.invitations("100001", "grace@example.com").await, 1);
+}
+
+#[tokio::test]
+async fn apply_refuses_to_prompt_without_a_terminal_before_touching_anything() {
+    let s = Served::start().await;
+    s.cmd()
+        .arg("apply")
+        .arg(example("full.yaml"))
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "refusing to ask for confirmation without a terminal",
+        ));
+    assert!(s.audit_lines().is_empty());
+}
+
+#[tokio::test]
+async fn a_saved_plan_applies_exactly_or_is_refused_when_stale() {
+    let s = Served::start().await;
+    s.cmd()
+        .args(["plan", "--out", "current.plan"])
+        .arg(example("platform-services.yaml"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("Plan saved to current.plan"));
+    s.cmd()
+        .args(["plan", "--out", "stale.plan"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success();
+
+    // Behind flexsync's back, another admin assigns Erin the product that
+    // both plans assign her.
+    s.admin(
+        Method::POST,
+        "/teams/100001/assignments",
+        Some(json!({ "userId": "US1000000005", "productId": "prod_flex_platform" })),
+    )
+    .await;
+    s.cmd()
+        .args(["apply", "--audit-log", "audit.jsonl", "stale.plan"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("stale.plan is stale"))
+        .stderr(predicate::str::contains("Run `flexsync plan` again"));
+    assert!(s.audit_lines().is_empty(), "a stale plan sent something");
+    assert_eq!(s.invitations("100001", "grace@example.com").await, 0);
+
+    // A saved plan is already approved: no prompt, no --auto-approve. This
+    // one is stale too (Erin's assignment), so plan once more and apply.
+    s.cmd()
+        .args(["apply", "current.plan"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is stale"));
+    s.cmd()
+        .args(["plan", "--out", "current.plan"])
+        .arg(example("platform-services.yaml"))
+        .assert()
+        .success();
+    s.cmd()
+        .args(["apply", "--audit-log", "audit.jsonl", "current.plan"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 done, 0 failed"));
+}
+
+#[tokio::test]
+async fn failed_writes_do_not_stop_the_others_and_a_rerun_converges() {
+    let s = Served::start().await;
+    // Every second write fails (deterministically); reads succeed.
+    s.faults(json!({ "error500Share": 0.5, "writesOnly": true }))
+        .await;
+    s.cmd()
+        .args([
+            "apply",
+            "--auto-approve",
+            "--max-attempts",
+            "1",
+            "--audit-log",
+            "audit.jsonl",
+        ])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("failed"))
+        .stdout(predicate::str::contains("[request id "))
+        .stdout(predicate::str::contains("Run `flexsync apply` again"));
+    let lines = s.audit_lines();
+    assert_eq!(
+        lines.len(),
+        6,
+        "every change was attempted or skipped: {lines:#?}"
+    );
+    let failed = lines.iter().filter(|l| l["result"] == "failed").count();
+    let done = lines.iter().filter(|l| l["result"] == "done").count();
+    assert!(failed >= 2 && done >= 2, "{lines:#?}");
+    for l in lines.iter().filter(|l| l["result"] == "failed") {
+        assert_eq!(l["httpStatus"], 500);
+        assert!(l["error"].as_str().unwrap().contains("HTTP 500"));
+    }
+
+    s.faults(json!({})).await;
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success();
+    s.cmd()
+        .args(["plan", "--detailed-exitcode"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(0);
+    assert_eq!(s.invitations("100001", "grace@example.com").await, 1);
+}
+
+#[tokio::test]
+async fn an_apply_killed_midway_converges_on_the_next_run() {
+    let s = Served::start().await;
+    // Slow writes, so the kill lands between them.
+    s.faults(json!({ "latencyMs": 400, "writesOnly": true }))
+        .await;
+    let mut child = s.spawn(&[
+        "apply",
+        "--auto-approve",
+        "--audit-log",
+        "audit.jsonl",
+        example("full.yaml").to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.audit_lines().len() < 2 {
+        assert!(Instant::now() < deadline, "apply made no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = s.audit_lines().len();
+    assert!(before < 6, "the apply finished before the kill");
+
+    s.faults(json!({})).await;
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success();
+    s.cmd()
+        .args(["plan", "--detailed-exitcode"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(0);
+    // No second invitation, and no assignment lost.
+    assert_eq!(s.invitations("100001", "grace@example.com").await, 1);
+    let state = s.admin(Method::GET, "/state", None).await;
+    assert!(state.to_string().contains("grace@example.com"));
+}
+
+#[tokio::test]
+async fn the_removal_guard_blocks_unassignments_but_not_assignments() {
+    let s = Served::start().await;
+    let decl = write(
+        &s,
+        "team.yaml",
+        r#"version: 1
+team: { id: "100001" }
+products:
+  ps: { productName: "Autodesk Flex - Platform Services" }
+users:
+  - { email: erin@example.com, products: [ps] }
+policy: { prune: true, maxUnassign: 1 }
+"#,
+    );
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(&decl)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "x unassign ps from alice@example.com: removal guard",
+        ))
+        .stdout(predicate::str::contains("Apply complete: 1 done"));
+    let lines = s.audit_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["action"], "assign");
+
+    // Raised for one run, and the raise is on the record.
+    s.cmd()
+        .args([
+            "apply",
+            "--auto-approve",
+            "--audit-log",
+            "audit.jsonl",
+            "--max-unassign",
+            "2",
+        ])
+        .arg(&decl)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete: 2 done"));
+    let lines = s.audit_lines();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l["action"] == "unassign" && l["maxUnassignOverride"] == "2")
+    );
+}
+
+#[tokio::test]
+async fn seats_running_out_is_a_blocker_that_names_who_goes_without() {
+    let s = Served::start().await;
+    let decl = write(
+        &s,
+        "team.yaml",
+        r#"version: 1
+team: { id: "100001" }
+products:
+  autocad: { productId: prod_acad_premium }
+groups:
+  cad:
+    products: [autocad]
+    members: [alice@example.com, dave@example.com, erin@example.com, frank@contractor.example.net]
+"#,
+    );
+    s.cmd()
+        .args(["plan"])
+        .arg(&decl)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "blocker: AutoCAD - including specialized toolsets has 4 seat(s) and 4 would be in use; 2 more needed: not assigned to erin@example.com, frank@contractor.example.net",
+        ));
+}

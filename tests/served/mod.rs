@@ -1,0 +1,177 @@
+//! A sandbox served by the real binary (`flexsync sandbox serve`, with its
+//! /_sandbox/ endpoints) and a token from a real `flexsync login`: the
+//! setting of the end-to-end tests.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use serde_json::Value;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(assert_cmd::cargo::cargo_bin!("flexsync"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+pub struct Served {
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub api_url: String,
+    pub token_file: PathBuf,
+    pub http: reqwest::Client,
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads lines until one contains `needle`.
+pub fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if line.contains(needle) {
+            return line.trim().to_owned();
+        }
+    }
+    panic!("no line with {needle:?}");
+}
+
+impl Served {
+    pub async fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = StdCommand::new(bin())
+            .args([
+                "sandbox",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-endpoints",
+            ])
+            .arg("--state")
+            .arg(dir.path().join("state.json"))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let line = line_with(&mut err, "Sandbox serving");
+        let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+        let base = api_url.trim_end_matches("/team-admin/v1").to_owned();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let served = Served {
+            token_file: dir.path().join("token.json"),
+            dir,
+            base,
+            api_url,
+            http,
+            child,
+        };
+        served.login().await;
+        served
+    }
+
+    fn std_cmd(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(bin());
+        cmd.current_dir(self.dir.path())
+            .args([
+                "--api-url",
+                &self.api_url,
+                "--client-id",
+                "flexsync-sandbox",
+                "--token-file",
+            ])
+            .arg(&self.token_file)
+            .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// `flexsync` pointed at this sandbox, run in its directory.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_cmd())
+    }
+
+    /// The same, as a child process to kill.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.std_cmd()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn login(&self) {
+        let mut login = self
+            .std_cmd()
+            .args([
+                "login",
+                "--no-browser",
+                "--callback-url",
+                "http://127.0.0.1:0/callback",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(login.stderr.take().unwrap());
+        let url = line_with(&mut err, "/authentication/v2/authorize");
+        let resp = self.http.get(&url).send().await.unwrap();
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        self.http.get(&location).send().await.unwrap();
+        assert!(login.wait().unwrap().success());
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}/_sandbox{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn faults(&self, faults: Value) {
+        self.admin(reqwest::Method::PUT, "/faults", Some(faults))
+            .await;
+    }
+
+    pub async fn invitations(&self, team: &str, email: &str) -> u64 {
+        let v = self.admin(reqwest::Method::GET, "/invitations", None).await;
+        v[team][email].as_u64().unwrap_or(0)
+    }
+
+    pub fn audit_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
