@@ -230,3 +230,68 @@ fn live_commands_explain_what_is_missing() {
             "plain http to a non-loopback host",
         ));
 }
+
+#[test]
+fn export_then_plan_shows_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for team in ["100001", "100002"] {
+        let yaml = flexsync(dir.path())
+            .args(["export", "--sandbox", "--team", team])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let file = dir.path().join(format!("{team}.yaml"));
+        std::fs::write(&file, &yaml).unwrap();
+        flexsync(dir.path())
+            .arg("validate")
+            .arg(&file)
+            .assert()
+            .success();
+        flexsync(dir.path())
+            .args(["plan", "--sandbox", "--detailed-exitcode"])
+            .arg(&file)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("No changes."));
+    }
+    // Inherited holdings are comments, not declarations.
+    let yaml = flexsync(dir.path())
+        .args([
+            "export",
+            "--sandbox",
+            "--team",
+            "100001",
+            "--products",
+            "prod_acad_premium",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let yaml = String::from_utf8(yaml).unwrap();
+    assert!(
+        yaml.contains(
+            "#   carol@example.com holds autocad-including-specialized-toolsets through a group"
+        ),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("email: carol@example.com"), "{yaml}");
+    assert!(!yaml.contains("prod_flex_platform"), "{yaml}");
+    flexsync(dir.path())
+        .args([
+            "export",
+            "--sandbox",
+            "--team",
+            "100001",
+            "--products",
+            "Nope",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no product pool with id or name \"Nope\"",
+        ));
+}

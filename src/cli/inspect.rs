@@ -24,6 +24,31 @@ pub struct SnapshotArgs {
     teams: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The team to export.
+    #[arg(long, value_name = "ID")]
+    team: String,
+    /// Only these products (productId or exact productName; repeat for
+    /// several). Default: every product pool of the team.
+    #[arg(long = "products", value_name = "PRODUCT", num_args = 1..)]
+    products: Vec<String>,
+}
+
+pub async fn export(args: ExportArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let conn = connect.connect().await?;
+    let team = TeamId(args.team.clone());
+    let (state, _) = conn
+        .client
+        .fetch_observed(&team, &ReadHint::default())
+        .await?;
+    let yaml = crate::config::export::to_yaml(&state, &args.products, conn.client.clock().now())
+        .map_err(Error::Input)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(yaml.as_bytes())?;
+    Ok(0)
+}
+
 pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     let conn = connect.connect().await?;
     let teams = conn.client.teams().await?;

@@ -69,6 +69,10 @@ enum Command {
     Login(LoginArgs),
     /// List the teams the login administers.
     Teams(inspect::TeamsArgs),
+    /// Write a desired-state YAML of who holds what in a team today (direct
+    /// assignments declared, inherited ones as comments): the start of
+    /// managing an existing team.
+    Export(inspect::ExportArgs),
     /// Print the observed state of teams as a snapshot (JSON), for
     /// `flexsync plan --observed` in CI jobs without credentials.
     Snapshot(inspect::SnapshotArgs),
@@ -121,6 +125,7 @@ pub fn run() -> Result<u8, Error> {
         Command::Plan(args) => runtime()?.block_on(plan::plan(args, &cli.connect)),
         Command::Apply(args) => runtime()?.block_on(apply::apply(args, &cli.connect)),
         Command::Login(args) => runtime()?.block_on(login(args, &cli.connect)),
+        Command::Export(args) => runtime()?.block_on(inspect::export(args, &cli.connect)),
         Command::Teams(args) => runtime()?.block_on(inspect::teams(args, &cli.connect)),
         Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args, &cli.connect)),
         Command::Sandbox(cmd) => sandbox::run(cmd),

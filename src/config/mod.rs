@@ -2,9 +2,11 @@
 //!
 //! - [`format`]: the file format (serde + JSON Schema from one set of types);
 //! - [`load`]: finding, reading and parsing files, defensively;
-//! - [`check`]: semantic checks and merging a team's documents.
+//! - [`check`]: semantic checks and merging a team's documents;
+//! - [`export`]: writing a declaration from a team's current state.
 
 pub mod check;
+pub mod export;
 pub mod format;
 pub mod load;
 

@@ -157,7 +157,11 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
             continue;
         }
         if !dt.policy.prune {
-            undeclared_holders += 1;
+            // Only direct ones could ever be pruned; inherited ones are
+            // not worth a mention here.
+            if a.assignment_type.is_direct() {
+                undeclared_holders += 1;
+            }
             continue;
         }
         if dt.policy.protect.contains(&user.email) {
@@ -182,7 +186,7 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
         findings.push(Finding {
             severity: Severity::Note,
             message: format!(
-                "{undeclared_holders} assignment(s) of managed products are not declared; \
+                "{undeclared_holders} direct assignment(s) of managed products are not declared; \
                  prune is off, so they stay"
             ),
         });
