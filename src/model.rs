@@ -160,6 +160,8 @@ pub struct DesiredTeam {
     pub products: BTreeMap<Alias, ProductSelector>,
     pub users: BTreeMap<Email, DesiredUser>,
     pub policy: Policy,
+    /// Paused: every change is reported but blocked.
+    pub suspended: bool,
     /// Where the team is declared (`file` or `file#doc`), for messages.
     pub sources: Vec<String>,
 }

@@ -388,3 +388,15 @@ fn plans_do_not_depend_on_input_order() {
     assert_eq!(a, b);
     assert_eq!(blocked(&a), blocked(&b));
 }
+
+#[test]
+fn a_suspended_team_shows_its_changes_but_applies_none() {
+    let t = check(
+        "suspend: true\nusers:\n  - { email: ada@example.com, products: [ps] }\n",
+        team(&[]),
+    );
+    assert!(t.changes.is_empty());
+    assert_eq!(t.blocked.len(), 1);
+    assert_eq!(t.blocked[0].reason, BlockReason::Suspended);
+    assert!(t.findings.iter().any(|f| f.message.contains("suspended")));
+}

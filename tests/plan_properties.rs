@@ -149,6 +149,7 @@ fn case() -> impl Strategy<Value = Case> {
                         max_unassign,
                         allow_empty,
                     },
+                    suspended: false,
                     sources: vec![],
                 };
                 Case {

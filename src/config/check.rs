@@ -54,6 +54,7 @@ struct TeamParts {
     /// Product references, checked once every alias of the team is known.
     references: Vec<(Alias, Place)>,
     policy: Option<(Policy, Place)>,
+    suspended: bool,
     sources: BTreeSet<String>,
 }
 
@@ -94,6 +95,7 @@ pub fn build(documents: Vec<ParsedDocument>) -> (Desired, Vec<Diagnostic>) {
                     .collect(),
                 users: parts.users.into_iter().map(|(e, (u, _))| (e, u)).collect(),
                 policy: parts.policy.map(|(p, _)| p).unwrap_or_default(),
+                suspended: parts.suspended,
                 sources: parts.sources.into_iter().collect(),
             },
         );
@@ -135,6 +137,7 @@ fn check_document(
     }
     let team_id = TeamId(raw_id.to_owned());
     let parts = teams.entry(team_id.clone()).or_default();
+    parts.suspended |= d.suspend;
     parts.sources.insert(if doc.index > 1 {
         format!("{file}#{}", doc.index)
     } else {

@@ -43,6 +43,11 @@ pub struct Document {
     #[serde(default)]
     #[schemars(with = "Option<PolicyDecl>")]
     pub policy: Option<Spanned<PolicyDecl>>,
+    /// Pause this team: plans show what would change, but nothing is applied
+    /// (by `flexsync apply` or the service) until this is removed. Set in any
+    /// one document of the team, it pauses the whole team.
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 /// Identifies the team.

@@ -245,6 +245,20 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
         }
     }
 
+    if dt.suspended {
+        findings.push(Finding {
+            severity: Severity::Note,
+            message: format!(
+                "team {} is suspended (suspend: true): nothing is applied until it is removed",
+                dt.id
+            ),
+        });
+        blocked.extend(changes.drain(..).map(|change| Blocked {
+            change,
+            reason: BlockReason::Suspended,
+        }));
+    }
+
     changes.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
     blocked.sort_by(|a, b| a.change.order_key().cmp(&b.change.order_key()));
     findings.sort();

@@ -219,6 +219,8 @@ pub enum BlockReason {
     },
     /// Nobody is declared for this product and `allowEmpty` is off.
     EmptyDeclaration,
+    /// The team's declaration says `suspend: true`.
+    Suspended,
 }
 
 /// Something reviewers must see.

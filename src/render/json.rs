@@ -244,5 +244,6 @@ fn reason_code(r: &BlockReason) -> &'static str {
         BlockReason::PoolExpired { .. } => "pool_expired",
         BlockReason::RemovalGuard { .. } => "removal_guard",
         BlockReason::EmptyDeclaration => "empty_declaration",
+        BlockReason::Suspended => "suspended",
     }
 }

@@ -125,6 +125,7 @@ pub fn describe_reason(reason: &BlockReason) -> String {
         BlockReason::EmptyDeclaration => {
             "nobody is declared for this product (policy.allowEmpty is off)".to_owned()
         }
+        BlockReason::Suspended => "the team is suspended".to_owned(),
     }
 }
 
