@@ -144,6 +144,12 @@ pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, ApiError> {
         .map_err(|e| ApiError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
+/// Hears about every HTTP answer (e.g. to count requests by operation and
+/// status in metrics). Status 0 means no answer (connection failed).
+pub trait CallObserver: Send + Sync {
+    fn response(&self, team: &str, op: &'static str, status: u16);
+}
+
 /// Counters a run reports (and the service exports).
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -198,6 +204,7 @@ pub struct Client {
     budgets: Mutex<HashMap<TeamId, Budget>>,
     stats: Mutex<HashMap<String, Arc<CallStats>>>,
     teams: tokio::sync::Mutex<Option<BTreeMap<TeamId, String>>>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -227,6 +234,25 @@ impl Client {
             budgets: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             teams: tokio::sync::Mutex::new(None),
+            observer: None,
+        }
+    }
+
+    /// Reports every answer to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Forgets the cached team list, so the next read asks again (the
+    /// service does this each cycle: admin roles can change).
+    pub async fn forget_teams(&self) {
+        *self.teams.lock().await = None;
+    }
+
+    fn observe(&self, bucket: &str, op: &'static str, status: u16) {
+        if let Some(o) = &self.observer {
+            o.response(bucket, op, status);
         }
     }
 
@@ -344,6 +370,7 @@ impl Client {
                 Ok(r) => r,
                 Err(e) => {
                     let detail = e.without_url().to_string();
+                    self.observe(bucket, op, 0);
                     tracing::warn!(op, team = bucket, %request_id, error = %detail, "request failed");
                     match backoff.next() {
                         Some(delay) => {
@@ -361,6 +388,7 @@ impl Client {
                 }
             };
             let status = resp.status();
+            self.observe(bucket, op, status.as_u16());
             let headers = resp.headers().clone();
             self.learn(bucket, &headers, status);
             let echoed = headers

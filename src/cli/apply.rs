@@ -53,7 +53,7 @@ fn saved_plan_file(paths: &[PathBuf]) -> Option<&PathBuf> {
     (head.trim_start().starts_with('{') && head.contains("flexsyncSavedPlan")).then_some(only)
 }
 
-fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
+pub(crate) fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
     if connect.sandbox {
         return PathBuf::from(".flexsync/audit.jsonl");
     }

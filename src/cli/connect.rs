@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
-use crate::api::{self, Client, ClientConfig, SystemClock, login};
+use crate::api::{self, CallObserver, Client, ClientConfig, SystemClock, login};
 use crate::sandbox::{self, Sandbox, SandboxConfig, Seed};
 
 /// Where the embedded sandbox keeps its state, relative to the working
@@ -114,8 +114,17 @@ impl ConnectArgs {
     /// Connects: the embedded sandbox (logged in through the real OAuth
     /// code path), `FLEXSYNC_ACCESS_TOKEN`, or the token store.
     pub async fn connect(&self) -> Result<Connection, Error> {
+        self.connect_observed(None).await
+    }
+
+    /// Like [`connect`](Self::connect), reporting every API answer to
+    /// `observer` (the service's metrics).
+    pub async fn connect_observed(
+        &self,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<Connection, Error> {
         if self.sandbox {
-            return connect_sandbox(self).await;
+            return connect_sandbox(self, observer).await;
         }
         let mut config = ClientConfig::new(&self.api_url)?;
         config.reserve = self.rate_reserve;
@@ -132,13 +141,12 @@ impl ConnectArgs {
                 TokenSource::stored(store, self.oauth(&config)?)
             }
         };
+        let mut client = Client::new(config, http, Arc::new(tokens), Arc::new(SystemClock));
+        if let Some(o) = observer {
+            client = client.with_observer(o);
+        }
         Ok(Connection {
-            client: Arc::new(Client::new(
-                config,
-                http,
-                Arc::new(tokens),
-                Arc::new(SystemClock),
-            )),
+            client: Arc::new(client),
             sandbox: None,
         })
     }
@@ -146,7 +154,7 @@ impl ConnectArgs {
     /// `flexsync login`: the browser flow, saving the tokens.
     pub async fn login(&self, callback: &str, open_browser: bool) -> Result<PathBuf, Error> {
         if self.sandbox {
-            let conn = connect_sandbox(self).await?;
+            let conn = connect_sandbox(self, None).await?;
             drop(conn);
             return Ok(PathBuf::from(SANDBOX_TOKENS));
         }
@@ -192,7 +200,10 @@ fn try_open_browser(url: &str) {
 
 /// Starts the embedded sandbox and logs in to it the way a real login
 /// works: authorize (auto-approved), callback listener, code + PKCE exchange.
-async fn connect_sandbox(args: &ConnectArgs) -> Result<Connection, Error> {
+async fn connect_sandbox(
+    args: &ConnectArgs,
+    observer: Option<Arc<dyn CallObserver>>,
+) -> Result<Connection, Error> {
     let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
     let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default())
         .map_err(|e| Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")))?;
@@ -237,13 +248,12 @@ async fn connect_sandbox(args: &ConnectArgs) -> Result<Connection, Error> {
     let store = TokenStore::new(Path::new(SANDBOX_TOKENS).to_path_buf());
     store.save(&tokens)?;
     let source = TokenSource::stored(store, oauth);
+    let mut client = Client::new(config, http, Arc::new(source), Arc::new(SystemClock));
+    if let Some(o) = observer {
+        client = client.with_observer(o);
+    }
     Ok(Connection {
-        client: Arc::new(Client::new(
-            config,
-            http,
-            Arc::new(source),
-            Arc::new(SystemClock),
-        )),
+        client: Arc::new(client),
         sandbox: Some(embedded),
     })
 }

@@ -6,6 +6,7 @@ mod apply;
 mod connect;
 mod inspect;
 mod plan;
+mod run;
 mod sandbox;
 
 use std::io::{IsTerminal, Write};
@@ -64,6 +65,13 @@ enum Command {
     /// Exit 0 when every change succeeded, 1 when any failed or was skipped
     /// (the summary lists them with the API's message and request id).
     Apply(apply::ApplyArgs),
+    /// Keep every declared team converged: the long-running service.
+    ///
+    /// Reconciles on start, on every change of the files, and every
+    /// interval (repairing drift). SIGHUP re-reads at once; SIGTERM/SIGINT
+    /// stop after the write in flight. Serves /healthz, /readyz, /metrics,
+    /// /status and, when enabled, /snapshot.
+    Run(run::RunArgs),
     /// Sign in as a team administrator (three-legged OAuth with PKCE) and
     /// save the tokens.
     Login(LoginArgs),
@@ -124,6 +132,7 @@ pub fn run() -> Result<u8, Error> {
         Command::Schema => schema(),
         Command::Plan(args) => runtime()?.block_on(plan::plan(args, &cli.connect)),
         Command::Apply(args) => runtime()?.block_on(apply::apply(args, &cli.connect)),
+        Command::Run(args) => runtime()?.block_on(run::run(args, &cli.connect)),
         Command::Login(args) => runtime()?.block_on(login(args, &cli.connect)),
         Command::Export(args) => runtime()?.block_on(inspect::export(args, &cli.connect)),
         Command::Teams(args) => runtime()?.block_on(inspect::teams(args, &cli.connect)),

@@ -1,0 +1,298 @@
+//! One reconcile pass of one team: read, lay recent writes over the read,
+//! plan, apply (unless dry-run or suspended), and report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::consistency::Expectations;
+use super::state::{AppliedCounts, PlanCounts, Shared};
+use crate::api::{ApiError, Client, ReadHint};
+use crate::apply::{self, Observer};
+use crate::audit::{AuditLog, AuditTrail, RunInfo};
+use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
+use crate::model::{Desired, DesiredTeam, Observed, TeamId};
+use crate::plan::{self, Change};
+use crate::planfile::SavedPlan;
+use crate::report::Outcome;
+
+/// Everything a pass needs; owned, so the pass runs as its own task.
+pub struct Pass {
+    pub team: DesiredTeam,
+    pub expectations: Expectations,
+    pub known_users: Option<u64>,
+    pub client: Arc<Client>,
+    pub metrics: Arc<Metrics>,
+    pub shared: Arc<Shared>,
+    pub audit: Arc<AuditLog>,
+    pub dry_run: bool,
+    pub consistency_window: Duration,
+    pub cancel: CancellationToken,
+    pub desired_digest: String,
+    pub git_commit: Option<String>,
+}
+
+/// What a pass hands back to the controller.
+pub struct PassResult {
+    pub team: TeamId,
+    pub outcome: Result<(), String>,
+    pub expectations: Expectations,
+    pub known_users: Option<u64>,
+}
+
+/// Counts writes in metrics as they finish.
+struct Counting {
+    metrics: Arc<Metrics>,
+}
+
+impl Observer for Counting {
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
+        self.metrics
+            .actions
+            .get_or_create(&ActionLabels {
+                team: team.0.clone(),
+                kind: change.verb().to_owned(),
+                result: outcome.label().to_owned(),
+            })
+            .inc();
+    }
+}
+
+struct Both(AuditTrail, Counting);
+
+impl Observer for Both {
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
+        self.0.finished(team, change, outcome);
+        self.1.finished(team, change, outcome);
+    }
+}
+
+pub async fn run(mut pass: Pass) -> PassResult {
+    let id = pass.team.id.clone();
+    let started = Instant::now();
+    let outcome = run_inner(&mut pass).await;
+    let label = metrics::team(&id.0);
+    pass.metrics
+        .reconcile_seconds
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    pass.metrics
+        .budget_remaining
+        .get_or_create(&label)
+        .set(pass.client.budget_remaining(&id) as i64);
+    let result = match &outcome {
+        Ok(kind) => kind,
+        Err(_) => "failure",
+    };
+    pass.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            team: id.0.clone(),
+            result: result.to_string(),
+        })
+        .inc();
+    if outcome.is_ok() {
+        pass.metrics
+            .last_success
+            .get_or_create(&label)
+            .set(pass.client.clock().now().as_millisecond() as f64 / 1000.0);
+    }
+    PassResult {
+        team: id,
+        outcome: outcome.map(|_| ()),
+        expectations: pass.expectations,
+        known_users: pass.known_users,
+    }
+}
+
+/// `Ok` carries the metrics label of a successful pass.
+async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
+    let id = pass.team.id.clone();
+    let client = pass.client.clone();
+    let hint = ReadHint {
+        emails: pass.team.users.keys().cloned().collect(),
+        known_users: pass.known_users,
+    };
+    let read = client.fetch_observed(&id, &hint).await;
+    let (mut observed_team, stats) = match read {
+        Ok(r) => {
+            *pass
+                .shared
+                .credentials_error
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            r
+        }
+        Err(e) => {
+            if matches!(
+                e,
+                ApiError::LoginRequired { .. } | ApiError::NotLoggedIn { .. }
+            ) {
+                *pass
+                    .shared
+                    .credentials_error
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            return Err(e.to_string());
+        }
+    };
+    let now = client.clock().now();
+    pass.known_users = Some(observed_team.users.len() as u64);
+    let raw = observed_team.clone();
+    pass.expectations
+        .overlay(&mut observed_team, now, pass.consistency_window);
+    tracing::debug!(team = %id, calls = stats.calls, "team read");
+
+    let mut desired = Desired::default();
+    desired.teams.insert(id.clone(), pass.team.clone());
+    let mut observed = Observed::default();
+    observed.teams.insert(id.clone(), observed_team);
+    let plan = plan::compute(&desired, &observed, now);
+    let Some(team_plan) = plan.teams.first() else {
+        return Err("the planner returned no plan for the team".into());
+    };
+    let summary = team_plan.summary();
+    let label = metrics::team(&id.0);
+    pass.metrics
+        .drift
+        .get_or_create(&label)
+        .set(summary.changes() as i64);
+    pass.metrics
+        .blocked
+        .get_or_create(&label)
+        .set(summary.blocked as i64);
+    let name = team_plan.team_name.clone();
+    pass.shared.update_team(&id, |t| {
+        t.name = Some(name);
+        t.last_run = Some(now);
+        t.planned = Some(PlanCounts {
+            invite: summary.invite,
+            assign: summary.assign,
+            unassign: summary.unassign,
+            blocked: summary.blocked,
+        });
+        // The snapshot for pull-request previews is the raw read: what
+        // Autodesk said, not our overlay.
+        t.observed = Some((raw, now));
+    });
+    for f in team_plan
+        .findings
+        .iter()
+        .filter(|f| f.severity == plan::Severity::Blocker)
+    {
+        tracing::warn!(team = %id, blocker = %f.message, "plan blocker");
+    }
+
+    if pass.team.suspended {
+        pass.shared
+            .update_team(&id, |t| t.state = "suspended".into());
+        return Ok("suspended");
+    }
+    if team_plan.changes.is_empty() {
+        pass.shared.update_team(&id, |t| {
+            t.state = "converged".into();
+            t.last_error = None;
+        });
+        return Ok("success");
+    }
+    if pass.dry_run {
+        for c in &team_plan.changes {
+            tracing::info!(team = %id, action = c.verb(), user = %c.email(), product = c.product().map(|p| p.alias.0.as_str()).unwrap_or(""), "drift (dry run: not applied)");
+        }
+        pass.shared.update_team(&id, |t| {
+            t.state = "drift".into();
+            t.last_error = None;
+        });
+        return Ok("dry_run");
+    }
+
+    let saved = SavedPlan::new(
+        &plan,
+        &observed,
+        pass.desired_digest.clone(),
+        "service".into(),
+        None,
+        now,
+    );
+    let observer: Arc<dyn Observer> = Arc::new(Both(
+        AuditTrail {
+            log: pass.audit.clone(),
+            run: RunInfo {
+                command: "run",
+                plan_digest: saved.digest(),
+                git_commit: pass.git_commit.clone(),
+                max_unassign_override: None,
+            },
+            clock: client.clock().clone(),
+        },
+        Counting {
+            metrics: pass.metrics.clone(),
+        },
+    ));
+    let report = apply::execute(client.clone(), &plan, observer, pass.cancel.clone()).await;
+    let done_at = client.clock().now();
+    // Trust our own writes' answers over a lagging team-wide list.
+    let mut invited = BTreeMap::new();
+    for r in report.teams.iter().flat_map(|t| &t.results) {
+        if let (
+            Change::Invite { email, .. },
+            Outcome::Done {
+                user_id: Some(u), ..
+            },
+        ) = (&r.change, &r.outcome)
+        {
+            invited.insert(email.clone(), u.clone());
+        }
+    }
+    for r in report.teams.iter().flat_map(|t| &t.results) {
+        pass.expectations.record(
+            &r.change,
+            &r.outcome,
+            invited.get(r.change.email()),
+            done_at,
+        );
+    }
+    let tally = report.tally();
+    let first_problem =
+        report
+            .teams
+            .iter()
+            .flat_map(|t| &t.results)
+            .find_map(|r| match &r.outcome {
+                Outcome::Failed { message, .. } => Some(format!(
+                    "{} {}: {message}",
+                    r.change.verb(),
+                    r.change.email()
+                )),
+                Outcome::Skipped { reason } => Some(format!(
+                    "{} {} skipped: {reason}",
+                    r.change.verb(),
+                    r.change.email()
+                )),
+                Outcome::Done { .. } => None,
+            });
+    pass.shared.update_team(&id, |t| {
+        t.applied = Some(AppliedCounts {
+            done: tally.done,
+            failed: tally.failed,
+            skipped: tally.skipped,
+        });
+    });
+    match first_problem {
+        Some(problem) => Err(format!(
+            "{} of {} change(s) not made; first: {problem}",
+            tally.failed + tally.skipped,
+            tally.done + tally.failed + tally.skipped
+        )),
+        None => {
+            pass.shared.update_team(&id, |t| {
+                t.state = "applied".into();
+                t.last_error = None;
+            });
+            Ok("success")
+        }
+    }
+}

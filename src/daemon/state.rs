@@ -1,0 +1,131 @@
+//! What the controller knows, shared with the HTTP endpoints. The
+//! controller writes; `/status`, `/readyz` and `/snapshot` read.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::model::{ObservedTeam, TeamId};
+
+/// The declaration in force and the latest load attempt.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclarationStatus {
+    /// A valid declaration is in force.
+    pub loaded: bool,
+    /// The files on disk are valid (if not, the last good one is in force).
+    pub valid: bool,
+    pub digest: Option<String>,
+    pub loaded_at: Option<Timestamp>,
+    pub git_commit: Option<String>,
+    /// Problems of the files on disk, when they are invalid.
+    pub errors: Vec<Diagnostic>,
+}
+
+/// One team, as `/status` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamStatus {
+    pub id: String,
+    pub name: Option<String>,
+    /// `pending`, `converged`, `drift` (dry run), `applied`, `failing`,
+    /// `degraded`, `suspended`.
+    pub state: String,
+    pub last_run: Option<Timestamp>,
+    pub next_run: Option<Timestamp>,
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    /// Changes the last plan wanted / blocked.
+    pub planned: Option<PlanCounts>,
+    /// Outcome of the last apply.
+    pub applied: Option<AppliedCounts>,
+    #[serde(skip)]
+    pub observed: Option<(ObservedTeam, Timestamp)>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PlanCounts {
+    pub invite: usize,
+    pub assign: usize,
+    pub unassign: usize,
+    pub blocked: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct AppliedCounts {
+    pub done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl TeamStatus {
+    pub fn failing(&self) -> bool {
+        matches!(self.state.as_str(), "failing" | "degraded")
+    }
+}
+
+/// Shared between the controller and the HTTP server.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub declaration: RwLock<DeclarationStatus>,
+    pub teams: RwLock<BTreeMap<TeamId, TeamStatus>>,
+    pub dry_run: bool,
+    /// The last token acquisition failed (e.g. the refresh token was
+    /// refused): a human must log in again.
+    pub credentials_error: RwLock<Option<String>>,
+}
+
+impl Shared {
+    pub fn declaration(&self) -> DeclarationStatus {
+        self.declaration
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn teams(&self) -> BTreeMap<TeamId, TeamStatus> {
+        self.teams.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn update_team(&self, id: &TeamId, f: impl FnOnce(&mut TeamStatus)) {
+        let mut teams = self.teams.write().unwrap_or_else(|p| p.into_inner());
+        let entry = teams.entry(id.clone()).or_insert_with(|| TeamStatus {
+            id: id.0.clone(),
+            state: "pending".into(),
+            ..TeamStatus::default()
+        });
+        f(entry);
+    }
+
+    pub fn credentials_error(&self) -> Option<String> {
+        self.credentials_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// One line for systemd's STATUS and logs.
+    pub fn summary(&self) -> String {
+        let teams = self.teams();
+        let count = |s: &str| teams.values().filter(|t| t.state == s).count();
+        let decl = self.declaration();
+        let mut line = format!(
+            "{} team(s): {} converged, {} applied, {} drift, {} failing, {} degraded, {} suspended",
+            teams.len(),
+            count("converged"),
+            count("applied"),
+            count("drift"),
+            count("failing"),
+            count("degraded"),
+            count("suspended")
+        );
+        if decl.loaded && !decl.valid {
+            line.push_str("; declaration on disk INVALID, last good in force");
+        }
+        line
+    }
+}

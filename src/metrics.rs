@@ -1,0 +1,191 @@
+//! The service's Prometheus metrics: typed families in one registry (no
+//! globals), encoded as OpenMetrics text for `/metrics`.
+//!
+//! prometheus-client appends `_total` to counters itself, so counter names
+//! here do not end in it.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::CallObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TeamLabel {
+    pub team: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub team: String,
+    /// `success`, `failure`, `dry_run`, `suspended`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub team: String,
+    /// `invite`, `assign`, `unassign`.
+    pub kind: String,
+    /// `done`, `failed`, `skipped`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub team: String,
+    pub operation: String,
+    /// HTTP status, or `0` when no answer came.
+    pub status: String,
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Family<TeamLabel, Histogram>,
+    pub actions: Family<ActionLabels, Counter>,
+    pub drift: Family<TeamLabel, Gauge>,
+    pub blocked: Family<TeamLabel, Gauge>,
+    pub api_requests: Family<RequestLabels, Counter>,
+    pub rate_limited: Family<TeamLabel, Counter>,
+    pub budget_remaining: Family<TeamLabel, Gauge>,
+    pub last_success: Family<TeamLabel, Gauge<f64, AtomicU64>>,
+    pub degraded: Family<TeamLabel, Gauge>,
+    pub config_load_errors: Counter,
+    pub config_valid: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("flexsync");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes by team and result",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Family::<TeamLabel, Histogram>::new_with_constructor(|| {
+            // A pass is a few calls at best and minutes when the budget is
+            // spent.
+            Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 180.0, 600.0])
+        });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of a reconcile pass",
+            reconcile_seconds.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "actions",
+            "Writes by team, kind and result",
+            actions.clone(),
+        );
+        let drift = Family::<TeamLabel, Gauge>::default();
+        registry.register(
+            "drift_changes",
+            "Changes the last plan wanted (0 = converged)",
+            drift.clone(),
+        );
+        let blocked = Family::<TeamLabel, Gauge>::default();
+        registry.register(
+            "blocked_changes",
+            "Changes the last plan blocked (guards, seats, suspend)",
+            blocked.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Team Admin API answers by operation and HTTP status",
+            api_requests.clone(),
+        );
+        let rate_limited = Family::<TeamLabel, Counter>::default();
+        registry.register("rate_limited", "HTTP 429 answers", rate_limited.clone());
+        let budget_remaining = Family::<TeamLabel, Gauge>::default();
+        registry.register(
+            "rate_budget_remaining",
+            "Calls this service may still make in the team's current UTC minute",
+            budget_remaining.clone(),
+        );
+        let last_success = Family::<TeamLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the team's last successful reconcile",
+            last_success.clone(),
+        );
+        let degraded = Family::<TeamLabel, Gauge>::default();
+        registry.register(
+            "team_degraded",
+            "1 when the team failed repeatedly and is reconciled at a slower pace",
+            degraded.clone(),
+        );
+        let config_load_errors = Counter::default();
+        registry.register(
+            "config_load_errors",
+            "Declaration loads that failed validation",
+            config_load_errors.clone(),
+        );
+        let config_valid = Gauge::default();
+        registry.register(
+            "config_valid",
+            "1 when the files on disk are valid (else the last good declaration is in force)",
+            config_valid.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            actions,
+            drift,
+            blocked,
+            api_requests,
+            rate_limited,
+            budget_remaining,
+            last_success,
+            degraded,
+            config_load_errors,
+            config_valid,
+        }
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+pub fn team(team: &str) -> TeamLabel {
+    TeamLabel {
+        team: team.to_owned(),
+    }
+}
+
+impl CallObserver for Metrics {
+    fn response(&self, team: &str, op: &'static str, status: u16) {
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                team: team.to_owned(),
+                operation: op.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        if status == 429 {
+            self.rate_limited.get_or_create(&self::team(team)).inc();
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! `flexsync run` as a child process against a served sandbox.
+
+mod served;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use served::Served;
+
+const TEAM_A: &str = r#"version: 1
+team: { id: "100001", name: Example Engineering }
+products:
+  ps: { productName: "Autodesk Flex - Platform Services" }
+users:
+  - { email: alice@example.com, products: [ps] }
+  - { email: erin@example.com, products: [ps] }
+"#;
+
+struct Service {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(s: &Served, path: &Path, extra: &[&str]) -> Service {
+        let mut cmd = std::process::Command::new(served::bin());
+        cmd.current_dir(s.dir.path())
+            .args([
+                "--api-url",
+                &s.api_url,
+                "--client-id",
+                "flexsync-sandbox",
+                "--token-file",
+            ])
+            .arg(&s.token_file)
+            .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+            .env("RUST_LOG", "info")
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "1s",
+                "--audit-log",
+                "audit.jsonl",
+            ])
+            .args(extra)
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        // Drain stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let text = logs.lock().unwrap().clone();
+            if let Some(i) = text.find("addr=") {
+                let rest = &text[i + 5..];
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "service did not start: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Service {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn status(&self) -> Value {
+        serde_json::from_str(&self.get("/status").await.1).unwrap()
+    }
+
+    async fn team(&self, id: &str) -> Value {
+        let s = self.status().await;
+        s["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Polls `check` until it holds or `secs` pass.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn holds(s: &Served, user_id: &str, product: &str) -> bool {
+    let state = s.admin(Method::GET, "/state", None).await;
+    // Direct assignments of team 100001; removed ones keep a `removedAt`.
+    state["world"]["teams"]["100001"]["direct"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["userId"] == user_id && a["productId"] == product && a["removedAt"].is_null())
+}
+
+fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(name);
+    // Write-then-rename, as editors do.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn converges_then_follows_edits_and_repairs_drift() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let svc = Service::start(&s, &dir, &[]);
+
+    // Erin (US1000000005) gets Platform Services.
+    eventually(10, "erin assigned", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    eventually(10, "team converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+    let (code, _) = svc.get("/readyz").await;
+    assert_eq!(code, 200);
+
+    // An edit: Frank (US1000000006) is added.
+    declare(
+        &dir,
+        "a.yaml",
+        &format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
+    );
+    eventually(5, "frank assigned after the edit", || {
+        holds(&s, "US1000000006", "prod_flex_platform")
+    })
+    .await;
+
+    // Drift: another admin removes Erin's assignment; the next pass restores it.
+    s.admin(
+        Method::DELETE,
+        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
+        None,
+    )
+    .await;
+    assert!(!holds(&s, "US1000000005", "prod_flex_platform").await);
+    eventually(10, "drift repaired", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+
+    // Every write is in the audit log, with its request id.
+    let audit = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 3, "{audit}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["command"] == "run" && l["requestId"].is_string())
+    );
+    let erin = lines
+        .iter()
+        .filter(|l| l["user"] == "erin@example.com")
+        .count();
+    assert_eq!(erin, 2, "one assignment, one repair: {audit}");
+}
+
+#[tokio::test]
+async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    let file = declare(&dir, "a.yaml", TEAM_A);
+    let svc = Service::start(&s, &file, &[]);
+    eventually(10, "converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+
+    // Broken YAML that would otherwise add Frank.
+    declare(
+        &dir,
+        "a.yaml",
+        &format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps, nope] }}\n"),
+    );
+    eventually(5, "error on /status", || async {
+        let st = svc.status().await;
+        st["declaration"]["valid"] == false
+    })
+    .await;
+    let st = svc.status().await;
+    let err = &st["declaration"]["errors"][0];
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown product alias `nope`"),
+        "{st}"
+    );
+    assert_eq!(err["line"], 8);
+    assert!(
+        st["declaration"]["loaded"] == true,
+        "the last good declaration stays in force"
+    );
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains("flexsync_config_load_errors_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("flexsync_config_valid 0"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !holds(&s, "US1000000006", "prod_flex_platform").await,
+        "an invalid declaration was applied"
+    );
+    assert!(
+        svc.logs()
+            .contains("invalid declaration; keeping the last good one")
+    );
+
+    // Fixed: picked up, applied.
+    declare(
+        &dir,
+        "a.yaml",
+        &format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
+    );
+    eventually(5, "frank assigned after the fix", || {
+        holds(&s, "US1000000006", "prod_flex_platform")
+    })
+    .await;
+    assert_eq!(svc.status().await["declaration"]["valid"], true);
+}
+
+#[tokio::test]
+async fn a_configmap_data_swap_is_seen() {
+    let s = Served::start().await;
+    // The layout the kubelet writes: files are symlinks through `..data`,
+    // which is swapped atomically to a new timestamped directory.
+    let mount = s.path("config");
+    std::fs::create_dir_all(mount.join("..2026_11_26_10_00_00.1")).unwrap();
+    std::fs::write(mount.join("..2026_11_26_10_00_00.1/team.yaml"), TEAM_A).unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_10_00_00.1", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/team.yaml", mount.join("team.yaml")).unwrap();
+    let svc = Service::start(&s, &mount.join("team.yaml"), &["--reread", "1h"]);
+    eventually(10, "converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+
+    std::fs::create_dir_all(mount.join("..2026_11_26_10_05_00.2")).unwrap();
+    std::fs::write(
+        mount.join("..2026_11_26_10_05_00.2/team.yaml"),
+        format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_10_05_00.2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    eventually(5, "the swap is applied", || {
+        holds(&s, "US1000000006", "prod_flex_platform")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_failing_team_does_not_hold_up_another() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    // 100003 exists, but this login does not administer it: 403 every time.
+    declare(
+        &dir,
+        "c.yaml",
+        "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
+    );
+    let svc = Service::start(&s, &dir, &[]);
+    eventually(10, "erin assigned", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    eventually(10, "100003 failing", || async {
+        let t = svc.team("100003").await;
+        t["state"] == "failing" || t["state"] == "degraded"
+    })
+    .await;
+    let t = svc.team("100003").await;
+    assert!(
+        t["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not an administrator of team 100003"),
+        "{t}"
+    );
+    let (code, body) = svc.get("/readyz").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("100003"));
+    eventually(10, "100001 converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dry_run_and_suspend_apply_nothing() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let svc = Service::start(&s, &dir, &["--dry-run"]);
+    eventually(10, "drift reported", || async {
+        svc.team("100001").await["state"] == "drift"
+    })
+    .await;
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains("flexsync_drift_changes{team=\"100001\"} 1"),
+        "{metrics}"
+    );
+    assert!(!holds(&s, "US1000000005", "prod_flex_platform").await);
+    drop(svc);
+
+    declare(&dir, "a.yaml", &format!("{TEAM_A}suspend: true\n"));
+    let svc = Service::start(&s, &dir, &[]);
+    eventually(10, "suspended", || async {
+        svc.team("100001").await["state"] == "suspended"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!holds(&s, "US1000000005", "prod_flex_platform").await);
+    assert!(
+        !s.path("audit.jsonl").exists()
+            || std::fs::read_to_string(s.path("audit.jsonl"))
+                .unwrap()
+                .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    std::fs::write(s.path("snap-token"), "a-long-enough-snapshot-token\n").unwrap();
+    let token_file = s.path("snap-token");
+    let svc = Service::start(
+        &s,
+        &dir,
+        &["--snapshot-token-file", token_file.to_str().unwrap()],
+    );
+    eventually(10, "converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+
+    let (_, text) = svc.get("/metrics").await;
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample value in {line}");
+        assert!(
+            name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()),
+            "bad sample name in {line}"
+        );
+    }
+    for family in [
+        "flexsync_reconciles_total{team=\"100001\",result=\"success\"}",
+        "flexsync_reconcile_duration_seconds_count{team=\"100001\"}",
+        "flexsync_actions_total{team=\"100001\",kind=\"assign\",result=\"done\"} 1",
+        "flexsync_drift_changes{team=\"100001\"} 0",
+        "flexsync_api_requests_total{team=\"100001\",operation=\"assign\",status=\"201\"} 1",
+        "flexsync_rate_budget_remaining{team=\"100001\"}",
+        "flexsync_last_success_timestamp_seconds{team=\"100001\"}",
+        "flexsync_config_load_errors_total 0",
+    ] {
+        assert!(text.contains(family), "missing {family} in\n{text}");
+    }
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/snapshot", svc.base);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let resp = http
+        .get(&url)
+        .bearer_auth("a-long-enough-snapshot-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    std::fs::write(s.path("snap.json"), &body).unwrap();
+    // The published snapshot plans like the live team.
+    s.cmd()
+        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
+        .arg(dir.join("a.yaml"))
+        .assert()
+        .code(0);
+    let one = http
+        .get(format!("{}/snapshot/100001", svc.base))
+        .bearer_auth("a-long-enough-snapshot-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let mut svc = Service::start(&s, &dir, &[]);
+    eventually(10, "converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+    let pid = svc.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = svc.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(svc.logs().contains("stopped"));
+    // Nothing half-written: the token store and the audit log parse.
+    let tokens: Value = serde_json::from_slice(&std::fs::read(&s.token_file).unwrap()).unwrap();
+    assert!(tokens["refreshToken"].is_string());
+    for line in std::fs::read_to_string(s.path("audit.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let _: Value = serde_json::from_str(line).unwrap();
+    }
+    let _ = json!({});
+}
+
+#[tokio::test]
+async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
+    let s = Served::start().await;
+    // Team-wide List Assignments shows writes only after 30 s.
+    s.admin(
+        Method::PUT,
+        "/settings",
+        Some(json!({ "consistencyDelaySeconds": 30 })),
+    )
+    .await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let svc = Service::start(&s, &dir, &[]);
+    eventually(10, "erin assigned", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    // Several 1 s passes while the list still lags.
+    eventually(10, "three more passes", || async {
+        let (_, m) = svc.get("/metrics").await;
+        m.lines()
+            .find(|l| {
+                l.starts_with("flexsync_reconciles_total{team=\"100001\",result=\"success\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .is_some_and(|n| n >= 4.0)
+    })
+    .await;
+    let audit = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
+    let writes: Vec<&str> = audit.lines().collect();
+    assert_eq!(writes.len(), 1, "the same write was sent again: {audit}");
+    assert_eq!(svc.team("100001").await["state"], "converged");
+}
