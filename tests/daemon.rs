@@ -535,3 +535,33 @@ async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
     assert_eq!(writes.len(), 1, "the same write was sent again: {audit}");
     assert_eq!(svc.team("100001").await["state"], "converged");
 }
+
+#[tokio::test]
+async fn a_git_sync_style_directory_swap_is_seen() {
+    let s = Served::start().await;
+    // git-sync checks each commit out into a new directory and swaps the
+    // `current` symlink to it.
+    let root = s.path("git");
+    std::fs::create_dir_all(root.join("rev1")).unwrap();
+    std::fs::write(root.join("rev1/a.yaml"), TEAM_A).unwrap();
+    std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
+    let svc = Service::start(&s, &root.join("current"), &["--reread", "1h"]);
+    eventually(10, "converged", || async {
+        svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+
+    std::fs::create_dir_all(root.join("rev2")).unwrap();
+    std::fs::write(
+        root.join("rev2/a.yaml"),
+        format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("rev2", root.join("current.tmp")).unwrap();
+    std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
+    std::fs::remove_dir_all(root.join("rev1")).unwrap();
+    eventually(5, "the new checkout is applied", || {
+        holds(&s, "US1000000006", "prod_flex_platform")
+    })
+    .await;
+}

@@ -62,7 +62,15 @@ pub fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<Watcher>
                     .unwrap_or(Path::new("."));
                 debouncer.watch(parent, RecursiveMode::NonRecursive)?;
             }
-            None => debouncer.watch(path, RecursiveMode::Recursive)?,
+            None => {
+                debouncer.watch(path, RecursiveMode::Recursive)?;
+                // A directory reached through a symlink that is swapped
+                // (git-sync's `current`) is replaced, not written: watch
+                // its parent for the swap too.
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    debouncer.watch(parent, RecursiveMode::NonRecursive)?;
+                }
+            }
         }
     }
     Ok(Watcher {
