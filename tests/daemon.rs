@@ -559,7 +559,6 @@ async fn a_git_sync_style_directory_swap_is_seen() {
     .unwrap();
     std::os::unix::fs::symlink("rev2", root.join("current.tmp")).unwrap();
     std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
-    std::fs::remove_dir_all(root.join("rev1")).unwrap();
     eventually(5, "the new checkout is applied", || {
         holds(&s, "US1000000006", "prod_flex_platform")
     })
