@@ -21,6 +21,11 @@ users:
   - { email: erin@example.com, products: [ps] }
 "#;
 
+/// TEAM_A plus Frank (US1000000006).
+fn team_a_with_frank() -> String {
+    format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n")
+}
+
 struct Service {
     child: Child,
     base: String,
@@ -104,6 +109,14 @@ impl Service {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// Waits until team 100001 is converged.
+    async fn converged(&self) {
+        eventually(10, "team 100001 converged", || async {
+            self.team("100001").await["state"] == "converged"
+        })
+        .await;
+    }
+
     async fn status(&self) -> Value {
         serde_json::from_str(&self.get("/status").await.1).unwrap()
     }
@@ -180,11 +193,7 @@ async fn converges_then_follows_edits_and_repairs_drift() {
     assert_eq!(code, 200);
 
     // An edit: Frank (US1000000006) is added.
-    declare(
-        &dir,
-        "a.yaml",
-        &format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
-    );
+    declare(&dir, "a.yaml", &team_a_with_frank());
     eventually(5, "frank assigned after the edit", || {
         holds(&s, "US1000000006", "prod_flex_platform")
     })
@@ -229,10 +238,7 @@ async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
     std::fs::create_dir(&dir).unwrap();
     let file = declare(&dir, "a.yaml", TEAM_A);
     let svc = Service::start(&s, &file, &[]);
-    eventually(10, "converged", || async {
-        svc.team("100001").await["state"] == "converged"
-    })
-    .await;
+    svc.converged().await;
 
     // Broken YAML that would otherwise add Frank.
     declare(
@@ -276,11 +282,7 @@ async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
     );
 
     // Fixed: picked up, applied.
-    declare(
-        &dir,
-        "a.yaml",
-        &format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
-    );
+    declare(&dir, "a.yaml", &team_a_with_frank());
     eventually(5, "frank assigned after the fix", || {
         holds(&s, "US1000000006", "prod_flex_platform")
     })
@@ -299,15 +301,12 @@ async fn a_configmap_data_swap_is_seen() {
     std::os::unix::fs::symlink("..2026_11_26_10_00_00.1", mount.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/team.yaml", mount.join("team.yaml")).unwrap();
     let svc = Service::start(&s, &mount.join("team.yaml"), &["--reread", "1h"]);
-    eventually(10, "converged", || async {
-        svc.team("100001").await["state"] == "converged"
-    })
-    .await;
+    svc.converged().await;
 
     std::fs::create_dir_all(mount.join("..2026_11_26_10_05_00.2")).unwrap();
     std::fs::write(
         mount.join("..2026_11_26_10_05_00.2/team.yaml"),
-        format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
+        team_a_with_frank(),
     )
     .unwrap();
     std::os::unix::fs::symlink("..2026_11_26_10_05_00.2", mount.join("..data_tmp")).unwrap();
@@ -405,10 +404,7 @@ async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
         &dir,
         &["--snapshot-token-file", token_file.to_str().unwrap()],
     );
-    eventually(10, "converged", || async {
-        svc.team("100001").await["state"] == "converged"
-    })
-    .await;
+    svc.converged().await;
 
     let (_, text) = svc.get("/metrics").await;
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
@@ -467,10 +463,7 @@ async fn sigterm_stops_cleanly() {
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
     let mut svc = Service::start(&s, &dir, &[]);
-    eventually(10, "converged", || async {
-        svc.team("100001").await["state"] == "converged"
-    })
-    .await;
+    svc.converged().await;
     let pid = svc.child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -546,17 +539,10 @@ async fn a_git_sync_style_directory_swap_is_seen() {
     std::fs::write(root.join("rev1/a.yaml"), TEAM_A).unwrap();
     std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
     let svc = Service::start(&s, &root.join("current"), &["--reread", "1h"]);
-    eventually(10, "converged", || async {
-        svc.team("100001").await["state"] == "converged"
-    })
-    .await;
+    svc.converged().await;
 
     std::fs::create_dir_all(root.join("rev2")).unwrap();
-    std::fs::write(
-        root.join("rev2/a.yaml"),
-        format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n"),
-    )
-    .unwrap();
+    std::fs::write(root.join("rev2/a.yaml"), team_a_with_frank()).unwrap();
     std::os::unix::fs::symlink("rev2", root.join("current.tmp")).unwrap();
     std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
     eventually(5, "the new checkout is applied", || {

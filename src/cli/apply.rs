@@ -93,14 +93,7 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
             if !args.auto_approve {
                 confirm()?;
             }
-            let saved = SavedPlan::new(
-                &planned.plan,
-                &planned.observed,
-                planned.desired_digest.clone(),
-                planned.target(),
-                args.guard.max_unassign.map(|m| m.to_string()),
-                planned.ctx.now,
-            );
+            let saved = planned.saved(&args.guard);
             let run = RunInfo {
                 command: "apply",
                 plan_digest: saved.digest(),

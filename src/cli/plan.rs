@@ -115,9 +115,16 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// What the plan was made against, as recorded in saved plans.
-    pub fn target(&self) -> String {
-        target_of(&self.ctx.source)
+    /// The plan as a saved plan (fingerprints, digests, the guard override).
+    pub fn saved(&self, guard: &GuardArgs) -> SavedPlan {
+        SavedPlan::new(
+            &self.plan,
+            &self.observed,
+            self.desired_digest.clone(),
+            target_of(&self.ctx.source),
+            guard.max_unassign.map(|m| m.to_string()),
+            self.ctx.now,
+        )
     }
 }
 
@@ -234,14 +241,7 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     render(&planned.plan, &planned.ctx, args.format, &mut out)?;
     if let Some(file) = &args.out {
-        let saved = SavedPlan::new(
-            &planned.plan,
-            &planned.observed,
-            planned.desired_digest.clone(),
-            planned.target(),
-            args.guard.max_unassign.map(|m| m.to_string()),
-            planned.ctx.now,
-        );
+        let saved = planned.saved(&args.guard);
         let text = serde_json::to_string_pretty(&saved)
             .map_err(|e| Error::Input(format!("cannot encode the plan: {e}")))?;
         std::fs::write(file, text + "\n")
