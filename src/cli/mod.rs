@@ -156,8 +156,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// Logs go to stderr; RUST_LOG picks the level (default: warnings, and
 /// flexsync's own info lines).
 fn init_logging(format: LogFormat) {
+    // On a terminal, apply draws a progress bar instead of a line per write
+    // (failures, at warn, still show).
+    let default = if std::io::stderr().is_terminal() {
+        "warn,flexsync=info,flexsync::apply=warn"
+    } else {
+        "warn,flexsync=info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,flexsync=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
