@@ -232,11 +232,13 @@ impl MaxUnassign {
     pub const DEFAULT: MaxUnassign = MaxUnassign::Percent(25);
 
     /// How many unassignments are allowed when `holders` direct assignments of
-    /// managed products exist today. Percentages round down, but never below 1
-    /// so a small team can still remove one person.
+    /// managed products exist. Percentages round down, but a non-zero one
+    /// never below 1, so a small team can still remove one person; "0%"
+    /// allows none.
     pub fn limit(self, holders: usize) -> usize {
         match self {
             MaxUnassign::Count(n) => n as usize,
+            MaxUnassign::Percent(0) => 0,
             MaxUnassign::Percent(p) => ((holders * p as usize) / 100).max(1),
         }
     }
@@ -406,5 +408,6 @@ mod tests {
         assert_eq!(MaxUnassign::Percent(10).limit(3), 1);
         assert_eq!(MaxUnassign::Count(0).limit(100), 0);
         assert_eq!(MaxUnassign::DEFAULT.limit(8), 2);
+        assert_eq!(MaxUnassign::Percent(0).limit(100), 0);
     }
 }

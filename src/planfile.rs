@@ -134,13 +134,32 @@ impl SavedPlan {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<SavedPlan, PlanFileError> {
-        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| PlanFileError::Invalid {
-            file: file.to_owned(),
-            detail: e.to_string(),
-        })?;
-        if saved.flexsync_saved_plan != FORMAT_VERSION
-            || saved.tool_version != env!("CARGO_PKG_VERSION")
-        {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanFileError::Invalid {
+                file: file.to_owned(),
+                detail: format!("not JSON: {e}"),
+            })?;
+        if value.get("flexsyncSavedPlan").is_none() {
+            return Err(PlanFileError::Invalid {
+                file: file.to_owned(),
+                detail: "it has no `flexsyncSavedPlan` field; save plans with `flexsync plan --out FILE`".into(),
+            });
+        }
+        let saved: SavedPlan =
+            serde_json::from_value(value).map_err(|e| PlanFileError::Invalid {
+                file: file.to_owned(),
+                detail: e.to_string(),
+            })?;
+        if saved.flexsync_saved_plan != FORMAT_VERSION {
+            return Err(PlanFileError::Invalid {
+                file: file.to_owned(),
+                detail: format!(
+                    "saved-plan format {} is not supported (this flexsync writes and reads format {FORMAT_VERSION}); plan again",
+                    saved.flexsync_saved_plan
+                ),
+            });
+        }
+        if saved.tool_version != env!("CARGO_PKG_VERSION") {
             return Err(PlanFileError::Version {
                 file: file.to_owned(),
                 made_by: saved.tool_version,

@@ -144,7 +144,7 @@ async fn failed_writes_do_not_stop_the_others_and_a_rerun_converges() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("failed"))
-        .stdout(predicate::str::contains("[request id "))
+        .stdout(predicate::str::contains("request id "))
         .stdout(predicate::str::contains("Run `flexsync apply` again"));
     let lines = s.audit_lines();
     assert_eq!(
@@ -288,5 +288,44 @@ groups:
         .success()
         .stdout(predicate::str::contains(
             "blocker: AutoCAD - including specialized toolsets has 4 seat(s) and 4 would be in use; 2 more needed: not assigned to erin@example.com, frank@contractor.example.net",
+        ));
+}
+
+#[tokio::test]
+async fn saved_plans_come_alone_and_must_be_saved_plans() {
+    let s = Served::start().await;
+    s.cmd()
+        .args(["plan", "--out", "review.plan"])
+        .arg(example("platform-services.yaml"))
+        .assert()
+        .success();
+    s.cmd()
+        .args(["apply", "review.plan"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "review.plan is a saved plan: give it alone",
+        ));
+    std::fs::write(s.path("empty.plan"), "{}").unwrap();
+    s.cmd()
+        .args(["apply", "empty.plan"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "it has no `flexsyncSavedPlan` field",
+        ));
+    let text = std::fs::read_to_string(s.path("review.plan")).unwrap();
+    std::fs::write(
+        s.path("v9.plan"),
+        text.replace("\"flexsyncSavedPlan\": 1", "\"flexsyncSavedPlan\": 9"),
+    )
+    .unwrap();
+    s.cmd()
+        .args(["apply", "v9.plan"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "saved-plan format 9 is not supported",
         ));
 }

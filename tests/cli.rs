@@ -343,3 +343,72 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "{flag} missing from help");
     }
 }
+
+#[test]
+fn usage_errors_exit_1_not_the_changes_code() {
+    for args in [
+        vec![
+            "plan",
+            "examples/full.yaml",
+            "--observed",
+            "examples/snapshot.json",
+            "--format",
+            "xml",
+            "--detailed-exitcode",
+        ],
+        vec![
+            "plan",
+            "examples/full.yaml",
+            "--observed",
+            "examples/snapshot.json",
+            "--rate-reserve",
+            "100",
+        ],
+        vec![
+            "plan",
+            "examples/full.yaml",
+            "--observed",
+            "examples/snapshot.json",
+            "--max-unassign",
+            "200%",
+        ],
+        vec!["frobnicate"],
+    ] {
+        flexsync().args(&args).assert().code(1);
+    }
+    flexsync().arg("--help").assert().code(0);
+    flexsync().arg("--version").assert().code(0);
+}
+
+#[test]
+fn a_file_named_twice_is_read_once() {
+    flexsync()
+        .args([
+            "validate",
+            "examples/multi-team",
+            "examples/multi-team/engineering.yaml",
+            "./examples/multi-team/engineering.yaml",
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn max_unassign_errors_speak_the_users_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nteam: { id: \"1\" }\npolicy: { maxUnassign: -3 }\n",
+    )
+    .unwrap();
+    flexsync()
+        .arg("validate")
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "a whole number (e.g. 5) or a percentage string",
+        ))
+        .stderr(predicate::str::contains("untagged").not());
+}

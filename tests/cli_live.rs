@@ -295,3 +295,59 @@ fn export_then_plan_shows_no_change() {
             "no product pool with id or name \"Nope\"",
         ));
 }
+
+#[test]
+fn a_team_the_login_cannot_administer_is_an_error_not_no_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("foreign.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
+    )
+    .unwrap();
+    for cmd in [
+        vec!["plan", "--sandbox", "--detailed-exitcode"],
+        vec!["apply", "--sandbox", "--auto-approve"],
+    ] {
+        flexsync(dir.path())
+            .args(&cmd)
+            .arg(&file)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("No changes").not())
+            .stderr(predicate::str::contains(
+                "not an administrator of team 100003",
+            ));
+    }
+}
+
+#[test]
+fn a_second_process_cannot_clobber_the_embedded_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = StdCommand::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+        ])
+        .arg(example("full.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(service.stderr.take().unwrap());
+    let _service = Server(service);
+    line_with(&mut err, "flexsync is running");
+    flexsync(dir.path())
+        .args(["plan", "--sandbox"])
+        .arg(example("full.yaml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "another flexsync process is using the embedded sandbox",
+        ));
+}

@@ -400,3 +400,23 @@ fn a_suspended_team_shows_its_changes_but_applies_none() {
     assert_eq!(t.blocked[0].reason, BlockReason::Suspended);
     assert!(t.findings.iter().any(|f| f.message.contains("suspended")));
 }
+
+#[test]
+fn assignments_relying_on_freed_seats_are_flagged() {
+    // Fusion has 2 seats, both taken by people prune removes; the API
+    // cannot tell whether they also hold it through a group.
+    let t = check(
+        "users:\n  - { email: ada@example.com, products: [fusion] }\npolicy: { prune: true, maxUnassign: 5, allowEmpty: true }\n",
+        team(&[("U3", "fu", "DIRECT"), ("U4", "fu", "DIRECT")]),
+    );
+    assert_eq!(actions(&t).len(), 3);
+    assert_eq!(t.seats[0].freed, 2);
+    assert!(
+        t.findings.iter().any(|f| f.severity == Severity::Warning
+            && f.message
+                .contains("relies on seats this plan's unassignments free")
+            && f.message.contains("ada@example.com")),
+        "{:#?}",
+        t.findings
+    );
+}

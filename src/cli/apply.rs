@@ -39,18 +39,36 @@ pub struct ApplyArgs {
     pub guard: GuardArgs,
 }
 
-/// Whether `paths` is one saved plan rather than YAML.
-fn saved_plan_file(paths: &[PathBuf]) -> Option<&PathBuf> {
-    let [only] = paths else { return None };
-    if !only.is_file() {
-        return None;
+/// Whether a file looks like a saved plan (JSON with the marker) rather
+/// than YAML, or is named like one.
+fn looks_saved(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "plan") {
+        return true;
     }
     let mut head = [0u8; 64];
-    let n = std::fs::File::open(only)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .ok()?;
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    else {
+        return false;
+    };
     let head = String::from_utf8_lossy(&head[..n]);
-    (head.trim_start().starts_with('{') && head.contains("flexsyncSavedPlan")).then_some(only)
+    head.trim_start().starts_with('{') && head.contains("flexsyncSavedPlan")
+}
+
+/// The saved plan among `paths`, if any; it must come alone.
+fn saved_plan_file(paths: &[PathBuf]) -> Result<Option<&PathBuf>, Error> {
+    let saved: Vec<&PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_file() && looks_saved(p))
+        .collect();
+    match (saved.as_slice(), paths.len()) {
+        ([], _) => Ok(None),
+        ([one], 1) => Ok(Some(*one)),
+        ([one, ..], _) => Err(Error::Input(format!(
+            "{} is a saved plan: give it alone (`flexsync apply {}`), not with declaration files",
+            one.display(),
+            one.display()
+        ))),
+    }
 }
 
 pub(crate) fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
@@ -65,7 +83,7 @@ pub(crate) fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
 }
 
 pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let saved_file = saved_plan_file(&args.paths).cloned();
+    let saved_file = saved_plan_file(&args.paths)?.cloned();
     // Refuse before spending any API call on a plan nobody can approve.
     if saved_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
         return Err(Error::Input(
@@ -307,8 +325,10 @@ fn print_report(report: &ApplyReport, audit: &Path) -> Result<(), Error> {
                     request_id,
                     ..
                 } => {
+                    // Most API errors already quote their request id.
                     let rid = request_id
                         .as_deref()
+                        .filter(|r| !message.contains(*r))
                         .map(|r| format!(" [request id {r}]"))
                         .unwrap_or_default();
                     writeln!(out, "  failed  {what}: {message}{rid}")?;

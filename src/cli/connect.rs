@@ -39,8 +39,9 @@ pub struct ConnectArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
     /// Calls per UTC minute and team left for the people and tools that
-    /// share the team's 60-call budget.
-    #[arg(long, global = true, default_value_t = 5, value_name = "CALLS")]
+    /// share the team's 60-call budget (0 to 50).
+    #[arg(long, global = true, default_value_t = 5, value_name = "CALLS",
+          value_parser = clap::value_parser!(u32).range(0..=50))]
     pub rate_reserve: u32,
     /// Attempts per API call on server errors, timeouts and dropped
     /// connections (exponential backoff with jitter in between).
@@ -60,6 +61,9 @@ pub struct Connection {
 pub struct EmbeddedSandbox {
     pub base_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Held while running: a second process would load the state, then
+    /// overwrite this one's changes with its own.
+    _lock: std::fs::File,
 }
 
 impl Drop for EmbeddedSandbox {
@@ -198,12 +202,40 @@ fn try_open_browser(url: &str) {
         .spawn();
 }
 
+/// One process at a time may use the embedded sandbox's state.
+fn lock_sandbox() -> Result<std::fs::File, Error> {
+    let path = Path::new(SANDBOX_STATE).with_extension("lock");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Input(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Input(format!(
+            "another flexsync process is using the embedded sandbox in {} (e.g. `flexsync run --sandbox`); \
+             to share one sandbox between processes, start `flexsync sandbox serve --state {SANDBOX_STATE}` \
+             and point them at it with --api-url",
+            path.parent()
+                .map_or(".".into(), |d| d.display().to_string())
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::Input(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
 /// Starts the embedded sandbox and logs in to it the way a real login
 /// works: authorize (auto-approved), callback listener, code + PKCE exchange.
 async fn connect_sandbox(
     args: &ConnectArgs,
     observer: Option<Arc<dyn CallObserver>>,
 ) -> Result<Connection, Error> {
+    let lock = lock_sandbox()?;
     let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
     let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default())
         .map_err(|e| Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")))?;
@@ -221,6 +253,7 @@ async fn connect_sandbox(
     let embedded = EmbeddedSandbox {
         base_url: base_url.clone(),
         stop: Some(tx),
+        _lock: lock,
     };
     let mut config = ClientConfig::new(&format!("{base_url}{}", sandbox::API_BASE_PATH))?;
     config.reserve = args.rate_reserve;

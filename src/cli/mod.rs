@@ -125,7 +125,15 @@ struct LoginArgs {
 
 /// Parses argv and runs the command. Returns the process exit code.
 pub fn run() -> Result<u8, Error> {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which --detailed-exitcode means
+    // "there are changes": a typo must read as an error (1) instead.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     init_logging(cli.log_format);
     let outcome = match cli.command {
         Command::Validate(args) => validate(args),

@@ -64,8 +64,8 @@ fn parse_max_unassign(s: &str) -> Result<MaxUnassign, String> {
 }
 
 /// The observed state of every declared team, read in parallel (teams have
-/// independent budgets). A team the login does not administer is left out;
-/// the planner reports it as a blocker.
+/// independent budgets). Any team that cannot be read is an error naming
+/// it: a plan silently missing a team would look like "no changes".
 pub async fn observe(
     conn: &Connection,
     desired: &Desired,
@@ -85,7 +85,7 @@ pub async fn observe(
     }
     let mut observed = Observed::default();
     let mut stats = BTreeMap::new();
-    let mut first_error = None;
+    let mut errors: BTreeMap<TeamId, ApiError> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let (id, result) = joined.map_err(|e| Error::Input(format!("a read task failed: {e}")))?;
         match result {
@@ -93,16 +93,27 @@ pub async fn observe(
                 observed.teams.insert(id.clone(), team);
                 stats.insert(id, s);
             }
-            Err(ApiError::Forbidden { .. }) => {}
             Err(e) => {
-                tracing::error!(team = %id, error = %e, "cannot read the team");
-                first_error.get_or_insert(e);
+                errors.insert(id, e);
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e.into()),
-        None => Ok((observed, stats)),
+    match errors.len() {
+        0 => Ok((observed, stats)),
+        1 => Err(errors
+            .into_values()
+            .next()
+            .map(Error::from)
+            .unwrap_or(Error::Input(String::new()))),
+        _ => Err(Error::Input(format!(
+            "{} teams cannot be read:\n{}",
+            errors.len(),
+            errors
+                .iter()
+                .map(|(id, e)| format!("  team {id}: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))),
     }
 }
 

@@ -145,12 +145,15 @@ pub struct PolicyDecl {
 
 /// A count, or a percentage string such as "10%".
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a whole number (e.g. 5) or a percentage string (e.g. \"10%\")"
+)]
 pub enum MaxUnassignDecl {
     /// At most this many unassignments per run.
     Count(u32),
     /// At most this share of the team's direct assignments, e.g. "10%".
-    Percent(#[schemars(regex(pattern = r"^[0-9]{1,3}%$"))] String),
+    Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
 }
 
 /// The JSON Schema (draft 2020-12) of a desired-state document.

@@ -42,7 +42,10 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
             files.push(path.clone());
         }
     }
-    files.dedup();
+    // The same file reached twice (a directory and a file in it, `./a` and
+    // `a`) is read once.
+    let mut seen = std::collections::BTreeSet::new();
+    files.retain(|f| seen.insert(fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     Ok(files)
 }
 

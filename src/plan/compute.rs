@@ -538,9 +538,11 @@ fn check_seats(
             .iter()
             .filter(|c| matches!(c, Change::Unassign { product, .. } if &product.id == *pid))
             .count() as u64;
+        let free_now = total.saturating_sub(in_use);
         let mut free = total.saturating_sub(in_use.saturating_sub(freed));
         let mut granted = 0u64;
         let mut refused = Vec::new();
+        let mut on_freed_seats = Vec::new();
         let mut kept = Vec::new();
         for change in changes.drain(..) {
             let is_assign =
@@ -550,12 +552,29 @@ fn check_seats(
             } else if free > 0 {
                 free -= 1;
                 granted += 1;
+                if granted > free_now {
+                    on_freed_seats.push(change.email().to_string());
+                }
                 kept.push(change);
             } else {
                 refused.push(change);
             }
         }
         *changes = kept;
+        if !on_freed_seats.is_empty() {
+            // The API reports one effective type per person and product, so
+            // a person who also holds the product through a group looks
+            // like a direct holder: unassigning them frees no seat.
+            findings.push(Finding {
+                severity: Severity::Warning,
+                message: format!(
+                    "{} for {} relies on seats this plan's unassignments free; if someone unassigned also holds {} through a group, no seat is freed and Autodesk refuses the assignment (the next plan then shows it blocked)",
+                    pool.product_name,
+                    list(on_freed_seats.iter().map(String::as_str)),
+                    pool.product_name
+                ),
+            });
+        }
         let short = refused.len() as u64;
         if !refused.is_empty() {
             findings.push(Finding {
@@ -577,6 +596,7 @@ fn check_seats(
             total,
             before: in_use,
             after: in_use.saturating_sub(freed) + granted,
+            freed,
             short,
         });
     }

@@ -245,7 +245,11 @@ pub struct SeatUsage {
     pub product: ProductRef,
     pub total: u64,
     pub before: u64,
+    /// In use after the plan, counting the seats its unassignments free.
     pub after: u64,
+    /// Seats the plan's unassignments free, provided the people unassigned
+    /// do not also hold the product through a group (the API cannot tell).
+    pub freed: u64,
     /// Seats the declaration needs beyond the total (0 when it fits).
     pub short: u64,
 }

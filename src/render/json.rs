@@ -108,6 +108,7 @@ struct JsonSeats<'a> {
     total: u64,
     before: u64,
     after: u64,
+    freed: u64,
     short: u64,
 }
 
@@ -191,6 +192,7 @@ fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
                 total: s.total,
                 before: s.before,
                 after: s.after,
+                freed: s.freed,
                 short: s.short,
             })
             .collect(),

@@ -59,7 +59,11 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
         s.push('\n');
     }
     if team.changes.is_empty() && team.blocked.is_empty() {
-        s.push_str("No changes: the team matches its declaration.\n\n");
+        s.push_str(if team.has_blockers() {
+            "Nothing can be planned until the blockers above are resolved.\n\n"
+        } else {
+            "No changes: the team matches its declaration.\n\n"
+        });
     } else {
         s.push_str("| | Action | Person | Product | Note |\n|---|---|---|---|---|\n");
         let rows = team
@@ -109,7 +113,12 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
         s.push('\n');
     }
     if !team.seats.is_empty() {
-        s.push_str("| Pool | Seats | In use now | After | Short |\n|---|---|---|---|---|\n");
+        let hedged = team.seats.iter().any(|seat| seat.freed > 0);
+        let after = if hedged { "After¹" } else { "After" };
+        let _ = writeln!(
+            s,
+            "| Pool | Seats | In use now | {after} | Short |\n|---|---|---|---|---|"
+        );
         for seat in &team.seats {
             let _ = writeln!(
                 s,
@@ -126,6 +135,11 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
             );
         }
         s.push('\n');
+        if hedged {
+            s.push_str(
+                "¹ Counting seats freed by unassignments, which holds only for people who do not also hold the product through a group.\n\n",
+            );
+        }
     }
     let before = holding_lines(&team.before);
     let after = holding_lines(&team.after);
@@ -139,7 +153,9 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
         let lines: Vec<&str> = unified.lines().collect();
         let _ = writeln!(
             s,
-            "<details><summary>Holdings of managed products, before → after</summary>\n\n```diff"
+            "<details><summary>Holdings of managed products, before → after</summary>\n\n\
+             Autodesk reports one effective assignment per person and product: someone who \
+             also holds a product through a group keeps it after a direct unassignment.\n\n```diff"
         );
         for line in lines.iter().take(MAX_DIFF_LINES) {
             // A fence inside the diff would end the code block early.

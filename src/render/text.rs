@@ -42,7 +42,14 @@ pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> i
             writeln!(out)?;
         }
         if team.changes.is_empty() && team.blocked.is_empty() {
-            writeln!(out, "  No changes. The team matches its declaration.")?;
+            if team.has_blockers() {
+                writeln!(
+                    out,
+                    "  Nothing can be planned until the blockers above are resolved."
+                )?;
+            } else {
+                writeln!(out, "  No changes. The team matches its declaration.")?;
+            }
         }
         for c in &team.changes {
             let (sign, style) = match c {
@@ -69,9 +76,16 @@ pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> i
                 } else {
                     String::new()
                 };
+                // Unassigning frees a seat only if the person holds the
+                // product no other way (see the planner's warning).
+                let hedge = if s.freed > 0 {
+                    " (if unassignments free their seats)"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
-                    "    {}: {} -> {} of {} in use{short}",
+                    "    {}: {} -> {} of {} in use{hedge}{short}",
                     s.product.name, s.before, s.after, s.total
                 )?;
             }
@@ -83,16 +97,15 @@ pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> i
     let line = format!("Plan: {}.", summary_line(&summary));
     writeln!(out, "{}", paint(&line, bold))?;
     if summary.blockers > 0 {
+        let what = if summary.blocked > 0 {
+            "the changes above marked x will not be made"
+        } else {
+            "see them above"
+        };
         writeln!(
             out,
             "{}",
-            paint(
-                &format!(
-                    "{} blocker(s): the changes above marked x will not be made.",
-                    summary.blockers
-                ),
-                red
-            )
+            paint(&format!("{} blocker(s): {what}.", summary.blockers), red)
         )?;
     }
     Ok(())
