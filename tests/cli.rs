@@ -85,11 +85,7 @@ fn all_semantic_errors_of_a_file_are_reported_at_once() {
         ),
         (9, 14, "invalid email \"not-an-email\""),
         (10, 52, "product `fusion` is listed twice"),
-        (
-            11,
-            24,
-            "maxUnassign \"200%\" is neither a count nor a percentage",
-        ),
+        (11, 24, "maxUnassign \"200%\" is more than 100%"),
         (11, 42, "invalid email \"owner@@example.com\""),
     ];
     for (line, column, text) in expect {

@@ -55,7 +55,8 @@ fn parse_max_unassign(s: &str) -> Result<MaxUnassign, String> {
     if let Some(p) = t.strip_suffix('%') {
         return match p.trim().parse::<u32>() {
             Ok(p) if p <= 100 => Ok(MaxUnassign::Percent(p)),
-            _ => Err(format!("{s:?} is not a percentage from 0% to 100%")),
+            Ok(_) => Err(format!("{s:?} is more than 100%")),
+            Err(_) => Err(format!("{s:?}: write a whole percentage, like 10%")),
         };
     }
     t.parse::<u32>()

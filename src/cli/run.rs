@@ -50,9 +50,9 @@ pub struct RunArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 1h: {e}"))?;
+    let d: jiff::SignedDuration = s.parse().map_err(|_| {
+        format!("{s:?} is not a duration: write a number and a unit, like 30s, 10m or 1h")
+    })?;
     let d = Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))?;
     if d.is_zero() {
         return Err(format!("{s:?} must be longer than zero"));

@@ -34,8 +34,10 @@ pub enum SandboxCommand {
     /// Restore the embedded sandbox's state (.flexsync/sandbox.json, or
     /// --state) from the seed.
     Reset {
+        /// The state file to overwrite.
         #[arg(long, value_name = "FILE", default_value = SANDBOX_STATE)]
         state: PathBuf,
+        /// Seed YAML to restore from. Default: the bundled seed.
         #[arg(long, value_name = "FILE")]
         seed: Option<PathBuf>,
     },

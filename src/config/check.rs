@@ -322,9 +322,14 @@ fn check_policy(file: &str, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Poli
             MaxUnassignDecl::Percent(s) => match parse_percent(s) {
                 Some(p) => MaxUnassign::Percent(p),
                 None => {
+                    let why = match s.trim().strip_suffix('%').map(|d| d.trim().parse::<u64>()) {
+                        Some(Ok(_)) => "is more than 100%",
+                        Some(Err(_)) => "is not a whole percentage",
+                        None => "is neither a count nor a percentage",
+                    };
                     diags.push(
                         Place::of(file, m)
-                            .error(format!("maxUnassign {s:?} is neither a count nor a percentage"))
+                            .error(format!("maxUnassign {s:?} {why}"))
                             .with_help("write a whole number (e.g. 5) or a percentage from 0% to 100% (e.g. \"10%\")"),
                     );
                     MaxUnassign::DEFAULT
