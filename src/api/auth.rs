@@ -172,12 +172,12 @@ impl OAuthClient {
             .await
             .map_err(|e| ApiError::Transport {
                 url: url.clone(),
-                detail: e.without_url().to_string(),
+                detail: super::error::transport_detail(e),
             })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| ApiError::Transport {
             url: url.clone(),
-            detail: e.without_url().to_string(),
+            detail: super::error::transport_detail(e),
         })?;
         if !(200..300).contains(&status) {
             let body = ErrorBody::parse(&bytes);

@@ -69,6 +69,23 @@ pub enum ApiError {
     Config(String),
 }
 
+/// A transport error with its causes ("error sending request: connection
+/// refused"), without the URL (it is reported separately).
+pub(crate) fn transport_detail(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn rid(id: &Option<String>) -> String {
     match id {
         Some(id) => format!(", request id {id}"),

@@ -143,7 +143,7 @@ pub async fn approve_without_browser(
 ) -> Result<(), ApiError> {
     let transport = |e: reqwest::Error| ApiError::Transport {
         url: url.to_string(),
-        detail: e.without_url().to_string(),
+        detail: super::error::transport_detail(e),
     };
     let resp = http.get(url.clone()).send().await.map_err(transport)?;
     let location = resp

@@ -369,7 +369,7 @@ impl Client {
             let resp = match outcome {
                 Ok(r) => r,
                 Err(e) => {
-                    let detail = e.without_url().to_string();
+                    let detail = error::transport_detail(e);
                     self.observe(bucket, op, 0);
                     tracing::warn!(op, team = bucket, %request_id, error = %detail, "request failed");
                     match backoff.next() {
@@ -399,7 +399,7 @@ impl Client {
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    let detail = e.without_url().to_string();
+                    let detail = error::transport_detail(e);
                     match backoff.next() {
                         Some(delay) => {
                             stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -17,7 +17,7 @@ use crate::render::{Context, Format};
 use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
-use super::plan::{GuardArgs, make_plan, render, target_of};
+use super::plan::{GuardArgs, make_plan, render};
 use super::{stderr_color, stdout_color};
 
 #[derive(Debug, clap::Args)]
@@ -90,16 +90,20 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
             "refusing to ask for confirmation without a terminal: review with `flexsync plan`, then run apply with --auto-approve (or apply a saved plan)".into(),
         ));
     }
-    let conn = connect.connect().await?;
-    let (plan, run, ctx) = match &saved_file {
+    let saved = match &saved_file {
         Some(file) => {
             if args.guard.max_unassign.is_some() {
                 return Err(Error::Input(
                     "--max-unassign applies when planning; a saved plan keeps the override it was made with".into(),
                 ));
             }
-            load_saved(file, connect, &conn).await?
+            Some(read_saved(file, connect)?)
         }
+        None => None,
+    };
+    let conn = connect.connect().await?;
+    let (plan, run, ctx) = match saved {
+        Some((saved, name)) => load_saved(saved, name, connect, &conn).await?,
         None => {
             let planned = make_plan(&args.paths, None, connect, Some(&conn), &args.guard).await?;
             let mut out = std::io::stdout().lock();
@@ -159,16 +163,43 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     Ok(if report.has_failures() { 1 } else { 0 })
 }
 
-/// Loads a saved plan and checks it against the teams as they are now.
-async fn load_saved(
-    file: &Path,
-    connect: &ConnectArgs,
-    conn: &Connection,
-) -> Result<(Plan, RunInfo, Context), Error> {
+/// Reads a saved plan and checks that it was made against what we are
+/// about to connect to, before any connection is made.
+fn read_saved(file: &Path, connect: &ConnectArgs) -> Result<(SavedPlan, String), Error> {
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
     let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
+    let now_target = if connect.sandbox {
+        "sandbox".to_owned()
+    } else {
+        connect.api_url.clone()
+    };
+    if saved.target != now_target {
+        let hint = if saved.target == "sandbox" {
+            " (add --sandbox)"
+        } else {
+            ""
+        };
+        return Err(Error::Input(format!(
+            "{}{hint}",
+            crate::planfile::PlanFileError::Target {
+                file: name,
+                saved: saved.target.clone(),
+                now: now_target,
+            }
+        )));
+    }
+    Ok((saved, name))
+}
+
+/// Checks a saved plan against the teams as they are now.
+async fn load_saved(
+    saved: SavedPlan,
+    name: String,
+    connect: &ConnectArgs,
+    conn: &Connection,
+) -> Result<(Plan, RunInfo, Context), Error> {
     let now_source = if conn.sandbox.is_some() {
         crate::render::Source::Sandbox
     } else {
@@ -176,17 +207,6 @@ async fn load_saved(
             api_url: connect.api_url.clone(),
         }
     };
-    let now_target = target_of(&now_source);
-    if saved.target != now_target {
-        return Err(Error::Input(
-            crate::planfile::PlanFileError::Target {
-                file: name,
-                saved: saved.target.clone(),
-                now: now_target,
-            }
-            .to_string(),
-        ));
-    }
     let mut observed = Observed::default();
     for team in &saved.teams {
         let id = TeamId(team.id.clone());
@@ -211,10 +231,8 @@ async fn load_saved(
         git_commit: None,
         max_unassign_override: saved.max_unassign_override.clone(),
     };
-    eprintln!(
-        "Applying saved plan {name} ({} change(s)); it is still current.",
-        plan.teams.iter().map(|t| t.changes.len()).sum::<usize>()
-    );
+    let count: usize = plan.teams.iter().map(|t| t.changes.len()).sum();
+    eprintln!("Applying saved plan {name} ({count} change(s)); it is still current.");
     Ok((plan, run, ctx))
 }
 

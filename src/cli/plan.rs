@@ -140,7 +140,7 @@ impl Planned {
     }
 }
 
-pub fn target_of(source: &Source) -> String {
+fn target_of(source: &Source) -> String {
     match source {
         Source::Sandbox => "sandbox".to_owned(),
         Source::Live { api_url } => api_url.clone(),

@@ -25,9 +25,15 @@ pub fn to_yaml(
             .filter(|p| p.product_id.0 == *wanted || p.product_name == *wanted)
             .collect();
         if found.is_empty() {
+            let known: Vec<String> = team
+                .pools
+                .iter()
+                .map(|p| format!("{} ({})", p.product_id, p.product_name))
+                .collect();
             return Err(format!(
-                "team {} has no product pool with id or name {wanted:?}",
-                team.id
+                "team {} has no product pool with id or name {wanted:?}; its pools: {}",
+                team.id,
+                known.join(", ")
             ));
         }
         pools.extend(found);

@@ -295,8 +295,13 @@ fn reload(
         let same_error = shared.declaration().errors == loaded.diagnostics;
         if !same_error {
             metrics.config_load_errors.inc();
+            let consequence = if in_force.is_some() {
+                "invalid declaration; keeping the last good one"
+            } else {
+                "invalid declaration; nothing is applied until it is fixed"
+            };
             for d in &loaded.diagnostics {
-                tracing::error!(place = %d.place(), error = %d.message, "invalid declaration; keeping the last good one");
+                tracing::error!(place = %d.place(), error = %d.message, "{consequence}");
             }
         }
         metrics.config_valid.set(0);
