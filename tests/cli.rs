@@ -408,3 +408,25 @@ fn max_unassign_errors_speak_the_users_language() {
         ))
         .stderr(predicate::str::contains("untagged").not());
 }
+
+#[test]
+fn a_large_declaration_within_the_size_cap_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let mut text = String::from(
+        "version: 1\nteam: { id: \"100001\" }\nproducts:\n  ps: { productId: ps }\n  fu: { productId: fu }\nusers:\n",
+    );
+    for i in 0..50_000 {
+        text.push_str(&format!(
+            "  - {{ email: dev{i}@example.com, products: [ps, fu] }}\n"
+        ));
+    }
+    assert!(text.len() < 4 * 1024 * 1024);
+    std::fs::write(&path, text).unwrap();
+    flexsync()
+        .arg("validate")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("50000 user(s)"));
+}

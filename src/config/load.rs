@@ -147,7 +147,10 @@ pub fn parse_text(name: &str, text: &str) -> Result<Vec<ParsedDocument>, Diagnos
             max_depth: 32,
             max_aliases: 1_000,
             max_anchors: 1_000,
-            max_events: 500_000,
+            // Enough for the largest file the size cap lets through (tens
+            // of thousands of users); the alias limits stop expansion bombs.
+            max_events: 4_000_000,
+            max_nodes: 2_000_000,
             max_documents: 100,
         },
         alias_limits: serde_saphyr::alias_limits! {
