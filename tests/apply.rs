@@ -255,6 +255,9 @@ policy: { prune: true, maxUnassign: 1 }
         .arg(&decl)
         .assert()
         .success()
+        .stdout(predicate::str::contains(
+            "maxUnassign is overridden for this run: 2",
+        ))
         .stdout(predicate::str::contains("Apply complete: 2 done"));
     let lines = s.audit_lines();
     assert_eq!(lines.len(), 3);

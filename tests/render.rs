@@ -21,6 +21,7 @@ fn ctx() -> Context {
         read_calls: [(flexsync::model::TeamId("100001".into()), 3)].into(),
         calls_per_minute: 55,
         now: now(),
+        max_unassign_override: None,
     }
 }
 

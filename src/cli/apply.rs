@@ -224,6 +224,7 @@ async fn load_saved(
         read_calls: Default::default(),
         calls_per_minute: conn.client.calls_per_window(),
         now: conn.client.clock().now(),
+        max_unassign_override: saved.max_unassign_override.clone(),
     };
     let run = RunInfo {
         command: "apply",

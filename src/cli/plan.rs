@@ -44,8 +44,8 @@ pub struct PlanArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GuardArgs {
     /// Raise (or lower) every team's policy.maxUnassign for this run only:
-    /// a count (e.g. 40) or a percentage (e.g. "60%"). Echoed in the plan
-    /// and in every audit line.
+    /// a count (e.g. 40) or a percentage (e.g. "60%"). Shown with the plan,
+    /// kept in a saved plan, and recorded in every audit line.
     #[arg(long, value_name = "N|P%", value_parser = parse_max_unassign)]
     pub max_unassign: Option<MaxUnassign>,
 }
@@ -200,6 +200,7 @@ pub async fn make_plan(
             read_calls,
             calls_per_minute: per_minute,
             now,
+            max_unassign_override: guard.max_unassign.map(|m| m.to_string()),
         },
         observed,
         desired_digest: loaded.digest(),

@@ -24,6 +24,8 @@ pub struct Context {
     pub calls_per_minute: u32,
     /// When the plan was made (for the snapshot's age).
     pub now: Timestamp,
+    /// `--max-unassign` in force for this run only, if any.
+    pub max_unassign_override: Option<String>,
 }
 
 /// Where the observed state came from.
@@ -48,8 +50,18 @@ impl Context {
         (changes, windows.saturating_sub(1) as u64)
     }
 
-    /// "Planned against …" for headers.
+    /// "Planned against …" for headers, with any one-run override.
     pub fn source_line(&self) -> String {
+        let base = self.source_only();
+        match &self.max_unassign_override {
+            Some(m) => format!(
+                "{base} maxUnassign is overridden for this run: {m} (instead of each team's policy)."
+            ),
+            None => base,
+        }
+    }
+
+    fn source_only(&self) -> String {
         match &self.source {
             Source::Live { api_url } => format!("Planned against the live teams ({api_url})."),
             Source::Sandbox => "Planned against the local sandbox.".to_owned(),
