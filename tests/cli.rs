@@ -282,6 +282,28 @@ fn plan_formats() {
 }
 
 #[test]
+fn one_plan_in_two_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("plan.json");
+    flexsync()
+        .args([
+            "plan",
+            "examples/multi-team",
+            "--observed",
+            "examples/snapshot.json",
+            "--format",
+            "markdown",
+            "--json-out",
+        ])
+        .arg(&json)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("### flexsync plan"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["summary"]["assign"], 5);
+}
+
+#[test]
 fn text_output_is_plain_when_piped() {
     flexsync()
         .args([

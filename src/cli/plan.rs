@@ -32,6 +32,10 @@ pub struct PlanArgs {
     /// error (like terraform plan -detailed-exitcode).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also write the plan as JSON to FILE (e.g. Markdown for a comment on
+    /// stdout and JSON for a CI check, from one read of the teams).
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
     /// Save the plan to FILE for `flexsync apply FILE`, which applies
     /// exactly these changes, or refuses them if the teams changed since.
     #[arg(long, value_name = "FILE", conflicts_with = "observed")]
@@ -253,6 +257,12 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     .await?;
     let mut out = std::io::stdout().lock();
     render(&planned.plan, &planned.ctx, args.format, &mut out)?;
+    if let Some(file) = &args.json_out {
+        let mut buf = Vec::new();
+        render::json::render(&planned.plan, &planned.ctx, &mut buf)?;
+        std::fs::write(file, buf)
+            .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
+    }
     if let Some(file) = &args.out {
         let saved = planned.saved(&args.guard);
         let text = serde_json::to_string_pretty(&saved)
