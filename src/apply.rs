@@ -24,6 +24,20 @@ pub trait Observer: Send + Sync {
     fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome);
 }
 
+/// Two observers heard in turn (e.g. the audit log and a progress bar).
+pub struct Both<A, B>(pub A, pub B);
+
+impl<A: Observer, B: Observer> Observer for Both<A, B> {
+    fn starting(&self, team: &TeamId, change: &Change) {
+        self.0.starting(team, change);
+        self.1.starting(team, change);
+    }
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
+        self.0.finished(team, change, outcome);
+        self.1.finished(team, change, outcome);
+    }
+}
+
 /// An observer that does nothing.
 pub struct Quiet;
 

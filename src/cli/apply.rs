@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::api::ReadHint;
-use crate::apply::{self, Observer};
+use crate::apply::{self, Both, Observer};
 use crate::audit::{self, AuditLog, AuditTrail, RunInfo};
 use crate::model::{Observed, TeamId};
 use crate::plan::{Change, Plan};
@@ -18,7 +18,7 @@ use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
 use super::plan::{GuardArgs, make_plan, render};
-use super::{stderr_color, stdout_color};
+use super::stdout_color;
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -75,11 +75,7 @@ pub(crate) fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
     if connect.sandbox {
         return PathBuf::from(".flexsync/audit.jsonl");
     }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("flexsync").join("audit.jsonl")
+    super::connect::state_dir().join("audit.jsonl")
 }
 
 pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> {
@@ -150,12 +146,11 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     let observer: Arc<dyn Observer> = Arc::new(Both(trail, progress));
 
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
+    crate::daemon::cancel_on_termination(cancel.clone());
+    let interrupted = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupted: finishing the write in flight, starting no new one…");
-            on_signal.cancel();
-        }
+        interrupted.cancelled().await;
+        eprintln!("\nInterrupted: finishing the write in flight, starting no new one…");
     });
     let report = apply::execute(conn.client.clone(), &plan, observer.clone(), cancel).await;
     drop(observer);
@@ -249,20 +244,6 @@ fn confirm() -> Result<(), Error> {
     Ok(())
 }
 
-/// Two observers in one.
-struct Both(AuditTrail, Progress);
-
-impl Observer for Both {
-    fn starting(&self, team: &TeamId, change: &Change) {
-        self.0.starting(team, change);
-        self.1.starting(team, change);
-    }
-    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
-        self.0.finished(team, change, outcome);
-        self.1.finished(team, change, outcome);
-    }
-}
-
 /// A progress bar on a terminal; nothing otherwise (each write is logged).
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -315,7 +296,6 @@ impl Observer for Progress {
 fn print_report(report: &ApplyReport, audit: &Path) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     let color = stdout_color();
-    let _ = stderr_color;
     let t = report.tally();
     writeln!(out)?;
     for team in &report.teams {

@@ -74,12 +74,18 @@ impl Drop for EmbeddedSandbox {
     }
 }
 
-fn default_token_file() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
+/// flexsync's directory for state that must survive restarts:
+/// $XDG_STATE_HOME/flexsync or ~/.local/state/flexsync.
+pub(crate) fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("flexsync").join("token.json")
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("flexsync")
+}
+
+fn default_token_file() -> PathBuf {
+    state_dir().join("token.json")
 }
 
 impl ConnectArgs {

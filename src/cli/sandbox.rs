@@ -88,32 +88,11 @@ pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
                     .map_err(|e| Error::Input(format!("cannot listen on {listen}: {e}")))?;
                 let addr = listener.local_addr()?;
                 eprintln!("Sandbox serving http://{addr}/team-admin/v1 (Ctrl-C to stop)");
-                serve(listener, sandbox, shutdown_signal()).await?;
+                let stop = tokio_util::sync::CancellationToken::new();
+                crate::daemon::cancel_on_termination(stop.clone());
+                serve(listener, sandbox, stop.cancelled_owned()).await?;
                 Ok(0)
             })
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::consistency::Expectations;
 use super::state::{AppliedCounts, PlanCounts, Shared};
 use crate::api::{ApiError, Client, ReadHint};
-use crate::apply::{self, Observer};
+use crate::apply::{self, Both, Observer};
 use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
 use crate::model::{Desired, DesiredTeam, Observed, TeamId};
@@ -57,15 +57,6 @@ impl Observer for Counting {
                 result: outcome.label().to_owned(),
             })
             .inc();
-    }
-}
-
-struct Both(AuditTrail, Counting);
-
-impl Observer for Both {
-    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
-        self.0.finished(team, change, outcome);
-        self.1.finished(team, change, outcome);
     }
 }
 

@@ -209,7 +209,7 @@ fn product(p: &plan::ProductRef) -> JsonProduct<'_> {
 
 fn change(c: &Change) -> JsonChange<'_> {
     let base = JsonChange {
-        action: super::verb(c),
+        action: c.verb(),
         email: c.email().as_str(),
         user_id: None,
         first_name: None,

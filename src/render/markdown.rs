@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{Context, describe_reason, full_name, holding_lines, summary_line, verb};
+use super::{Context, describe_reason, full_name, holding_lines, summary_line};
 use crate::plan::{Change, Plan, Severity, TeamPlan};
 
 /// Rows of actions shown per team before eliding.
@@ -99,7 +99,7 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
             let _ = writeln!(
                 s,
                 "| {sign} | {} | {} | {product} | {note} |",
-                verb(c),
+                c.verb(),
                 escape(c.email().as_str())
             );
         }

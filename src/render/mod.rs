@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use crate::model::TeamId;
-use crate::plan::{BlockReason, Change, Summary};
+use crate::plan::{BlockReason, Summary};
 
 /// What a plan was made from and what carrying it out costs: shown beside
 /// the plan, never used to make it.
@@ -139,11 +139,6 @@ pub fn describe_reason(reason: &BlockReason) -> String {
         }
         BlockReason::Suspended => "the team is suspended".to_owned(),
     }
-}
-
-/// The verb of a change.
-pub fn verb(change: &Change) -> &'static str {
-    change.verb()
 }
 
 /// "Ada Lovelace" from optional parts.

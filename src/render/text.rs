@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use owo_colors::{OwoColorize, Style};
 
-use super::{Context, describe_reason, full_name, summary_line, verb};
+use super::{Context, describe_reason, full_name, summary_line};
 use crate::plan::{Change, Plan, Severity};
 
 pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> io::Result<()> {
@@ -118,14 +118,14 @@ fn describe(c: &Change) -> String {
             first_name,
             last_name,
         } => match full_name(first_name, last_name) {
-            Some(name) => format!("{:<8} {email} ({name})", verb(c)),
-            None => format!("{:<8} {email}", verb(c)),
+            Some(name) => format!("{:<8} {email} ({name})", c.verb()),
+            None => format!("{:<8} {email}", c.verb()),
         },
         Change::Assign { email, product, .. } => {
-            format!("{:<8} {} to {email}", verb(c), product.alias)
+            format!("{:<8} {} to {email}", c.verb(), product.alias)
         }
         Change::Unassign { email, product, .. } => {
-            format!("{:<8} {} from {email}", verb(c), product.alias)
+            format!("{:<8} {} from {email}", c.verb(), product.alias)
         }
     }
 }
