@@ -45,6 +45,8 @@ async fn a_small_declaration_in_a_big_team_looks_people_up_by_email() {
     // fall back to listing: lookups are only kept when they cover everyone.
     assert_eq!(observed.users.len(), 141);
     assert_eq!(stats.user_strategy, "list");
+    // Three holders, one declared person: no lookup is spent before listing.
+    assert_eq!(stats.calls, 4);
 
     // Team 100003 has one member, who is the one declared.
     let h3 = start(|c| {

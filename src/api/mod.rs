@@ -788,6 +788,11 @@ impl Client {
         assignments: &[model::Assignment],
     ) -> Result<Option<Vec<TeamUser>>, ApiError> {
         let holders: BTreeSet<&UserId> = assignments.iter().map(|a| &a.user_id).collect();
+        // More holders than declared people: the lookups cannot cover them,
+        // so they would only be spent before the listing anyway.
+        if holders.len() > emails.len() {
+            return Ok(None);
+        }
         let mut users = Vec::new();
         for email in emails {
             users.extend(self.list_users(team, Some(email)).await?);

@@ -131,7 +131,11 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
         }
     };
     let now = client.clock().now();
-    pass.known_users = Some(observed_team.users.len() as u64);
+    // Only a full listing tells the team's size; lookups see the declared
+    // people only.
+    if stats.user_strategy == "list" {
+        pass.known_users = Some(observed_team.users.len() as u64);
+    }
     let raw = observed_team.clone();
     pass.expectations
         .overlay(&mut observed_team, now, pass.consistency_window);
