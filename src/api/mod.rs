@@ -626,6 +626,26 @@ impl Client {
         Ok(list.data.into_iter().map(Into::into).collect())
     }
 
+    /// POSTs a JSON body to a team's collection.
+    async fn post(
+        &self,
+        team: &TeamId,
+        op: &'static str,
+        collection: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Answer, ApiError> {
+        let body = serde_json::to_value(body).map_err(|e| ApiError::Config(e.to_string()))?;
+        self.call(
+            &team.0,
+            op,
+            Method::POST,
+            &Self::team_path(team, collection),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
     /// Add Team User. Converges on email: an existing member is returned and
     /// no second invitation is sent.
     pub async fn add_user(
@@ -635,22 +655,12 @@ impl Client {
         first_name: Option<&str>,
         last_name: Option<&str>,
     ) -> Result<(TeamUser, Receipt), ApiError> {
-        let body = serde_json::to_value(wire::NewUser {
+        let body = wire::NewUser {
             email: email.as_str(),
             first_name,
             last_name,
-        })
-        .map_err(|e| ApiError::Config(e.to_string()))?;
-        let answer = self
-            .call(
-                &team.0,
-                "add_user",
-                Method::POST,
-                &Self::team_path(team, "users"),
-                &[],
-                Some(body),
-            )
-            .await?;
+        };
+        let answer = self.post(team, "add_user", "users", &body).await?;
         let user: wire::UserOrWrapped = self.decode("users", &answer.body)?;
         Ok((user.into_user().into(), Receipt::of(&answer)))
     }
@@ -662,22 +672,12 @@ impl Client {
         user: &UserId,
         product: &ProductId,
     ) -> Result<(Assigned, Receipt), ApiError> {
-        let body = serde_json::to_value(wire::NewAssignment {
+        let body = wire::NewAssignment {
             user_id: &user.0,
             product_id: &product.0,
             assignment_type: "DIRECT",
-        })
-        .map_err(|e| ApiError::Config(e.to_string()))?;
-        let answer = self
-            .call(
-                &team.0,
-                "assign",
-                Method::POST,
-                &Self::team_path(team, "assignments"),
-                &[],
-                Some(body),
-            )
-            .await?;
+        };
+        let answer = self.post(team, "assign", "assignments", &body).await?;
         let outcome = if answer.status == StatusCode::CREATED {
             Assigned::Created
         } else {
