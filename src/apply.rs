@@ -38,13 +38,6 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
     }
 }
 
-/// An observer that does nothing.
-pub struct Quiet;
-
-impl Observer for Quiet {
-    fn finished(&self, _: &TeamId, _: &Change, _: &Outcome) {}
-}
-
 /// Executes every team's changes. After `cancel`, no new write starts; the
 /// one in flight finishes and the rest are reported as skipped.
 pub async fn execute(

@@ -94,14 +94,6 @@ fn rid(id: &Option<String>) -> String {
 }
 
 impl ApiError {
-    /// Whether trying the same call again may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Server { .. } | ApiError::Transport { .. } | ApiError::RateLimited { .. }
-        )
-    }
-
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ApiError::Forbidden { request_id, .. }
@@ -128,25 +120,6 @@ impl ApiError {
             ApiError::Server { status, .. } => *status,
             _ => return None,
         })
-    }
-
-    /// A bounded label for metrics and audit lines.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            ApiError::Forbidden { .. } => "forbidden",
-            ApiError::MissingScope { .. } => "missing_scope",
-            ApiError::Unauthorized { .. } => "unauthorized",
-            ApiError::LoginRequired { .. } | ApiError::NotLoggedIn { .. } => "login_required",
-            ApiError::NotFound { .. } => "not_found",
-            ApiError::Unprocessable { .. } => "unprocessable",
-            ApiError::BadRequest { .. } => "bad_request",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Server { .. } => "server",
-            ApiError::Transport { .. } => "transport",
-            ApiError::InvalidResponse { .. } => "invalid_response",
-            ApiError::TokenStore { .. } => "token_store",
-            ApiError::Config(_) => "config",
-        }
     }
 }
 
