@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::api::Clock;
 use crate::apply::Observer;
 use crate::model::TeamId;
-use crate::plan::Change;
+use crate::plan::{Change, Overrides};
 use crate::report::Outcome;
 
 /// Context repeated on every line of one run.
@@ -24,7 +24,8 @@ pub struct RunInfo {
     pub command: &'static str,
     pub plan_digest: String,
     pub git_commit: Option<String>,
-    pub max_unassign_override: Option<String>,
+    /// One-run guard overrides in force.
+    pub overrides: Overrides,
 }
 
 #[derive(Serialize)]
@@ -52,7 +53,18 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     git_commit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    max_unassign_override: Option<&'a str>,
+    overrides: Option<LineOverrides>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LineOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_unassign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_invite: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_renames: bool,
 }
 
 /// An append-only audit file.
@@ -129,7 +141,11 @@ impl AuditLog {
             error,
             plan_digest: &run.plan_digest,
             git_commit: run.git_commit.as_deref(),
-            max_unassign_override: run.max_unassign_override.as_deref(),
+            overrides: (!run.overrides.is_empty()).then(|| LineOverrides {
+                max_unassign: run.overrides.max_unassign.map(|m| m.to_string()),
+                max_invite: run.overrides.max_invite.map(|m| m.to_string()),
+                allow_renames: run.overrides.allow_renames,
+            }),
         };
         let mut bytes = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
         bytes.push(b'\n');

@@ -190,6 +190,10 @@ pub struct DesiredUser {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub products: BTreeSet<Alias>,
+    /// Addresses this person used to have (`replaces:`): a declared rename,
+    /// so unassigning the old address and inviting the new one is meant,
+    /// not a typo.
+    pub replaces: BTreeSet<Email>,
 }
 
 /// Per-team safety policy.
@@ -201,8 +205,12 @@ pub struct Policy {
     /// Never unassigned, whatever the declaration says.
     pub protect: BTreeSet<Email>,
     /// The most unassignments one run may make before all of the team's
-    /// unassignments are blocked.
-    pub max_unassign: MaxUnassign,
+    /// unassignments are blocked; a percentage is of today's direct
+    /// assignments of managed products.
+    pub max_unassign: Limit,
+    /// The most invitations one run may send before all of the team's
+    /// invitations are blocked; a percentage is of today's members.
+    pub max_invite: Limit,
     /// Allows pruning a managed product that has no declared holder at all.
     pub allow_empty: bool,
 }
@@ -212,43 +220,65 @@ impl Default for Policy {
         Policy {
             prune: false,
             protect: BTreeSet::new(),
-            max_unassign: MaxUnassign::DEFAULT,
+            max_unassign: Limit::DEFAULT_MAX_UNASSIGN,
+            max_invite: Limit::DEFAULT_MAX_INVITE,
             allow_empty: false,
         }
     }
 }
 
-/// The removal guard: an absolute count, or a percentage of the team's direct
-/// assignments of managed products (current ones plus those the run adds).
+/// A guard's size limit (`maxUnassign`, `maxInvite`): an absolute count, or a
+/// percentage of what the team has today.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MaxUnassign {
+pub enum Limit {
     Count(u32),
     Percent(u32),
 }
 
-impl MaxUnassign {
+impl Limit {
     /// peribolos defaults to 25% and User Sync to 200 users; a quarter of the
     /// current holders lets ordinary clean-ups through and stops a wipe-out.
-    pub const DEFAULT: MaxUnassign = MaxUnassign::Percent(25);
+    pub const DEFAULT_MAX_UNASSIGN: Limit = Limit::Percent(25);
+    /// Onboarding a project's developers passes; pasting a whole directory
+    /// (or a generated list) does not without someone saying so.
+    pub const DEFAULT_MAX_INVITE: Limit = Limit::Count(50);
 
-    /// How many unassignments are allowed when `holders` direct assignments of
-    /// managed products exist. Percentages round down, but a non-zero one
-    /// never below 1, so a small team can still remove one person; "0%"
-    /// allows none.
-    pub fn limit(self, holders: usize) -> usize {
+    /// How many changes are allowed when the team has `base` today (direct
+    /// assignments of managed products for removals, members for invites).
+    /// Percentages round down, but a non-zero one never below 1, so a small
+    /// team can still change one person; "0%" allows none.
+    pub fn limit(self, base: usize) -> usize {
         match self {
-            MaxUnassign::Count(n) => n as usize,
-            MaxUnassign::Percent(0) => 0,
-            MaxUnassign::Percent(p) => ((holders * p as usize) / 100).max(1),
+            Limit::Count(n) => n as usize,
+            Limit::Percent(0) => 0,
+            Limit::Percent(p) => (base.saturating_mul(p as usize) / 100).max(1),
         }
+    }
+
+    /// Parses `40` or `"60%"` (0–100%), as the file and the flags write it.
+    pub fn parse(s: &str) -> Result<Limit, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let digits = p.trim();
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(format!("{s:?} is not a whole percentage, like 10%"));
+            }
+            return match digits.parse::<u32>() {
+                Ok(p) if p <= 100 => Ok(Limit::Percent(p)),
+                _ => Err(format!("{s:?} is more than 100%")),
+            };
+        }
+        t.parse::<u32>()
+            .map(Limit::Count)
+            .map_err(|_| format!("{s:?} is neither a count (e.g. 40) nor a percentage (e.g. 60%)"))
     }
 }
 
-impl fmt::Display for MaxUnassign {
+impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MaxUnassign::Count(n) => write!(f, "{n}"),
-            MaxUnassign::Percent(p) => write!(f, "{p}%"),
+            Limit::Count(n) => write!(f, "{n}"),
+            Limit::Percent(p) => write!(f, "{p}%"),
         }
     }
 }
@@ -403,11 +433,26 @@ mod tests {
     }
 
     #[test]
-    fn removal_guard_limits() {
-        assert_eq!(MaxUnassign::Percent(10).limit(120), 12);
-        assert_eq!(MaxUnassign::Percent(10).limit(3), 1);
-        assert_eq!(MaxUnassign::Count(0).limit(100), 0);
-        assert_eq!(MaxUnassign::DEFAULT.limit(8), 2);
-        assert_eq!(MaxUnassign::Percent(0).limit(100), 0);
+    fn guard_limits() {
+        assert_eq!(Limit::Percent(10).limit(120), 12);
+        assert_eq!(Limit::Percent(10).limit(3), 1);
+        assert_eq!(Limit::Count(0).limit(100), 0);
+        assert_eq!(Limit::DEFAULT_MAX_UNASSIGN.limit(8), 2);
+        assert_eq!(Limit::Percent(0).limit(100), 0);
+        assert_eq!(Limit::Percent(100).limit(usize::MAX), usize::MAX / 100);
+    }
+
+    #[test]
+    fn limits_parse_as_written() {
+        assert_eq!(Limit::parse("40"), Ok(Limit::Count(40)));
+        assert_eq!(Limit::parse(" 60 % "), Ok(Limit::Percent(60)));
+        assert!(Limit::parse("101%").unwrap_err().contains("more than 100%"));
+        assert!(
+            Limit::parse("1.5%")
+                .unwrap_err()
+                .contains("whole percentage")
+        );
+        assert!(Limit::parse("-1%").is_err());
+        assert!(Limit::parse("lots").unwrap_err().contains("neither"));
     }
 }

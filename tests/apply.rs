@@ -256,7 +256,7 @@ policy: { prune: true, maxUnassign: 1 }
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "maxUnassign is overridden for this run: 2",
+            "Guards overridden for this run: maxUnassign 2",
         ))
         .stdout(predicate::str::contains("Apply complete: 2 done"));
     let lines = s.audit_lines();
@@ -264,7 +264,7 @@ policy: { prune: true, maxUnassign: 1 }
     assert!(
         lines[1..]
             .iter()
-            .all(|l| l["action"] == "unassign" && l["maxUnassignOverride"] == "2")
+            .all(|l| l["action"] == "unassign" && l["overrides"]["maxUnassign"] == "2")
     );
 }
 
@@ -321,7 +321,7 @@ async fn saved_plans_come_alone_and_must_be_saved_plans() {
     let text = std::fs::read_to_string(s.path("review.plan")).unwrap();
     std::fs::write(
         s.path("v9.plan"),
-        text.replace("\"flexsyncSavedPlan\": 1", "\"flexsyncSavedPlan\": 9"),
+        text.replace("\"flexsyncSavedPlan\": 2", "\"flexsyncSavedPlan\": 9"),
     )
     .unwrap();
     s.cmd()

@@ -263,11 +263,16 @@ fn seats_run_out_and_the_blocker_names_who_goes_without() {
         "groups:\n  pilot:\n    products: [fusion]\n    members: [ada@example.com, grace@example.com, zed@example.com]\n",
         team(&[("U4", "fu", "DIRECT")]),
     );
-    assert_eq!(
-        actions(&t),
-        ["invite zed@example.com", "assign fusion ada@example.com"]
+    // Zed is not invited: his only product has no seat for him.
+    assert_eq!(actions(&t), ["assign fusion ada@example.com"]);
+    assert_eq!(blocked(&t).len(), 3, "{:?}", blocked(&t));
+    assert!(
+        t.blocked
+            .iter()
+            .any(|b| b.change.email().as_str() == "zed@example.com"
+                && b.reason == BlockReason::NothingAssignable
+                && matches!(b.change, Change::Invite { .. }))
     );
-    assert_eq!(t.blocked.len(), 2);
     let b = blockers(&t);
     assert!(b[0].contains("grace@example.com, zed@example.com"), "{b:?}");
     let seats = &t.seats[0];

@@ -21,7 +21,7 @@ fn ctx() -> Context {
         read_calls: [(flexsync::model::TeamId("100001".into()), 3)].into(),
         calls_per_minute: 55,
         now: now(),
-        max_unassign_override: None,
+        overrides: Default::default(),
     }
 }
 
@@ -105,11 +105,16 @@ fn markdown_stays_under_the_comment_limit_for_thousands_of_changes() {
     assert!(loaded.is_valid());
     let text = std::fs::read_to_string("examples/snapshot.json").unwrap();
     let snapshot = Snapshot::parse("s.json", &text).unwrap();
-    let plan = plan::compute(
-        &loaded.desired,
-        &snapshot.observed(),
-        "2026-11-26T12:00:00Z".parse().unwrap(),
-    );
+    // The invitation guard would stop 5,000 invitations; lift it as
+    // `--max-invite 5000` would.
+    let options = plan::Options {
+        overrides: plan::Overrides {
+            max_invite: Some(flexsync::model::Limit::Count(5000)),
+            ..Default::default()
+        },
+        ..plan::Options::at("2026-11-26T12:00:00Z".parse().unwrap())
+    };
+    let plan = plan::compute_with(&loaded.desired, &snapshot.observed(), &options);
     assert_eq!(plan.summary().changes(), 10_000);
     let md = rendered(&plan, render::markdown::render);
     assert!(md.len() < 65_536, "{} characters", md.len());

@@ -17,7 +17,7 @@ use crate::render::{Context, Format};
 use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
-use super::plan::{GuardArgs, make_plan, render};
+use super::plan::{GuardArgs, PlanKeyArgs, make_plan, read_capped, render};
 use super::stdout_color;
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,13 @@ pub struct ApplyArgs {
     pub audit_log: Option<PathBuf>,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub key: PlanKeyArgs,
+    /// Apply the saved plan only if its digest is exactly this (as printed
+    /// by `flexsync plan --out` and shown to reviewers): a pipeline then
+    /// applies the plan it reviewed and no other file.
+    #[arg(long, value_name = "DIGEST")]
+    pub expect_digest: Option<String>,
 }
 
 /// Whether a file looks like a saved plan (JSON with the marker) rather
@@ -88,14 +95,21 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     }
     let saved = match &saved_file {
         Some(file) => {
-            if args.guard.max_unassign.is_some() {
+            if !args.guard.overrides().is_empty() {
                 return Err(Error::Input(
-                    "--max-unassign applies when planning; a saved plan keeps the override it was made with".into(),
+                    "--max-unassign, --max-invite and --allow-renames apply when planning; a saved plan keeps the overrides it was made with".into(),
                 ));
             }
-            Some(read_saved(file, connect)?)
+            Some(read_saved(file, connect, &args)?)
         }
-        None => None,
+        None => {
+            if args.expect_digest.is_some() {
+                return Err(Error::Input(
+                    "--expect-digest checks a saved plan: give the FILE.plan written by `flexsync plan --out`".into(),
+                ));
+            }
+            None
+        }
     };
     let conn = connect.connect().await?;
     let (plan, run, ctx) = match saved {
@@ -111,12 +125,12 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
             if !args.auto_approve {
                 confirm()?;
             }
-            let saved = planned.saved(&args.guard);
+            let saved = planned.saved(args.key.load()?.as_ref());
             let run = RunInfo {
                 command: "apply",
-                plan_digest: saved.digest(),
+                plan_digest: saved.digest().to_owned(),
                 git_commit: args.paths.first().and_then(|p| audit::git_commit(p)),
-                max_unassign_override: saved.max_unassign_override.clone(),
+                overrides: planned.ctx.overrides,
             };
             (planned.plan, run, planned.ctx)
         }
@@ -158,13 +172,26 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     Ok(if report.has_failures() { 1 } else { 0 })
 }
 
-/// Reads a saved plan and checks that it was made against what we are
-/// about to connect to, before any connection is made.
-fn read_saved(file: &Path, connect: &ConnectArgs) -> Result<(SavedPlan, String), Error> {
+/// Reads a saved plan and checks its seal, its own policy and its target,
+/// before any connection is made: a tampered file costs no API call.
+fn read_saved(
+    file: &Path,
+    connect: &ConnectArgs,
+    args: &ApplyArgs,
+) -> Result<(SavedPlan, String), Error> {
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file)
+    let bytes = read_capped(file, crate::planfile::MAX_FILE_BYTES)
         .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Input(format!("{name}: not a flexsync saved plan: not UTF-8")))?;
     let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
+    saved
+        .verify(
+            &name,
+            args.key.load()?.as_ref(),
+            args.expect_digest.as_deref(),
+        )
+        .map_err(|e| Error::Input(e.to_string()))?;
     let now_target = if connect.sandbox {
         "sandbox".to_owned()
     } else {
@@ -214,21 +241,27 @@ async fn load_saved(
     let plan = saved
         .to_plan(&name, &observed)
         .map_err(|e| Error::Input(e.to_string()))?;
+    let overrides = saved
+        .overrides()
+        .map_err(|e| Error::Input(format!("{name}: {e}")))?;
     let ctx = Context {
         source: now_source,
         read_calls: Default::default(),
         calls_per_minute: conn.client.calls_per_window(),
         now: conn.client.clock().now(),
-        max_unassign_override: saved.max_unassign_override.clone(),
+        overrides,
     };
     let run = RunInfo {
         command: "apply",
-        plan_digest: saved.digest(),
+        plan_digest: saved.digest().to_owned(),
         git_commit: None,
-        max_unassign_override: saved.max_unassign_override.clone(),
+        overrides,
     };
     let count: usize = plan.teams.iter().map(|t| t.changes.len()).sum();
-    eprintln!("Applying saved plan {name} ({count} change(s)); it is still current.");
+    eprintln!(
+        "Applying saved plan {name} ({count} change(s), digest {}); it is intact and still current.",
+        saved.digest()
+    );
     Ok((plan, run, ctx))
 }
 

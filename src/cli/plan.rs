@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use crate::Error;
 use crate::api::{ApiError, ReadHint, ReadStats};
-use crate::model::{Desired, MaxUnassign, Observed, TeamId};
-use crate::plan::{self, Plan};
-use crate::planfile::SavedPlan;
+use crate::model::{Desired, Limit, Observed, TeamId};
+use crate::plan::{self, Overrides, Plan};
+use crate::planfile::{PlanKey, SavedPlan};
 use crate::render::{self, Context, Format, Source};
 use crate::snapshot::Snapshot;
 
@@ -42,30 +42,95 @@ pub struct PlanArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub key: PlanKeyArgs,
 }
 
-/// The one-run override of the removal guard.
-#[derive(Debug, Clone, clap::Args)]
+/// The key that seals saved plans.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlanKeyArgs {
+    /// Seal saved plans with HMAC-SHA256 keyed with this file's content (at
+    /// least 16 bytes), and require that seal on apply: only holders of the
+    /// key can make a plan apply accepts. Without it, the digest is a plain
+    /// SHA-256 that detects edits but that anyone can recompute.
+    #[arg(long, env = "FLEXSYNC_PLAN_KEY_FILE", value_name = "FILE")]
+    pub plan_key: Option<PathBuf>,
+}
+
+impl PlanKeyArgs {
+    pub fn load(&self) -> Result<Option<PlanKey>, Error> {
+        let Some(path) = self.plan_key.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(None);
+        };
+        let bytes = read_capped(path, PlanKey::MAX_BYTES as u64 + 64)
+            .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))?;
+        warn_if_shared(path);
+        PlanKey::new(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))
+    }
+}
+
+/// Reads at most `cap` bytes; a longer file is an error, not truncated.
+pub(crate) fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("larger than {cap} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// A key others can read proves little; say so once.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(file = %path.display(), "the plan key is readable by other users; chmod 600 it");
+        }
+    }
+}
+
+/// One-run overrides of the guards. Each is shown with the plan, kept in a
+/// saved plan, and recorded in every audit line.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct GuardArgs {
     /// Raise (or lower) every team's policy.maxUnassign for this run only:
-    /// a count (e.g. 40) or a percentage (e.g. "60%"). Shown with the plan,
-    /// kept in a saved plan, and recorded in every audit line.
-    #[arg(long, value_name = "N|P%", value_parser = parse_max_unassign)]
-    pub max_unassign: Option<MaxUnassign>,
+    /// a count (e.g. 40) or a percentage of today's direct assignments
+    /// (e.g. "60%").
+    #[arg(long, value_name = "N|P%", value_parser = Limit::parse)]
+    pub max_unassign: Option<Limit>,
+    /// Raise (or lower) every team's policy.maxInvite for this run only: a
+    /// count (e.g. 200) or a percentage of today's members (e.g. "50%").
+    #[arg(long, value_name = "N|P%", value_parser = Limit::parse)]
+    pub max_invite: Option<Limit>,
+    /// Confirm every probable typo of this run: an address unassigned while
+    /// a look-alike is invited is taken as a rename. Prefer `replaces:` in
+    /// the file, which reviewers see.
+    #[arg(long)]
+    pub allow_renames: bool,
 }
 
-fn parse_max_unassign(s: &str) -> Result<MaxUnassign, String> {
-    let t = s.trim();
-    if let Some(p) = t.strip_suffix('%') {
-        return match p.trim().parse::<u32>() {
-            Ok(p) if p <= 100 => Ok(MaxUnassign::Percent(p)),
-            Ok(_) => Err(format!("{s:?} is more than 100%")),
-            Err(_) => Err(format!("{s:?}: write a whole percentage, like 10%")),
-        };
+impl GuardArgs {
+    /// The overrides in force, for plans, saved plans and audit lines.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            max_unassign: self.max_unassign,
+            max_invite: self.max_invite,
+            allow_renames: self.allow_renames,
+        }
     }
-    t.parse::<u32>()
-        .map(MaxUnassign::Count)
-        .map_err(|_| format!("{s:?} is neither a count (e.g. 40) nor a percentage (e.g. 60%)"))
 }
 
 /// The observed state of every declared team, read in parallel (teams have
@@ -127,20 +192,25 @@ pub struct Planned {
     pub plan: Plan,
     pub ctx: Context,
     pub observed: Observed,
+    pub desired: Desired,
     pub desired_digest: String,
 }
 
 impl Planned {
-    /// The plan as a saved plan (fingerprints, digests, the guard override).
-    pub fn saved(&self, guard: &GuardArgs) -> SavedPlan {
-        SavedPlan::new(
+    /// The plan as a saved plan (fingerprints, policy, digests, the guard
+    /// overrides), sealed with `key` when one is given.
+    pub fn saved(&self, key: Option<&PlanKey>) -> SavedPlan {
+        let mut saved = SavedPlan::new(
             &self.plan,
             &self.observed,
+            &self.desired,
             self.desired_digest.clone(),
             target_of(&self.ctx.source),
-            guard.max_unassign.map(|m| m.to_string()),
+            &self.ctx.overrides,
             self.ctx.now,
-        )
+        );
+        saved.seal(key);
+        saved
     }
 }
 
@@ -160,12 +230,7 @@ pub async fn make_plan(
     conn: Option<&Connection>,
     guard: &GuardArgs,
 ) -> Result<Planned, Error> {
-    let mut loaded = load_valid(paths)?;
-    if let Some(max) = guard.max_unassign {
-        for team in loaded.desired.teams.values_mut() {
-            team.policy.max_unassign = max;
-        }
-    }
+    let loaded = load_valid(paths)?;
     let now = jiff::Timestamp::now();
     let (observed, source, read_calls, per_minute) = match (observed_file, conn) {
         (Some(file), _) => {
@@ -196,7 +261,12 @@ pub async fn make_plan(
             ));
         }
     };
-    let plan = plan::compute(&loaded.desired, &observed, now);
+    let overrides = guard.overrides();
+    let options = plan::Options {
+        overrides,
+        ..plan::Options::at(now)
+    };
+    let plan = plan::compute_with(&loaded.desired, &observed, &options);
     Ok(Planned {
         plan,
         ctx: Context {
@@ -204,10 +274,11 @@ pub async fn make_plan(
             read_calls,
             calls_per_minute: per_minute,
             now,
-            max_unassign_override: guard.max_unassign.map(|m| m.to_string()),
+            overrides,
         },
         observed,
         desired_digest: loaded.digest(),
+        desired: loaded.desired,
     })
 }
 
@@ -264,15 +335,18 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
     }
     if let Some(file) = &args.out {
-        let saved = planned.saved(&args.guard);
+        let saved = planned.saved(args.key.load()?.as_ref());
         let text = serde_json::to_string_pretty(&saved)
             .map_err(|e| Error::Input(format!("cannot encode the plan: {e}")))?;
         std::fs::write(file, text + "\n")
             .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
         eprintln!(
-            "Plan saved to {}. Apply exactly these changes with `flexsync apply {}`.",
+            "Plan saved to {} (digest {}). Apply exactly these changes with `flexsync apply {}`; \
+             add `--expect-digest {}` to refuse any other file.",
             file.display(),
-            file.display()
+            saved.digest(),
+            file.display(),
+            saved.digest()
         );
     }
     Ok(if args.detailed_exitcode && !planned.plan.is_empty() {

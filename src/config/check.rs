@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_saphyr::Spanned;
 
-use super::format::{MaxUnassignDecl, PolicyDecl, ProductDecl};
+use super::format::{LimitDecl, PolicyDecl, ProductDecl};
 use super::load::ParsedDocument;
 use crate::diagnostic::Diagnostic;
 use crate::model::{
-    Alias, Desired, DesiredTeam, DesiredUser, Email, MaxUnassign, Policy, ProductId,
-    ProductSelector, TeamId,
+    Alias, Desired, DesiredTeam, DesiredUser, Email, Limit, Policy, ProductId, ProductSelector,
+    TeamId,
 };
 
 /// A position in a file.
@@ -54,6 +54,9 @@ struct TeamParts {
     /// Product references, checked once every alias of the team is known.
     references: Vec<(Alias, Place)>,
     policy: Option<(Policy, Place)>,
+    /// `replaces:` entries (old address, new address, where), checked once
+    /// every person of the team is known.
+    replaced: Vec<(Email, Email, Place)>,
     suspended: bool,
     sources: BTreeSet<String>,
 }
@@ -81,6 +84,22 @@ pub fn build(documents: Vec<ParsedDocument>) -> (Desired, Vec<Diagnostic>) {
                         .error(format!("unknown product alias `{alias}` for team {id}"))
                         .with_help(help),
                 );
+            }
+        }
+        let mut replaced_by: BTreeMap<&Email, (&Email, &Place)> = BTreeMap::new();
+        for (old, new, place) in &parts.replaced {
+            if parts.users.contains_key(old) {
+                diags.push(
+                    place
+                        .error(format!(
+                            "{new} replaces {old}, but {old} is still declared for team {id}"
+                        ))
+                        .with_help("remove the old entry, or drop `replaces:`"),
+                );
+            } else if let Some((other, at)) = replaced_by.insert(old, (new, place)) {
+                diags.push(place.error(format!(
+                    "{old} is replaced by {new} here and by {other} at {at}"
+                )));
             }
         }
         desired.teams.insert(
@@ -186,6 +205,22 @@ fn check_document(
             continue;
         }
         let products = product_refs(file, &user.value.products, &mut parts.references, diags);
+        let mut replaces = BTreeSet::new();
+        if let Some(old) = &user.value.replaces {
+            let place = Place::of(file, old);
+            match parse_email(&old.value, &place, diags) {
+                Some(old) if old == email => diags.push(
+                    place
+                        .error(format!("{email} cannot replace itself"))
+                        .with_help("`replaces:` names the address this person had before"),
+                ),
+                Some(old) => {
+                    parts.replaced.push((old.clone(), email.clone(), place));
+                    replaces.insert(old);
+                }
+                None => {}
+            }
+        }
         people.insert(
             email.clone(),
             (
@@ -194,6 +229,7 @@ fn check_document(
                     first_name: non_empty(&user.value.first_name),
                     last_name: non_empty(&user.value.last_name),
                     products,
+                    replaces,
                 },
                 email_place,
             ),
@@ -221,6 +257,7 @@ fn check_document(
                         first_name: None,
                         last_name: None,
                         products: BTreeSet::new(),
+                        replaces: BTreeSet::new(),
                     },
                     place,
                 )
@@ -315,33 +352,57 @@ fn check_policy(file: &str, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Poli
             protect.insert(email);
         }
     }
-    let max_unassign = match &p.max_unassign {
-        None => MaxUnassign::DEFAULT,
-        Some(m) => match &m.value {
-            MaxUnassignDecl::Count(n) => MaxUnassign::Count(*n),
-            MaxUnassignDecl::Percent(s) => match parse_percent(s) {
-                Some(p) => MaxUnassign::Percent(p),
-                None => {
-                    let why = match s.trim().strip_suffix('%').map(|d| d.trim().parse::<u64>()) {
-                        Some(Ok(_)) => "is more than 100%",
-                        Some(Err(_)) => "is not a whole percentage",
-                        None => "is neither a count nor a percentage",
-                    };
-                    diags.push(
-                        Place::of(file, m)
-                            .error(format!("maxUnassign {s:?} {why}"))
-                            .with_help("write a whole number (e.g. 5) or a percentage from 0% to 100% (e.g. \"10%\")"),
-                    );
-                    MaxUnassign::DEFAULT
-                }
-            },
-        },
-    };
     Policy {
         prune: p.prune,
         protect,
-        max_unassign,
+        max_unassign: check_limit(
+            file,
+            "maxUnassign",
+            &p.max_unassign,
+            Limit::DEFAULT_MAX_UNASSIGN,
+            diags,
+        ),
+        max_invite: check_limit(
+            file,
+            "maxInvite",
+            &p.max_invite,
+            Limit::DEFAULT_MAX_INVITE,
+            diags,
+        ),
         allow_empty: p.allow_empty,
+    }
+}
+
+fn check_limit(
+    file: &str,
+    field: &str,
+    decl: &Option<Spanned<LimitDecl>>,
+    default: Limit,
+    diags: &mut Vec<Diagnostic>,
+) -> Limit {
+    let Some(m) = decl else {
+        return default;
+    };
+    match &m.value {
+        LimitDecl::Count(n) => Limit::Count(*n),
+        LimitDecl::Percent(s) => match parse_percent(s) {
+            Some(p) => Limit::Percent(p),
+            None => {
+                let why = match s.trim().strip_suffix('%').map(|d| d.trim().parse::<u64>()) {
+                    Some(Ok(_)) => "is more than 100%",
+                    Some(Err(_)) => "is not a whole percentage",
+                    None => "is neither a count nor a percentage",
+                };
+                diags.push(
+                    Place::of(file, m)
+                        .error(format!("{field} {s:?} {why}"))
+                        .with_help(
+                            "write a whole number (e.g. 5) or a percentage from 0% to 100% (e.g. \"10%\")",
+                        ),
+                );
+                default
+            }
+        },
     }
 }
 

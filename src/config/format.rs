@@ -115,6 +115,12 @@ pub struct UserDecl {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub products: Vec<Spanned<String>>,
+    /// The address this person had before (a rename, or a corrected typo).
+    /// Unassigning an address and inviting a look-alike in one run is
+    /// blocked as a probable typo; this says the change is meant.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", length(min = 3))]
+    pub replaces: Option<Spanned<String>>,
 }
 
 /// Safety policy.
@@ -131,11 +137,19 @@ pub struct PolicyDecl {
     pub protect: Vec<Spanned<String>>,
     /// Removal guard: the most unassignments one run may make in this team,
     /// as a count (e.g. 5) or a percentage (e.g. "10%") of the team's direct
-    /// assignments of managed products (today's plus those this run adds). Above it, every unassignment of the team
-    /// is blocked (invites and assignments still go ahead). Default "25%".
+    /// assignments of managed products today. Above it, every unassignment
+    /// of the team is blocked (invites and assignments still go ahead).
+    /// Default "25%".
     #[serde(default)]
-    #[schemars(with = "Option<MaxUnassignDecl>")]
-    pub max_unassign: Option<Spanned<MaxUnassignDecl>>,
+    #[schemars(with = "Option<LimitDecl>")]
+    pub max_unassign: Option<Spanned<LimitDecl>>,
+    /// Invitation guard: the most people one run may invite to this team, as
+    /// a count (e.g. 20) or a percentage (e.g. "10%") of the team's members
+    /// today. Above it, every invitation of the team (and the assignments
+    /// waiting for it) is blocked. Default 50.
+    #[serde(default)]
+    #[schemars(with = "Option<LimitDecl>")]
+    pub max_invite: Option<Spanned<LimitDecl>>,
     /// Allow pruning a managed product that nobody is declared for, i.e.
     /// removing every direct holder. Off by default, so an emptied list is a
     /// blocker instead of a wipe-out.
@@ -149,10 +163,10 @@ pub struct PolicyDecl {
     untagged,
     expecting = "a whole number (e.g. 5) or a percentage string (e.g. \"10%\")"
 )]
-pub enum MaxUnassignDecl {
-    /// At most this many unassignments per run.
+pub enum LimitDecl {
+    /// At most this many changes per run.
     Count(u32),
-    /// At most this share of the team's direct assignments, e.g. "10%".
+    /// At most this share of what the team has today, e.g. "10%".
     Percent(#[schemars(regex(pattern = r"^(100|[1-9]?[0-9])%$"))] String),
 }
 

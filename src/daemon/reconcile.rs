@@ -207,9 +207,10 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
     let saved = SavedPlan::new(
         &plan,
         &observed,
+        &desired,
         pass.desired_digest.clone(),
         "service".into(),
-        None,
+        &Default::default(),
         now,
     );
     let observer: Arc<dyn Observer> = Arc::new(Both(
@@ -217,9 +218,9 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
             log: pass.audit.clone(),
             run: RunInfo {
                 command: "run",
-                plan_digest: saved.digest(),
+                plan_digest: saved.digest().to_owned(),
                 git_commit: pass.git_commit.clone(),
-                max_unassign_override: None,
+                overrides: Default::default(),
             },
             clock: client.clock().clone(),
         },

@@ -1,26 +1,61 @@
 //! The planner: `compute(desired, observed, now) -> Plan`, pure and
-//! deterministic. It reads no clock, file or network; time comes in as `now`.
+//! deterministic. It reads no clock, file or network; time comes in as an
+//! argument.
+//!
+//! One team is planned in three steps: [`propose`] lists every write the
+//! declaration asks for; the guards of [`super::guards::GUARDS`], in order,
+//! move what must not happen to `blocked`, each through the one partition
+//! step [`Draft::block`]; [`finish`] orders the result and derives the
+//! holdings before and after.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
+use super::guards::GUARDS;
 use super::{
-    BlockReason, Blocked, Change, Finding, Holding, Plan, ProductRef, SeatUsage, Severity, TeamPlan,
+    BlockReason, Blocked, Change, Finding, FindingCode, Holding, Overrides, Plan, ProductRef,
+    SeatUsage, Severity, TeamPlan,
 };
 use crate::model::{
-    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, PoolActivity, ProductId,
-    ProductPool, ProductSelector, TeamUser, UserId,
+    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId, ProductPool,
+    ProductSelector, TeamUser, UserId,
 };
+
+/// What a plan is made with besides the two states.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub now: Timestamp,
+    /// One-run overrides of the teams' guards.
+    pub overrides: Overrides,
+    /// Unassignments wait until then (the service's removal delay after a
+    /// declaration change); `None` lets them through.
+    pub hold_removals_until: Option<Timestamp>,
+}
+
+impl Options {
+    pub fn at(now: Timestamp) -> Self {
+        Options {
+            now,
+            overrides: Overrides::default(),
+            hold_removals_until: None,
+        }
+    }
+}
 
 /// Computes the minimal plan that makes every declared team match its
 /// declaration. Teams absent from `observed` get a blocker and no changes.
 pub fn compute(desired: &Desired, observed: &Observed, now: Timestamp) -> Plan {
+    compute_with(desired, observed, &Options::at(now))
+}
+
+/// [`compute`] with every option.
+pub fn compute_with(desired: &Desired, observed: &Observed, opts: &Options) -> Plan {
     let teams = desired
         .teams
         .values()
         .map(|dt| match observed.teams.get(&dt.id) {
-            Some(ot) => plan_team(dt, ot, now),
+            Some(ot) => plan_team(dt, ot, opts),
             None => unobserved(dt),
         })
         .collect();
@@ -31,126 +66,281 @@ fn unobserved(dt: &DesiredTeam) -> TeamPlan {
     TeamPlan {
         team_id: dt.id.clone(),
         team_name: dt.name.clone().unwrap_or_default(),
+        managed: Vec::new(),
         changes: Vec::new(),
         blocked: Vec::new(),
-        findings: vec![Finding {
-            severity: Severity::Blocker,
-            message: format!(
+        findings: vec![finding(
+            Severity::Blocker,
+            FindingCode::TeamNotObserved,
+            format!(
                 "team {} is not in the observed state: this login does not administer it, \
                  it does not exist, or the snapshot does not include it",
                 dt.id
             ),
-        }],
+        )],
         seats: Vec::new(),
         before: Vec::new(),
         after: Vec::new(),
     }
 }
 
-/// Indexes of one observed team, built once.
-struct Live<'a> {
-    team: &'a ObservedTeam,
-    by_email: BTreeMap<Email, &'a TeamUser>,
-    by_id: BTreeMap<&'a UserId, &'a TeamUser>,
-    /// (user, product) → effective assignment type.
-    held: BTreeMap<(&'a UserId, &'a ProductId), AssignmentType>,
-}
-
-impl<'a> Live<'a> {
-    fn new(team: &'a ObservedTeam) -> Self {
-        Live {
-            team,
-            by_email: team.users.iter().map(|u| (u.email.clone(), u)).collect(),
-            by_id: team.users.iter().map(|u| (&u.id, u)).collect(),
-            held: team
-                .assignments
-                .iter()
-                .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
-                .collect(),
-        }
+pub(super) fn finding(severity: Severity, code: FindingCode, message: String) -> Finding {
+    Finding {
+        severity,
+        code,
+        message,
     }
 }
 
-fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
-    let live = Live::new(ot);
-    let mut findings = Vec::new();
+/// One team's declaration and live state, indexed once for the guards.
+pub(super) struct Team<'a> {
+    pub dt: &'a DesiredTeam,
+    pub ot: &'a ObservedTeam,
+    pub by_email: BTreeMap<&'a Email, &'a TeamUser>,
+    pub by_id: BTreeMap<&'a UserId, &'a TeamUser>,
+    /// (user, product) → effective assignment type.
+    pub held: BTreeMap<(&'a UserId, &'a ProductId), AssignmentType>,
+    pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
+    /// The managed products, by pool id.
+    pub managed: BTreeMap<&'a ProductId, ProductRef>,
+    /// Every alias with the pool it resolves to (merged aliases included).
+    pub aliases: Vec<ProductRef>,
+    /// What each declared person must hold, by product id.
+    pub wanted: BTreeMap<&'a Email, BTreeSet<&'a ProductId>>,
+    /// How many declared people want each managed product.
+    pub declared_holders: BTreeMap<&'a ProductId, usize>,
+    /// People holding a managed product directly that the declaration does
+    /// not give them (pruned or not), with those products: the other half
+    /// of a probable typo.
+    pub undeclared: BTreeMap<&'a Email, Vec<&'a ProductId>>,
+    /// Today's direct assignments of managed products: the removal guard's
+    /// base.
+    pub direct_holdings: usize,
+    /// Declared renames (old address, new address).
+    pub renames: BTreeSet<(&'a Email, &'a Email)>,
+}
 
-    let products = resolve_products(dt, ot, &mut findings);
-    let managed: BTreeMap<&ProductId, &ProductRef> =
-        products.values().map(|(p, _)| (&p.id, p)).collect();
+/// The changes of one team while the guards sort them.
+#[derive(Default)]
+pub(super) struct Draft {
+    pub changes: Vec<Change>,
+    pub blocked: Vec<Blocked>,
+    pub findings: Vec<Finding>,
+    /// Filled by the seats guard.
+    pub seats: Vec<SeatUsage>,
+}
 
-    // What each declared person must hold, by product id.
-    let mut wanted: BTreeMap<&Email, BTreeSet<&ProductId>> = BTreeMap::new();
-    let mut unresolved: BTreeMap<&str, Vec<&Email>> = BTreeMap::new();
-    for user in dt.users.values() {
-        let entry = wanted.entry(&user.email).or_default();
-        for alias in &user.products {
-            match products.get(alias.0.as_str()) {
-                Some((p, _)) => {
-                    entry.insert(&p.id);
-                }
-                None => unresolved.entry(&alias.0).or_default().push(&user.email),
+impl Draft {
+    /// The one partition step: every change `why` gives a reason for moves
+    /// to `blocked`, in order; they are returned for the guard's message.
+    /// Assignments that were waiting for a now-blocked invitation follow it.
+    pub fn block(&mut self, mut why: impl FnMut(&Change) -> Option<BlockReason>) -> Vec<Blocked> {
+        let mut kept = Vec::with_capacity(self.changes.len());
+        let mut moved = Vec::new();
+        for change in self.changes.drain(..) {
+            match why(&change) {
+                Some(reason) => moved.push(Blocked { change, reason }),
+                None => kept.push(change),
             }
         }
-    }
-    for (alias, emails) in &unresolved {
-        findings.push(Finding {
-            severity: Severity::Blocker,
-            message: format!(
-                "`{alias}` cannot be assigned to {}, because it resolves to no single pool",
-                list(emails.iter().map(|e| e.as_str()))
-            ),
-        });
+        self.changes = kept;
+        self.blocked.extend(moved.iter().cloned());
+        self.cascade();
+        moved
     }
 
-    let mut changes = Vec::new();
-    let mut blocked = Vec::new();
+    /// Assignments that wait for an invitation that is blocked are blocked
+    /// for the same reason: they could not be sent without the user id.
+    fn cascade(&mut self) {
+        let inviting: BTreeSet<Email> = self
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Invite { .. }))
+            .map(|c| c.email().clone())
+            .collect();
+        let orphaned = |c: &Change| matches!(c, Change::Assign { user_id: None, email, .. } if !inviting.contains(email));
+        if !self.changes.iter().any(orphaned) {
+            return;
+        }
+        let reasons: BTreeMap<Email, BlockReason> = self
+            .blocked
+            .iter()
+            .filter(|b| matches!(b.change, Change::Invite { .. }))
+            .map(|b| (b.change.email().clone(), b.reason.clone()))
+            .collect();
+        let (kept, waiting): (Vec<Change>, Vec<Change>) =
+            self.changes.drain(..).partition(|c| !orphaned(c));
+        self.changes = kept;
+        self.blocked.extend(waiting.into_iter().map(|change| {
+            let reason = reasons
+                .get(change.email())
+                .cloned()
+                .unwrap_or(BlockReason::NothingAssignable);
+            Blocked { change, reason }
+        }));
+    }
 
-    // Invites and assignments.
+    pub fn finding(&mut self, severity: Severity, code: FindingCode, message: String) {
+        self.findings.push(finding(severity, code, message));
+    }
+}
+
+fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
+    let mut draft = Draft::default();
+    let team = Team::new(dt, ot, &mut draft);
+    propose(&team, &mut draft);
+    for guard in GUARDS {
+        guard(&team, opts, &mut draft);
+    }
+    finish(&team, draft)
+}
+
+impl<'a> Team<'a> {
+    fn new(dt: &'a DesiredTeam, ot: &'a ObservedTeam, draft: &mut Draft) -> Self {
+        let by_email = ot.users.iter().map(|u| (&u.email, u)).collect();
+        let by_id: BTreeMap<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
+        let held = ot
+            .assignments
+            .iter()
+            .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
+            .collect();
+        let pools = ot.pools.iter().map(|p| (&p.product_id, p)).collect();
+        let products = resolve_products(dt, ot, draft);
+        let managed: BTreeMap<&ProductId, ProductRef> = products
+            .values()
+            .map(|(p, pool)| (&pool.product_id, p.clone()))
+            .collect();
+        let aliases = products
+            .iter()
+            .map(|(alias, (p, _))| ProductRef {
+                alias: crate::model::Alias((*alias).to_owned()),
+                ..p.clone()
+            })
+            .collect();
+
+        let mut wanted: BTreeMap<&Email, BTreeSet<&ProductId>> = BTreeMap::new();
+        let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut declared_holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
+        for user in dt.users.values() {
+            let entry = wanted.entry(&user.email).or_default();
+            for alias in &user.products {
+                match products.get(alias.0.as_str()) {
+                    Some((_, pool)) => {
+                        if entry.insert(&pool.product_id) {
+                            *declared_holders.entry(&pool.product_id).or_default() += 1;
+                        }
+                    }
+                    None => unresolved
+                        .entry(&alias.0)
+                        .or_default()
+                        .push(user.email.as_str()),
+                }
+            }
+        }
+        for (alias, emails) in unresolved {
+            draft.finding(
+                Severity::Blocker,
+                FindingCode::UnresolvedAlias,
+                format!(
+                    "`{alias}` cannot be assigned to {}, because it resolves to no single pool",
+                    list(emails.into_iter())
+                ),
+            );
+        }
+
+        let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
+        let mut direct_holdings = 0;
+        for a in &ot.assignments {
+            if !a.assignment_type.is_direct() || !managed.contains_key(&a.product_id) {
+                continue;
+            }
+            direct_holdings += 1;
+            let Some(user) = by_id.get(&a.user_id) else {
+                continue;
+            };
+            let declared = wanted
+                .get(&user.email)
+                .is_some_and(|s| s.contains(&a.product_id));
+            if !declared {
+                undeclared
+                    .entry(&user.email)
+                    .or_default()
+                    .push(&a.product_id);
+            }
+        }
+        let renames = dt
+            .users
+            .values()
+            .flat_map(|u| u.replaces.iter().map(move |old| (old, &u.email)))
+            .collect();
+        Team {
+            dt,
+            ot,
+            by_email,
+            by_id,
+            held,
+            pools,
+            managed,
+            aliases,
+            wanted,
+            declared_holders,
+            undeclared,
+            direct_holdings,
+            renames,
+        }
+    }
+}
+
+/// Every write the declaration asks for, before any guard: invitations and
+/// assignments for declared people, and with prune, unassignments of direct
+/// assignments nobody declared (never of protected people or inherited
+/// assignments, which are only noted).
+fn propose(team: &Team<'_>, draft: &mut Draft) {
+    let dt = team.dt;
     for user in dt.users.values() {
-        let on_team = live.by_email.get(&user.email);
+        let on_team = team.by_email.get(&user.email);
         if on_team.is_none() {
-            changes.push(Change::Invite {
+            draft.changes.push(Change::Invite {
                 email: user.email.clone(),
                 first_name: user.first_name.clone(),
                 last_name: user.last_name.clone(),
             });
         }
-        for pid in wanted.get(&user.email).into_iter().flatten() {
-            let holds = on_team.is_some_and(|u| live.held.contains_key(&(&u.id, *pid)));
-            if let (false, Some(product)) = (holds, managed.get(pid)) {
-                changes.push(Change::Assign {
+        for pid in team.wanted.get(&user.email).into_iter().flatten() {
+            let holds = on_team.is_some_and(|u| team.held.contains_key(&(&u.id, *pid)));
+            if let (false, Some(product)) = (holds, team.managed.get(pid)) {
+                draft.changes.push(Change::Assign {
                     email: user.email.clone(),
                     user_id: on_team.map(|u| u.id.clone()),
-                    product: (*product).clone(),
+                    product: product.clone(),
                 });
             }
         }
     }
 
-    // Unassignments, only with prune.
-    let mut unassigns = Vec::new();
     let mut inherited_extra: Vec<String> = Vec::new();
-    let mut undeclared_holders = 0usize;
+    let mut kept_without_prune: Vec<String> = Vec::new();
     // Sorted, so findings and changes do not depend on the API's order.
-    let mut assignments: Vec<_> = ot.assignments.iter().collect();
+    let mut assignments: Vec<_> = team.ot.assignments.iter().collect();
     assignments.sort();
     for a in assignments {
-        let Some(product) = managed.get(&a.product_id) else {
+        let Some(product) = team.managed.get(&a.product_id) else {
             continue;
         };
-        let Some(user) = live.by_id.get(&a.user_id) else {
-            findings.push(Finding {
-                severity: Severity::Warning,
-                message: format!(
+        let Some(user) = team.by_id.get(&a.user_id) else {
+            draft.finding(
+                Severity::Warning,
+                FindingCode::UnknownUserAssigned,
+                format!(
                     "{} is assigned to user id {}, who is not in the team's user list; \
                      flexsync leaves it alone",
                     product.name, a.user_id
                 ),
-            });
+            );
             continue;
         };
-        let declared = wanted
+        let declared = team
+            .wanted
             .get(&user.email)
             .is_some_and(|set| set.contains(&a.product_id));
         if declared {
@@ -160,119 +350,50 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
             // Only direct ones could ever be pruned; inherited ones are
             // not worth a mention here.
             if a.assignment_type.is_direct() {
-                undeclared_holders += 1;
+                kept_without_prune.push(format!("{} ({})", user.email, product.alias));
             }
             continue;
         }
         if dt.policy.protect.contains(&user.email) {
-            findings.push(Finding {
-                severity: Severity::Note,
-                message: format!(
+            draft.finding(
+                Severity::Note,
+                FindingCode::Protected,
+                format!(
                     "{} keeps {}: protected by policy",
                     user.email, product.alias
                 ),
-            });
+            );
         } else if !a.assignment_type.is_direct() {
             inherited_extra.push(format!("{} ({})", user.email, a.assignment_type));
         } else {
-            unassigns.push(Change::Unassign {
+            draft.changes.push(Change::Unassign {
                 email: user.email.clone(),
                 user_id: user.id.clone(),
-                product: (*product).clone(),
+                product: product.clone(),
             });
         }
     }
-    if undeclared_holders > 0 {
-        findings.push(Finding {
-            severity: Severity::Note,
-            message: format!(
-                "{undeclared_holders} direct assignment(s) of managed products are not declared; \
-                 prune is off, so they stay"
+    if !kept_without_prune.is_empty() {
+        draft.finding(
+            Severity::Note,
+            FindingCode::UndeclaredHolders,
+            format!(
+                "{} direct assignment(s) of managed products are not declared; prune is off, \
+                 so they stay: {}",
+                kept_without_prune.len(),
+                list(kept_without_prune.iter().map(String::as_str))
             ),
-        });
+        );
     }
     if !inherited_extra.is_empty() {
-        findings.push(Finding {
-            severity: Severity::Note,
-            message: format!(
+        draft.finding(
+            Severity::Note,
+            FindingCode::InheritedNotRemovable,
+            format!(
                 "not removable by flexsync (inherited, not direct): {}",
-                inherited_extra.join(", ")
+                list(inherited_extra.iter().map(String::as_str))
             ),
-        });
-    }
-    guard_unassigns(
-        dt,
-        ot,
-        &managed,
-        &wanted,
-        unassigns,
-        &mut changes,
-        &mut blocked,
-        &mut findings,
-    );
-
-    // Assignments into pools that cannot take them.
-    check_pools(ot, now, &mut changes, &mut blocked, &mut findings);
-    let seats = check_seats(
-        ot,
-        &live,
-        &managed,
-        now,
-        &mut changes,
-        &mut blocked,
-        &mut findings,
-    );
-
-    if let Some(declared) = &dt.name
-        && *declared != ot.name
-    {
-        findings.push(Finding {
-            severity: Severity::Blocker,
-            message: format!(
-                "the declaration names team {} {declared:?} but the live team is called {:?}: \
-                 nothing is changed in it (check the team id)",
-                dt.id, ot.name
-            ),
-        });
-        for change in changes.drain(..) {
-            blocked.push(Blocked {
-                change,
-                reason: BlockReason::TeamNameMismatch {
-                    declared: declared.clone(),
-                    live: ot.name.clone(),
-                },
-            });
-        }
-    }
-
-    if dt.suspended {
-        findings.push(Finding {
-            severity: Severity::Note,
-            message: format!(
-                "team {} is suspended (suspend: true): nothing is applied until it is removed",
-                dt.id
-            ),
-        });
-        blocked.extend(changes.drain(..).map(|change| Blocked {
-            change,
-            reason: BlockReason::Suspended,
-        }));
-    }
-
-    changes.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-    blocked.sort_by(|a, b| a.change.order_key().cmp(&b.change.order_key()));
-    findings.sort();
-    findings.dedup();
-    let (before, after) = holdings(&live, &managed, &changes);
-    TeamPlan {
-        team_id: dt.id.clone(),
-        team_name: ot.name.clone(),
-        changes,
-        blocked,
-        findings,
-        seats,
-        before,
-        after,
+        );
     }
 }
 
@@ -281,7 +402,7 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, now: Timestamp) -> TeamPlan {
 fn resolve_products<'a>(
     dt: &'a DesiredTeam,
     ot: &'a ObservedTeam,
-    findings: &mut Vec<Finding>,
+    draft: &mut Draft,
 ) -> BTreeMap<&'a str, (ProductRef, &'a ProductPool)> {
     let mut out = BTreeMap::new();
     let mut by_pool: BTreeMap<&ProductId, &str> = BTreeMap::new();
@@ -298,13 +419,14 @@ fn resolve_products<'a>(
         match matches.as_slice() {
             [pool] => {
                 if let Some(first) = by_pool.get(&pool.product_id) {
-                    findings.push(Finding {
-                        severity: Severity::Warning,
-                        message: format!(
+                    draft.finding(
+                        Severity::Warning,
+                        FindingCode::AliasesMerged,
+                        format!(
                             "aliases `{first}` and `{alias}` both mean {}; they are treated as one product",
                             pool.product_name
                         ),
-                    });
+                    );
                     let merged = out.get(*first).cloned();
                     if let Some(m) = merged {
                         out.insert(alias.0.as_str(), m);
@@ -312,311 +434,81 @@ fn resolve_products<'a>(
                     continue;
                 }
                 by_pool.insert(&pool.product_id, &alias.0);
-                out.insert(
-                    alias.0.as_str(),
-                    (
-                        ProductRef {
-                            alias: alias.clone(),
-                            id: pool.product_id.clone(),
-                            name: pool.product_name.clone(),
-                        },
-                        *pool,
-                    ),
-                );
+                let product = ProductRef {
+                    alias: alias.clone(),
+                    id: pool.product_id.clone(),
+                    name: pool.product_name.clone(),
+                };
+                out.insert(alias.0.as_str(), (product, *pool));
             }
-            [] => findings.push(Finding {
-                severity: Severity::Blocker,
-                message: format!(
+            [] => draft.finding(
+                Severity::Blocker,
+                FindingCode::AliasMatchesNoPool,
+                format!(
                     "product alias `{alias}` ({selector}) matches no product pool of team {}; \
                      pools: {}",
                     dt.id,
                     list(
                         ot.pools
                             .iter()
-                            .map(|p| p.product_name.as_str())
+                            .map(|p| format!("{} ({})", p.product_name, p.product_id))
                             .collect::<BTreeSet<_>>()
-                            .into_iter()
+                            .iter()
+                            .map(String::as_str)
                     )
                 ),
-            }),
-            several => findings.push(Finding {
-                severity: Severity::Blocker,
-                message: format!(
+            ),
+            several => draft.finding(
+                Severity::Blocker,
+                FindingCode::AliasMatchesSeveralPools,
+                format!(
                     "product alias `{alias}` ({selector}) matches {} pools of team {} ({}); \
                      use productId to pick one",
                     several.len(),
                     dt.id,
                     list(several.iter().map(|p| p.product_id.0.as_str()))
                 ),
-            }),
+            ),
         }
     }
     out
 }
 
-/// Applies the empty-declaration and removal guards to prune's
-/// unassignments; what passes joins `changes`, the rest is blocked.
-#[allow(clippy::too_many_arguments)]
-fn guard_unassigns(
-    dt: &DesiredTeam,
-    ot: &ObservedTeam,
-    managed: &BTreeMap<&ProductId, &ProductRef>,
-    wanted: &BTreeMap<&Email, BTreeSet<&ProductId>>,
-    unassigns: Vec<Change>,
-    changes: &mut Vec<Change>,
-    blocked: &mut Vec<Blocked>,
-    findings: &mut Vec<Finding>,
-) {
-    let mut passing = Vec::new();
-    let mut emptied = BTreeSet::new();
-    for change in unassigns {
-        let Some(product) = change.product() else {
-            continue;
-        };
-        let declared_holders = wanted.values().filter(|s| s.contains(&product.id)).count();
-        if declared_holders == 0 && !dt.policy.allow_empty {
-            emptied.insert(product.alias.clone());
-            blocked.push(Blocked {
-                change,
-                reason: BlockReason::EmptyDeclaration,
-            });
-        } else {
-            passing.push(change);
-        }
+/// Orders the outcome and derives the holdings before and after.
+fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
+    draft
+        .changes
+        .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    draft
+        .blocked
+        .sort_by(|a, b| a.change.order_key().cmp(&b.change.order_key()));
+    draft.findings.sort();
+    draft.findings.dedup();
+    let (before, after) = holdings(team, &draft.changes);
+    TeamPlan {
+        team_id: team.dt.id.clone(),
+        team_name: team.ot.name.clone(),
+        managed: team.aliases.clone(),
+        changes: draft.changes,
+        blocked: draft.blocked,
+        findings: draft.findings,
+        seats: draft.seats,
+        before,
+        after,
     }
-    for alias in emptied {
-        findings.push(Finding {
-            severity: Severity::Blocker,
-            message: format!(
-                "nobody is declared for `{alias}` in team {}, so prune would remove every direct \
-                 holder; those unassignments are blocked (set policy.allowEmpty: true if you mean it)",
-                dt.id
-            ),
-        });
-    }
-    if passing.is_empty() {
-        return;
-    }
-    // The base counts the assignments this run adds too: otherwise applying
-    // them would raise the limit and the next plan would suddenly let
-    // through removals this one blocked.
-    let adding = changes
-        .iter()
-        .filter(|c| matches!(c, Change::Assign { .. }))
-        .count();
-    let holders = adding
-        + ot.assignments
-            .iter()
-            .filter(|a| a.assignment_type.is_direct() && managed.contains_key(&a.product_id))
-            .count();
-    let limit = dt.policy.max_unassign.limit(holders);
-    if passing.len() > limit {
-        findings.push(Finding {
-            severity: Severity::Blocker,
-            message: format!(
-                "this run would unassign {} of {holders} direct assignment(s) in team {}, more than \
-                 policy.maxUnassign {} allows ({limit}); all of the team's unassignments are blocked, \
-                 invites and assignments still go ahead",
-                passing.len(),
-                dt.id,
-                dt.policy.max_unassign
-            ),
-        });
-        let reason = BlockReason::RemovalGuard {
-            wanted: passing.len(),
-            limit,
-            max_unassign: dt.policy.max_unassign,
-            holders,
-        };
-        blocked.extend(passing.into_iter().map(|change| Blocked {
-            change,
-            reason: reason.clone(),
-        }));
-    } else {
-        changes.extend(passing);
-    }
-}
-
-/// Blocks assignments into pools that have not started or have ended.
-fn check_pools(
-    ot: &ObservedTeam,
-    now: Timestamp,
-    changes: &mut Vec<Change>,
-    blocked: &mut Vec<Blocked>,
-    findings: &mut Vec<Finding>,
-) {
-    let mut kept = Vec::new();
-    let mut stopped: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for change in changes.drain(..) {
-        let reason = match &change {
-            Change::Assign { product, .. } => ot
-                .pools
-                .iter()
-                .find(|p| p.product_id == product.id)
-                .and_then(|p| match p.activity(now) {
-                    PoolActivity::Active => None,
-                    PoolActivity::NotStarted(start) => Some(BlockReason::PoolNotStarted { start }),
-                    PoolActivity::Expired(end) => Some(BlockReason::PoolExpired { end }),
-                }),
-            _ => None,
-        };
-        match reason {
-            Some(reason) => {
-                let key = match (&reason, change.product()) {
-                    (BlockReason::PoolNotStarted { start }, Some(p)) => {
-                        format!("{} does not start before {start}", p.name)
-                    }
-                    (BlockReason::PoolExpired { end }, Some(p)) => {
-                        format!("{} ended at {end}", p.name)
-                    }
-                    _ => String::new(),
-                };
-                stopped
-                    .entry(key)
-                    .or_default()
-                    .push(change.email().to_string());
-                blocked.push(Blocked { change, reason });
-            }
-            None => kept.push(change),
-        }
-    }
-    *changes = kept;
-    for (what, emails) in stopped {
-        findings.push(Finding {
-            severity: Severity::Blocker,
-            message: format!(
-                "{what}: not assigned to {}",
-                list(emails.iter().map(String::as_str))
-            ),
-        });
-    }
-}
-
-/// Checks seats of limited pools: assignments beyond the free seats (after
-/// this plan's unassignments free theirs) are blocked, by email order.
-fn check_seats(
-    ot: &ObservedTeam,
-    live: &Live<'_>,
-    managed: &BTreeMap<&ProductId, &ProductRef>,
-    now: Timestamp,
-    changes: &mut Vec<Change>,
-    blocked: &mut Vec<Blocked>,
-    findings: &mut Vec<Finding>,
-) -> Vec<SeatUsage> {
-    let mut usage = Vec::new();
-    for (pid, product) in managed {
-        let Some(pool) = ot.pools.iter().find(|p| &p.product_id == *pid) else {
-            continue;
-        };
-        let Some(total) = pool.total_quantity.filter(|_| !pool.unlimited) else {
-            continue;
-        };
-        let in_use = match pool.assigned_quantity {
-            Some(n) => n,
-            None => {
-                let counted = live
-                    .team
-                    .assignments
-                    .iter()
-                    .filter(|a| &a.product_id == *pid)
-                    .count();
-                // A pool that has not started may report no count (the API
-                // says so); only an active one is worth a warning.
-                if pool.activity(now) == PoolActivity::Active {
-                    findings.push(Finding {
-                        severity: Severity::Warning,
-                        message: format!(
-                            "{} reports no assigned quantity; counting {counted} listed assignment(s) instead",
-                            pool.product_name
-                        ),
-                    });
-                }
-                counted as u64
-            }
-        };
-        let freed = changes
-            .iter()
-            .filter(|c| matches!(c, Change::Unassign { product, .. } if &product.id == *pid))
-            .count() as u64;
-        let free_now = total.saturating_sub(in_use);
-        let mut free = total.saturating_sub(in_use.saturating_sub(freed));
-        let mut granted = 0u64;
-        let mut refused = Vec::new();
-        let mut on_freed_seats = Vec::new();
-        let mut kept = Vec::new();
-        for change in changes.drain(..) {
-            let is_assign =
-                matches!(&change, Change::Assign { product, .. } if &product.id == *pid);
-            if !is_assign {
-                kept.push(change);
-            } else if free > 0 {
-                free -= 1;
-                granted += 1;
-                if granted > free_now {
-                    on_freed_seats.push(change.email().to_string());
-                }
-                kept.push(change);
-            } else {
-                refused.push(change);
-            }
-        }
-        *changes = kept;
-        if !on_freed_seats.is_empty() {
-            // The API reports one effective type per person and product, so
-            // a person who also holds the product through a group looks
-            // like a direct holder: unassigning them frees no seat.
-            findings.push(Finding {
-                severity: Severity::Warning,
-                message: format!(
-                    "{} for {} relies on seats this plan's unassignments free; if someone unassigned also holds {} through a group, no seat is freed and Autodesk refuses the assignment (the next plan then shows it blocked)",
-                    pool.product_name,
-                    list(on_freed_seats.iter().map(String::as_str)),
-                    pool.product_name
-                ),
-            });
-        }
-        let short = refused.len() as u64;
-        if !refused.is_empty() {
-            findings.push(Finding {
-                severity: Severity::Blocker,
-                message: format!(
-                    "{} has {total} seat(s) and {} would be in use; {short} more needed: not assigned to {}",
-                    pool.product_name,
-                    in_use - freed.min(in_use) + granted,
-                    list(refused.iter().map(|c| c.email().as_str()))
-                ),
-            });
-        }
-        blocked.extend(refused.into_iter().map(|change| Blocked {
-            change,
-            reason: BlockReason::NoSeat { total },
-        }));
-        usage.push(SeatUsage {
-            product: (*product).clone(),
-            total,
-            before: in_use,
-            after: in_use.saturating_sub(freed) + granted,
-            freed,
-            short,
-        });
-    }
-    usage
 }
 
 /// Holdings of managed products before and after the executable changes.
-fn holdings(
-    live: &Live<'_>,
-    managed: &BTreeMap<&ProductId, &ProductRef>,
-    changes: &[Change],
-) -> (Vec<Holding>, Vec<Holding>) {
-    let mut before = BTreeMap::new();
-    for a in &live.team.assignments {
-        let (Some(product), Some(user)) = (managed.get(&a.product_id), live.by_id.get(&a.user_id))
+fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>) {
+    let mut before: BTreeMap<(&Email, &str), String> = BTreeMap::new();
+    for a in &team.ot.assignments {
+        let (Some(product), Some(user)) =
+            (team.managed.get(&a.product_id), team.by_id.get(&a.user_id))
         else {
             continue;
         };
         before.insert(
-            (user.email.clone(), product.alias.0.clone()),
+            (&user.email, product.alias.0.as_str()),
             a.assignment_type.to_string(),
         );
     }
@@ -624,22 +516,19 @@ fn holdings(
     for change in changes {
         match change {
             Change::Assign { email, product, .. } => {
-                after.insert(
-                    (email.clone(), product.alias.0.clone()),
-                    "direct".to_owned(),
-                );
+                after.insert((email, product.alias.0.as_str()), "direct".to_owned());
             }
             Change::Unassign { email, product, .. } => {
-                after.remove(&(email.clone(), product.alias.0.clone()));
+                after.remove(&(email, product.alias.0.as_str()));
             }
             Change::Invite { .. } => {}
         }
     }
-    let to_vec = |m: BTreeMap<(Email, String), String>| {
+    let to_vec = |m: BTreeMap<(&Email, &str), String>| {
         m.into_iter()
             .map(|((email, product), how)| Holding {
-                email,
-                product,
+                email: email.clone(),
+                product: product.to_owned(),
                 how,
             })
             .collect()
@@ -648,18 +537,20 @@ fn holdings(
 }
 
 /// "a, b and 3 more" style lists keep findings readable for big teams.
-fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+pub(super) fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     const SHOWN: usize = 10;
-    let items: Vec<&str> = items.collect();
-    if items.is_empty() {
-        return "none".to_owned();
+    let mut shown = Vec::with_capacity(SHOWN);
+    let mut more = 0usize;
+    for item in items {
+        if shown.len() < SHOWN {
+            shown.push(item);
+        } else {
+            more += 1;
+        }
     }
-    if items.len() <= SHOWN {
-        return items.join(", ");
+    match (shown.is_empty(), more) {
+        (true, _) => "none".to_owned(),
+        (false, 0) => shown.join(", "),
+        (false, n) => format!("{} and {n} more", shown.join(", ")),
     }
-    format!(
-        "{} and {} more",
-        items[..SHOWN].join(", "),
-        items.len() - SHOWN
-    )
 }

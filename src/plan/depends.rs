@@ -2,44 +2,69 @@
 //!
 //! A saved plan records these; applying it later re-reads the team and
 //! refuses the plan when any fingerprint differs, because the change was
-//! decided on facts that no longer hold.
+//! decided on facts that no longer hold. Fingerprints detect a changed team;
+//! they prove nothing about who wrote the file (anyone who can read the team
+//! can compute them): that is the saved plan's digest's job.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
 use super::Change;
-use crate::model::{ObservedTeam, ProductId, UserId};
+use crate::model::{AssignmentType, Email, ObservedTeam, ProductId, ProductPool, UserId};
+
+/// One team's facts, indexed once so fingerprinting n changes is O(n).
+pub struct Facts<'a> {
+    user_of: HashMap<&'a Email, &'a UserId>,
+    held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
+    pools: HashMap<&'a ProductId, &'a ProductPool>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn new(team: &'a ObservedTeam) -> Self {
+        Facts {
+            user_of: team.users.iter().map(|u| (&u.email, &u.id)).collect(),
+            held: team
+                .assignments
+                .iter()
+                .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
+                .collect(),
+            pools: team.pools.iter().map(|p| (&p.product_id, p)).collect(),
+        }
+    }
+
+    /// The account `email` has on the team, if any.
+    pub fn user_of(&self, email: &Email) -> Option<&'a UserId> {
+        self.user_of.get(email).copied()
+    }
+
+    pub fn held(&self, user: &UserId, product: &ProductId) -> Option<AssignmentType> {
+        self.held.get(&(user, product)).copied()
+    }
+
+    pub fn pool(&self, product: &ProductId) -> Option<&'a ProductPool> {
+        self.pools.get(product).copied()
+    }
+}
 
 /// A short hex digest of the facts `change` was decided on.
-pub fn fingerprint(change: &Change, team: &ObservedTeam) -> String {
-    let mut facts = String::new();
-    let user_of = |email: &crate::model::Email| {
-        team.users
-            .iter()
-            .find(|u| &u.email == email)
-            .map(|u| u.id.0.clone())
-    };
-    let held = |user: &UserId, product: &ProductId| {
-        team.assignments
-            .iter()
-            .find(|a| &a.user_id == user && &a.product_id == product)
-            .map(|a| format!("{:?}", a.assignment_type))
-    };
+pub fn fingerprint(change: &Change, facts: &Facts<'_>) -> String {
+    let mut text = String::new();
     match change {
         Change::Invite { email, .. } => {
-            let _ = write!(facts, "user {email}={:?}", user_of(email));
+            let _ = write!(text, "user {email}={:?}", facts.user_of(email));
         }
         Change::Assign { email, product, .. } => {
-            let uid = user_of(email);
-            let _ = write!(facts, "user {email}={uid:?};");
+            let uid = facts.user_of(email);
+            let _ = write!(text, "user {email}={uid:?};");
             if let Some(uid) = uid {
-                let _ = write!(facts, "held={:?};", held(&UserId(uid), &product.id));
+                let _ = write!(text, "held={:?};", facts.held(uid, &product.id));
             }
             // Seats of a limited pool decide whether the assignment fits.
-            if let Some(pool) = team.pools.iter().find(|p| p.product_id == product.id) {
+            if let Some(pool) = facts.pool(&product.id) {
                 let _ = write!(
-                    facts,
+                    text,
                     "pool={:?}/{:?}/{}/{:?}/{:?}",
                     pool.total_quantity,
                     if pool.unlimited {
@@ -54,18 +79,21 @@ pub fn fingerprint(change: &Change, team: &ObservedTeam) -> String {
             }
         }
         Change::Unassign {
-            user_id, product, ..
+            email,
+            user_id,
+            product,
         } => {
             let _ = write!(
-                facts,
-                "held {user_id} {}={:?}",
+                text,
+                "user {email}={:?};held {user_id} {}={:?}",
+                facts.user_of(email),
                 product.id,
-                held(user_id, &product.id)
+                facts.held(user_id, &product.id)
             );
         }
     }
     // 96 bits tell changed facts apart; the full hash only makes files longer.
-    let mut hex = format!("{:x}", Sha256::digest(facts.as_bytes()));
+    let mut hex = format!("{:x}", Sha256::digest(text.as_bytes()));
     hex.truncate(24);
     hex
 }

@@ -7,13 +7,15 @@
 
 mod compute;
 mod depends;
+mod guards;
+mod lookalike;
 
-pub use compute::compute;
-pub use depends::fingerprint;
+pub use compute::{Options, compute, compute_with};
+pub use depends::{Facts, fingerprint};
 
 use jiff::Timestamp;
 
-use crate::model::{Alias, Email, MaxUnassign, ProductId, TeamId, UserId};
+use crate::model::{Alias, Email, Limit, ProductId, TeamId, UserId};
 
 /// The changes for every declared team, ordered by team id.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +48,9 @@ pub struct TeamPlan {
     pub team_id: TeamId,
     /// The live name, or the declared one when the team was not observed.
     pub team_name: String,
+    /// The products the declaration manages in this team, resolved to
+    /// pools, by alias.
+    pub managed: Vec<ProductRef>,
     /// What to execute, in order: unassignments (they free seats), invites,
     /// then assignments.
     pub changes: Vec<Change>,
@@ -88,6 +93,39 @@ impl TeamPlan {
             .filter(|f| f.severity == Severity::Warning)
             .count();
         s
+    }
+}
+
+/// One-run overrides of every team's guards (`--max-unassign`,
+/// `--max-invite`, `--allow-renames`): shown with the plan, kept in a saved
+/// plan, recorded in each audit line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub max_unassign: Option<Limit>,
+    pub max_invite: Option<Limit>,
+    /// Take every probable typo as a rename.
+    pub allow_renames: bool,
+}
+
+impl Overrides {
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+}
+
+impl std::fmt::Display for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(m) = self.max_unassign {
+            parts.push(format!("maxUnassign {m}"));
+        }
+        if let Some(m) = self.max_invite {
+            parts.push(format!("maxInvite {m}"));
+        }
+        if self.allow_renames {
+            parts.push("probable typos accepted as renames".to_owned());
+        }
+        f.write_str(&parts.join(", "))
     }
 }
 
@@ -195,6 +233,13 @@ pub struct Blocked {
 /// Why a change is blocked. Explains; the executor never sees blocked changes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BlockReason {
+    /// An unassignment paired with an invitation of a look-alike address
+    /// (same local part, or one typing slip away): probably a typo, so
+    /// neither is made until a `replaces:` or `--allow-renames` confirms it.
+    ProbableTypo {
+        /// The other address of the pair.
+        looks_like: Email,
+    },
     /// The declared team name differs from the live one.
     TeamNameMismatch {
         declared: String,
@@ -214,20 +259,117 @@ pub enum BlockReason {
     RemovalGuard {
         wanted: usize,
         limit: usize,
-        max_unassign: MaxUnassign,
+        max_unassign: Limit,
+        /// Today's direct assignments of managed products.
         holders: usize,
     },
+    /// The run would invite more people than `policy.maxInvite` allows.
+    InviteGuard {
+        wanted: usize,
+        limit: usize,
+        max_invite: Limit,
+        /// Today's members of the team.
+        members: usize,
+    },
+    /// The service waits this long after a declaration changes before it
+    /// removes anything, so a half-written file or a quick revert never
+    /// costs anyone their access.
+    RemovalDelay {
+        until: Timestamp,
+    },
+    /// An invitation none of whose assignments can go ahead (seats, pool
+    /// dates, unknown products): inviting would add a member for nothing.
+    NothingAssignable,
     /// Nobody is declared for this product and `allowEmpty` is off.
     EmptyDeclaration,
     /// The team's declaration says `suspend: true`.
     Suspended,
 }
 
+impl BlockReason {
+    /// A stable machine name (JSON, metrics labels).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BlockReason::ProbableTypo { .. } => "probable_typo",
+            BlockReason::TeamNameMismatch { .. } => "team_name_mismatch",
+            BlockReason::NoSeat { .. } => "no_seat",
+            BlockReason::PoolNotStarted { .. } => "pool_not_started",
+            BlockReason::PoolExpired { .. } => "pool_expired",
+            BlockReason::RemovalGuard { .. } => "removal_guard",
+            BlockReason::InviteGuard { .. } => "invite_guard",
+            BlockReason::RemovalDelay { .. } => "removal_delay",
+            BlockReason::NothingAssignable => "nothing_assignable",
+            BlockReason::EmptyDeclaration => "empty_declaration",
+            BlockReason::Suspended => "suspended",
+        }
+    }
+}
+
 /// Something reviewers must see.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
     pub severity: Severity,
+    /// What kind of finding, stable for machines (the JSON's `code`).
+    pub code: FindingCode,
     pub message: String,
+}
+
+/// The kinds of findings, named in the JSON plan so CI can act on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingCode {
+    TeamNotObserved,
+    TeamNameMismatch,
+    Suspended,
+    AliasMatchesNoPool,
+    AliasMatchesSeveralPools,
+    AliasesMerged,
+    UnresolvedAlias,
+    UnknownUserAssigned,
+    UndeclaredHolders,
+    InheritedNotRemovable,
+    Protected,
+    EmptyDeclaration,
+    ProbableTypo,
+    DeclaredRename,
+    RemovalGuard,
+    InviteGuard,
+    NewDomain,
+    RemovalDelay,
+    PoolDates,
+    NoAssignedQuantity,
+    ReliesOnFreedSeats,
+    NoSeats,
+    NothingAssignable,
+}
+
+impl FindingCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::TeamNotObserved => "team_not_observed",
+            FindingCode::TeamNameMismatch => "team_name_mismatch",
+            FindingCode::Suspended => "suspended",
+            FindingCode::AliasMatchesNoPool => "alias_matches_no_pool",
+            FindingCode::AliasMatchesSeveralPools => "alias_matches_several_pools",
+            FindingCode::AliasesMerged => "aliases_merged",
+            FindingCode::UnresolvedAlias => "unresolved_alias",
+            FindingCode::UnknownUserAssigned => "unknown_user_assigned",
+            FindingCode::UndeclaredHolders => "undeclared_holders",
+            FindingCode::InheritedNotRemovable => "inherited_not_removable",
+            FindingCode::Protected => "protected",
+            FindingCode::EmptyDeclaration => "empty_declaration",
+            FindingCode::ProbableTypo => "probable_typo",
+            FindingCode::DeclaredRename => "declared_rename",
+            FindingCode::RemovalGuard => "removal_guard",
+            FindingCode::InviteGuard => "invite_guard",
+            FindingCode::NewDomain => "new_domain",
+            FindingCode::RemovalDelay => "removal_delay",
+            FindingCode::PoolDates => "pool_dates",
+            FindingCode::NoAssignedQuantity => "no_assigned_quantity",
+            FindingCode::ReliesOnFreedSeats => "relies_on_freed_seats",
+            FindingCode::NoSeats => "no_seats",
+            FindingCode::NothingAssignable => "nothing_assignable",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

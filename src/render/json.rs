@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{Context, Source, describe_reason};
-use crate::plan::{self, BlockReason, Change, Plan, Severity};
+use crate::plan::{self, Change, Plan, Severity};
 
 /// Bump when a consumer's parser would break.
 pub const FORMAT_VERSION: u32 = 1;
@@ -68,6 +68,7 @@ struct JsonTeam<'a> {
 #[derive(Serialize)]
 struct JsonFinding<'a> {
     severity: &'static str,
+    code: &'static str,
     message: &'a str,
 }
 
@@ -171,6 +172,7 @@ fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
                     Severity::Warning => "warning",
                     Severity::Note => "note",
                 },
+                code: f.code.as_str(),
                 message: &f.message,
             })
             .collect(),
@@ -180,7 +182,7 @@ fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
             .iter()
             .map(|b| JsonBlocked {
                 change: change(&b.change),
-                reason: reason_code(&b.reason),
+                reason: b.reason.code(),
                 message: describe_reason(&b.reason),
             })
             .collect(),
@@ -234,18 +236,5 @@ fn change(c: &Change) -> JsonChange<'_> {
             user_id: Some(&user_id.0),
             ..base
         },
-    }
-}
-
-/// Stable machine codes for block reasons.
-fn reason_code(r: &BlockReason) -> &'static str {
-    match r {
-        BlockReason::TeamNameMismatch { .. } => "team_name_mismatch",
-        BlockReason::NoSeat { .. } => "no_seat",
-        BlockReason::PoolNotStarted { .. } => "pool_not_started",
-        BlockReason::PoolExpired { .. } => "pool_expired",
-        BlockReason::RemovalGuard { .. } => "removal_guard",
-        BlockReason::EmptyDeclaration => "empty_declaration",
-        BlockReason::Suspended => "suspended",
     }
 }

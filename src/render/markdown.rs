@@ -96,10 +96,14 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
+            // Blocked rows say so in words, not only with an emoji.
+            let action = match reason {
+                Some(_) => format!("{} — **blocked**", c.verb()),
+                None => c.verb().to_owned(),
+            };
             let _ = writeln!(
                 s,
-                "| {sign} | {} | {} | {product} | {note} |",
-                c.verb(),
+                "| {sign} | {action} | {} | {product} | {note} |",
                 escape(c.email().as_str())
             );
         }

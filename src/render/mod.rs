@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use crate::model::TeamId;
-use crate::plan::{BlockReason, Summary};
+use crate::plan::{BlockReason, Overrides, Summary};
 
 /// What a plan was made from and what carrying it out costs: shown beside
 /// the plan, never used to make it.
@@ -24,8 +24,8 @@ pub struct Context {
     pub calls_per_minute: u32,
     /// When the plan was made (for the snapshot's age).
     pub now: Timestamp,
-    /// `--max-unassign` in force for this run only, if any.
-    pub max_unassign_override: Option<String>,
+    /// One-run guard overrides in force, if any.
+    pub overrides: Overrides,
 }
 
 /// Where the observed state came from.
@@ -53,11 +53,13 @@ impl Context {
     /// "Planned against …" for headers, with any one-run override.
     pub fn source_line(&self) -> String {
         let base = self.source_only();
-        match &self.max_unassign_override {
-            Some(m) => format!(
-                "{base} maxUnassign is overridden for this run: {m} (instead of each team's policy)."
-            ),
-            None => base,
+        if self.overrides.is_empty() {
+            base
+        } else {
+            format!(
+                "{base} Guards overridden for this run: {} (instead of each team's policy).",
+                self.overrides
+            )
         }
     }
 
@@ -132,12 +134,29 @@ pub fn describe_reason(reason: &BlockReason) -> String {
             max_unassign,
             holders,
         } => format!(
-            "removal guard: {wanted} unassignments > {limit} allowed (maxUnassign {max_unassign} of {holders})"
+            "removal guard: {wanted} unassignments > {limit} allowed (maxUnassign {max_unassign} of {holders} direct assignments today)"
         ),
         BlockReason::EmptyDeclaration => {
             "nobody is declared for this product (policy.allowEmpty is off)".to_owned()
         }
         BlockReason::Suspended => "the team is suspended".to_owned(),
+        BlockReason::ProbableTypo { looks_like } => {
+            format!("probable typo: looks like {looks_like} (confirm with `replaces:`)")
+        }
+        BlockReason::InviteGuard {
+            wanted,
+            limit,
+            max_invite,
+            members,
+        } => format!(
+            "invitation guard: {wanted} invitations > {limit} allowed (maxInvite {max_invite} of {members} members)"
+        ),
+        BlockReason::RemovalDelay { until } => {
+            format!("removal delay: waits until {until} for the declaration to settle")
+        }
+        BlockReason::NothingAssignable => {
+            "none of the person's products can be assigned now".to_owned()
+        }
     }
 }
 

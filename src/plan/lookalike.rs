@@ -1,0 +1,192 @@
+//! Email addresses that look like the same person typed differently.
+//!
+//! A declaration edit that unassigns `ada@example.com` and invites
+//! `ada@exmaple.com` in the same run is almost always a typo: the real
+//! developer loses access and a stranger's address gets an invitation. The
+//! planner pairs such addresses with [`Index`] and blocks both changes until
+//! someone confirms the rename.
+//!
+//! Two addresses look alike when they differ and
+//! - their local parts are equal (the domain changed: `@mock.exmaple`), or
+//! - their local parts are one typing slip apart and their domains equal or
+//!   one slip apart.
+//!
+//! A slip is one inserted, deleted or replaced character, or two adjacent
+//! characters swapped. Lookups go through deletion neighbourhoods, so pairing
+//! n invitations with m holders costs O((n + m) · length), not O(n · m).
+
+use std::collections::HashMap;
+
+use crate::model::Email;
+
+/// At most this many holders are examined per key: enough to find every
+/// realistic look-alike, bounded for adversarial input (thousands of holders
+/// sharing one local part).
+const MAX_CANDIDATES_PER_KEY: usize = 64;
+
+/// Holders' addresses, indexed for look-alike queries.
+pub struct Index<'a> {
+    by_key: HashMap<String, Vec<&'a Email>>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(emails: impl IntoIterator<Item = &'a Email>) -> Self {
+        let mut by_key: HashMap<String, Vec<&'a Email>> = HashMap::new();
+        for email in emails {
+            let (local, _) = split(email);
+            for key in keys(local) {
+                by_key.entry(key).or_default().push(email);
+            }
+        }
+        Index { by_key }
+    }
+
+    /// Every indexed address that looks like `email`, sorted, without
+    /// duplicates.
+    pub fn matches(&self, email: &Email) -> Vec<&'a Email> {
+        let (local, _) = split(email);
+        let mut out: Vec<&'a Email> = keys(local)
+            .filter_map(|k| self.by_key.get(&k))
+            .flat_map(|v| v.iter().take(MAX_CANDIDATES_PER_KEY).copied())
+            .filter(|candidate| looks_alike(candidate, email))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Whether two different addresses look like one person's (see module docs).
+pub fn looks_alike(a: &Email, b: &Email) -> bool {
+    if a == b {
+        return false;
+    }
+    let (al, ad) = split(a);
+    let (bl, bd) = split(b);
+    al == bl || (within_one_slip(al, bl) && (ad == bd || within_one_slip(ad, bd)))
+}
+
+fn split(e: &Email) -> (&str, &str) {
+    e.as_str().rsplit_once('@').unwrap_or((e.as_str(), ""))
+}
+
+/// The local part itself and each one-character deletion of it: two strings
+/// within one slip of each other always share one of these keys.
+fn keys(local: &str) -> impl Iterator<Item = String> + '_ {
+    let chars: Vec<(usize, char)> = local.char_indices().collect();
+    // A deletion may equal another address's whole local part: that is the
+    // inserted-character case, so both kinds share one key space.
+    std::iter::once(local.to_owned()).chain(chars.into_iter().map(move |(i, c)| {
+        let mut k = String::with_capacity(local.len());
+        k.push_str(&local[..i]);
+        k.push_str(&local[i + c.len_utf8()..]);
+        k
+    }))
+}
+
+/// Optimal-string-alignment distance ≤ 1.
+fn within_one_slip(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    match long.len() - short.len() {
+        0 => {
+            let diffs: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+            match diffs.as_slice() {
+                [_] => true,
+                [i, j] => *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i],
+                _ => false,
+            }
+        }
+        1 => {
+            let first = (0..short.len())
+                .find(|&i| short[i] != long[i])
+                .unwrap_or(short.len());
+            short[first..] == long[first + 1..]
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_changed_domain_with_the_same_local_part_looks_alike() {
+        assert!(looks_alike(&e("ada@mock.example"), &e("ada@mock.exmaple")));
+        assert!(looks_alike(&e("ada@corp.example"), &e("ada@gmail.example")));
+    }
+
+    #[test]
+    fn one_slip_in_the_local_part_looks_alike() {
+        for other in [
+            "adaa@example.com",
+            "da@example.com",
+            "aba@example.com",
+            "aad@example.com",
+        ] {
+            assert!(looks_alike(&e("ada@example.com"), &e(other)), "{other}");
+        }
+        assert!(looks_alike(&e("ada@example.com"), &e("adb@exmaple.com")));
+    }
+
+    #[test]
+    fn different_people_do_not_look_alike() {
+        for (a, b) in [
+            ("ada@example.com", "grace@example.com"),
+            ("ada@example.com", "ada@example.com"),
+            ("ada@example.com", "adam@other.org"),
+            ("bob@example.com", "rob@elsewhere.org"),
+            ("ab@example.com", "ba@example.org"),
+        ] {
+            assert!(!looks_alike(&e(a), &e(b)), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn the_index_finds_every_look_alike_and_only_those() {
+        let holders = [
+            e("ada@example.com"),
+            e("grace@example.com"),
+            e("gracee@example.com"),
+            e("bob@example.com"),
+        ];
+        let index = Index::new(holders.iter());
+        let found = |s: &str| -> Vec<String> {
+            index
+                .matches(&e(s))
+                .into_iter()
+                .map(|m| m.to_string())
+                .collect()
+        };
+        assert_eq!(found("ada@exmaple.com"), ["ada@example.com"]);
+        assert_eq!(found("grcae@example.com"), ["grace@example.com"]);
+        assert_eq!(
+            found("grace@exmaple.com"),
+            ["grace@example.com", "gracee@example.com"]
+        );
+        assert!(found("erin@example.com").is_empty());
+        // Agrees with the pairwise definition on every pair.
+        for h in &holders {
+            for q in ["ada@exmaple.com", "bbo@example.com", "bob@example.com"] {
+                assert_eq!(
+                    index.matches(&e(q)).contains(&h),
+                    looks_alike(h, &e(q)),
+                    "{h} {q}"
+                );
+            }
+        }
+    }
+}
