@@ -38,13 +38,59 @@ impl<A: Observer, B: Observer> Observer for Both<A, B> {
     }
 }
 
-/// Executes every team's changes. After `cancel`, no new write starts; the
+/// Stops an apply between writes: on shutdown, or (in the service) when the
+/// declaration the plan came from changed. A write that has started always
+/// finishes; a write waiting for the rate budget is abandoned.
+#[derive(Clone, Debug)]
+pub struct Halt {
+    /// Cancelled by either cause.
+    token: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Halt {
+    pub fn on_shutdown(shutdown: &CancellationToken) -> Self {
+        Halt {
+            token: shutdown.clone(),
+            shutdown: shutdown.clone(),
+        }
+    }
+
+    /// Halts on shutdown, or when the returned token is cancelled.
+    pub fn or_superseded(shutdown: &CancellationToken) -> (Self, CancellationToken) {
+        let superseded = shutdown.child_token();
+        let halt = Halt {
+            token: superseded.clone(),
+            shutdown: shutdown.clone(),
+        };
+        (halt, superseded)
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Halted because the declaration changed, not for shutdown.
+    pub fn superseded(&self) -> bool {
+        self.token.is_cancelled() && !self.shutdown.is_cancelled()
+    }
+
+    fn reason(&self) -> &'static str {
+        if self.shutdown.is_cancelled() {
+            "shutting down before this write"
+        } else {
+            "the declaration changed before this write; the next pass plans again"
+        }
+    }
+}
+
+/// Executes every team's changes. Once halted, no new write starts; the
 /// one in flight finishes and the rest are reported as skipped.
 pub async fn execute(
     client: Arc<Client>,
     plan: &Plan,
     observer: Arc<dyn Observer>,
-    cancel: CancellationToken,
+    halt: Halt,
 ) -> ApplyReport {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, team) in plan.teams.iter().enumerate() {
@@ -53,12 +99,12 @@ pub async fn execute(
         }
         let client = client.clone();
         let observer = observer.clone();
-        let cancel = cancel.clone();
+        let halt = halt.clone();
         let team = team.clone();
         tasks.spawn(async move {
             (
                 index,
-                execute_team(&client, &team, observer.as_ref(), &cancel).await,
+                execute_team(&client, &team, observer.as_ref(), &halt).await,
             )
         });
     }
@@ -101,7 +147,7 @@ async fn execute_team(
     client: &Client,
     team: &TeamPlan,
     observer: &dyn Observer,
-    cancel: &CancellationToken,
+    halt: &Halt,
 ) -> TeamReport {
     let id = &team.team_id;
     // Ids of people invited in this run, for their assignments.
@@ -109,9 +155,11 @@ async fn execute_team(
     let mut failed_invites: BTreeMap<Email, String> = BTreeMap::new();
     let mut results = Vec::new();
     for change in &team.changes {
-        let outcome = if cancel.is_cancelled() {
+        // Waiting for the budget happens here, where it can be abandoned,
+        // not inside the call, where the write would go out regardless.
+        let outcome = if !client.ready_for(id, &halt.token).await {
             Outcome::Skipped {
-                reason: "shutting down before this write".into(),
+                reason: halt.reason().into(),
             }
         } else {
             observer.starting(id, change);

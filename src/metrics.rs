@@ -37,6 +37,13 @@ pub struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockedLabels {
+    pub team: String,
+    /// The plan's block reason code, e.g. `removal_guard`, `probable_typo`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub team: String,
     pub operation: String,
@@ -52,6 +59,7 @@ pub struct Metrics {
     pub actions: Family<ActionLabels, Counter>,
     pub drift: Family<TeamLabel, Gauge>,
     pub blocked: Family<TeamLabel, Gauge>,
+    pub blocked_by_reason: Family<BlockedLabels, Gauge>,
     pub api_requests: Family<RequestLabels, Counter>,
     pub rate_limited: Family<TeamLabel, Counter>,
     pub budget_remaining: Family<TeamLabel, Gauge>,
@@ -104,6 +112,12 @@ impl Metrics {
             "Changes the last plan blocked (guards, seats, suspend)",
             blocked.clone(),
         );
+        let blocked_by_reason = Family::<BlockedLabels, Gauge>::default();
+        registry.register(
+            "blocked_changes_by_reason",
+            "Changes the last plan blocked, by reason (removal_guard, probable_typo, removal_delay, …)",
+            blocked_by_reason.clone(),
+        );
         let api_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "api_requests",
@@ -149,6 +163,7 @@ impl Metrics {
             actions,
             drift,
             blocked,
+            blocked_by_reason,
             api_requests,
             rate_limited,
             budget_remaining,
@@ -156,6 +171,19 @@ impl Metrics {
             degraded,
             config_load_errors,
             config_valid,
+        }
+    }
+
+    /// The last plan's blocked changes of `team`: every reason is set, so a
+    /// reason that no longer blocks anything reads 0, not its old count.
+    pub fn record_blocked(&self, team: &str, by_reason: &std::collections::BTreeMap<&str, i64>) {
+        for code in crate::plan::BlockReason::CODES {
+            self.blocked_by_reason
+                .get_or_create(&BlockedLabels {
+                    team: team.to_owned(),
+                    reason: (*code).to_owned(),
+                })
+                .set(by_reason.get(code).copied().unwrap_or(0));
         }
     }
 

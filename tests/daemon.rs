@@ -550,3 +550,221 @@ async fn a_git_sync_style_directory_swap_is_seen() {
     })
     .await;
 }
+
+/// Team 100001 with prune on; the policy comes first, so cutting the file
+/// short drops people, never the policy.
+fn pruned_team(people: &[&str]) -> String {
+    let mut y = String::from(
+        "version: 1\nteam: { id: \"100001\", name: Example Engineering }\npolicy: { prune: true, maxUnassign: 10 }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n",
+    );
+    for p in people {
+        y.push_str(&format!("  - {{ email: {p}, products: [ps] }}\n"));
+    }
+    y
+}
+
+const EVERYONE: [&str; 5] = [
+    "alice@example.com",
+    "carol@example.com",
+    "erin@example.com",
+    "dave@example.com",
+    "frank@contractor.example.net",
+];
+
+/// Who holds Platform Services directly, by user id.
+async fn ps_holders(s: &Served) -> Vec<String> {
+    let state = s.admin(Method::GET, "/state", None).await;
+    let mut out: Vec<String> = state["world"]["teams"]["100001"]["direct"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["productId"] == "prod_flex_platform" && a["removedAt"].is_null())
+        .map(|a| a["userId"].as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn unassigned(s: &Served) -> Vec<String> {
+    s.audit_lines()
+        .iter()
+        .filter(|l| l["action"] == "unassign" && l["result"] == "done")
+        .map(|l| l["user"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const ALL_FIVE: [&str; 5] = [
+    "US1000000001",
+    "US1000000003",
+    "US1000000004",
+    "US1000000005",
+    "US1000000006",
+];
+
+#[tokio::test]
+async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    let file = declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
+    let svc = Service::start(
+        &s,
+        &dir,
+        &[
+            "--settle",
+            "300ms",
+            "--removal-delay",
+            "4s",
+            "--reread",
+            "1h",
+        ],
+    );
+    svc.converged().await;
+    assert_eq!(ps_holders(&s).await, ALL_FIVE);
+
+    // The file is rewritten in place in two parts, with a pause longer than
+    // the settle window: the first part (which declares only three of the
+    // five) parses and is adopted; its removals must wait.
+    let full = pruned_team(&EVERYONE);
+    let cut = full
+        .lines()
+        .take(full.lines().count() - 2)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(cut.as_bytes()).unwrap();
+        f.flush().unwrap();
+        // The partial declaration is adopted, and its removals are held.
+        eventually(3, "the partial file's removals are held", || async {
+            svc.team("100001").await["removalsHeldUntil"].is_string()
+        })
+        .await;
+        f.write_all(full[cut.len()..].as_bytes()).unwrap();
+    }
+    // Well past the removal delay, nobody the final file declares lost it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(unassigned(&s).is_empty(), "{:?}", unassigned(&s));
+    assert_eq!(ps_holders(&s).await, ALL_FIVE);
+
+    // A removal someone means still happens, once the delay is over.
+    declare(&dir, "a.yaml", &pruned_team(&EVERYONE[..4]));
+    eventually(3, "the removal is held", || async {
+        svc.team("100001").await["removalsHeldUntil"].is_string()
+    })
+    .await;
+    assert!(unassigned(&s).is_empty());
+    eventually(15, "frank unassigned after the delay", || async {
+        unassigned(&s) == ["frank@contractor.example.net"]
+    })
+    .await;
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "flexsync_blocked_changes_by_reason{team=\"100001\",reason=\"removal_delay\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_reverted_within_the_delay_removes_nobody() {
+    let s = Served::start().await;
+    // Once through an editor's save (write, rename), once through a
+    // git-sync checkout swap.
+    let root = s.path("git");
+    std::fs::create_dir_all(root.join("rev1")).unwrap();
+    std::fs::write(root.join("rev1/a.yaml"), pruned_team(&EVERYONE)).unwrap();
+    std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
+    let svc = Service::start(
+        &s,
+        &root.join("current"),
+        &[
+            "--settle",
+            "300ms",
+            "--removal-delay",
+            "4s",
+            "--reread",
+            "1h",
+        ],
+    );
+    svc.converged().await;
+
+    let swap = |rev: &str, people: &[&str]| {
+        std::fs::create_dir_all(root.join(rev)).unwrap();
+        std::fs::write(root.join(rev).join("a.yaml"), pruned_team(people)).unwrap();
+        std::os::unix::fs::symlink(rev, root.join("current.tmp")).unwrap();
+        std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
+    };
+    swap("rev2", &EVERYONE[..2]);
+    eventually(3, "the removals are held", || async {
+        svc.team("100001").await["removalsHeldUntil"].is_string()
+    })
+    .await;
+    swap("rev3", &EVERYONE);
+    // An editor's save of the same kind of mistake, reverted too.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    declare(&root.join("rev3"), "a.yaml", &pruned_team(&EVERYONE[1..]));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    declare(&root.join("rev3"), "a.yaml", &pruned_team(&EVERYONE));
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(unassigned(&s).is_empty(), "{:?}", unassigned(&s));
+    assert_eq!(ps_holders(&s).await, ALL_FIVE);
+}
+
+#[tokio::test]
+async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
+    let svc = Service::start(
+        &s,
+        &dir,
+        &[
+            "--settle",
+            "200ms",
+            "--removal-delay",
+            "0s",
+            "--reread",
+            "1h",
+        ],
+    );
+    svc.converged().await;
+    // Every write now takes 1.5 s; the next declaration removes three people.
+    s.faults(json!({ "latencyMs": 1500, "writesOnly": true }))
+        .await;
+    declare(&dir, "a.yaml", &pruned_team(&EVERYONE[..2]));
+    eventually(5, "the pass is under way", || async {
+        svc.logs().matches("declaration loaded").count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The edit is reverted while the first unassignment is in flight.
+    declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
+    eventually(10, "the stale pass stopped", || async {
+        svc.logs().contains("pass stopped: the declaration changed")
+    })
+    .await;
+    eventually(20, "everyone holds the product again", || async {
+        ps_holders(&s).await == ALL_FIVE && svc.team("100001").await["state"] == "converged"
+    })
+    .await;
+    let removed = unassigned(&s);
+    assert!(
+        removed.len() <= 1,
+        "the stale pass went on removing: {removed:?}\n{}",
+        svc.logs()
+    );
+    assert!(
+        svc.logs().contains("stopping it before its next write"),
+        "{}",
+        svc.logs()
+    );
+}

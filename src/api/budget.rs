@@ -62,6 +62,15 @@ impl Budget {
         }
     }
 
+    /// When a call could go out: `None` now, else the time to wait for. Takes
+    /// nothing (see [`Budget::try_acquire`]).
+    pub fn ready_at(&self, now: Timestamp) -> Option<Timestamp> {
+        if let Some(until) = self.throttled_until.filter(|u| now < *u) {
+            return Some(until);
+        }
+        (self.remaining(now) == 0).then(|| next_minute(now))
+    }
+
     /// Learns from the server's rate headers: `remaining` calls are left in
     /// the current window. Others may have spent some, so never trust our own
     /// count over the server's.
@@ -127,6 +136,8 @@ mod tests {
         }
         assert_eq!(b.try_acquire(now), Err(t("2026-11-26T10:16:00Z")));
         assert_eq!(b.remaining(now), 0);
+        assert_eq!(b.ready_at(now), Some(t("2026-11-26T10:16:00Z")));
+        assert_eq!(b.ready_at(t("2026-11-26T10:16:00Z")), None);
         // The next UTC minute is a new window.
         assert_eq!(b.try_acquire(t("2026-11-26T10:16:00Z")), Ok(()));
         assert_eq!(b.remaining(t("2026-11-26T10:16:00Z")), 54);

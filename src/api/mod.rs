@@ -33,6 +33,7 @@ use auth::TokenSource;
 use budget::Budget;
 pub use error::ApiError;
 use error::ErrorBody;
+use tokio_util::sync::CancellationToken;
 
 /// Autodesk's production endpoint.
 pub const DEFAULT_API_URL: &str = "https://developer.api.autodesk.com/team-admin/v1";
@@ -283,6 +284,33 @@ impl Client {
     /// Calls per window this client allows itself for a team.
     pub fn calls_per_window(&self) -> u32 {
         Budget::new(budget::TEAM_LIMIT, self.config.reserve).per_window()
+    }
+
+    /// Waits until a call to `team` would go out without waiting for its
+    /// budget, taking nothing; false if `stop` is cancelled first. Lets a
+    /// caller decide at the last moment whether to send a write at all.
+    pub async fn ready_for(&self, team: &TeamId, stop: &CancellationToken) -> bool {
+        loop {
+            if stop.is_cancelled() {
+                return false;
+            }
+            let now = self.clock.now();
+            let until = {
+                let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+                budgets
+                    .entry(team.clone())
+                    .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve))
+                    .ready_at(now)
+            };
+            let Some(until) = until else {
+                return true;
+            };
+            let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = self.clock.sleep(wait.max(Duration::from_millis(1))) => {}
+            }
+        }
     }
 
     /// Waits until the bucket allows one more call.

@@ -166,7 +166,13 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         interrupted.cancelled().await;
         eprintln!("\nInterrupted: finishing the write in flight, starting no new one…");
     });
-    let report = apply::execute(conn.client.clone(), &plan, observer.clone(), cancel).await;
+    let report = apply::execute(
+        conn.client.clone(),
+        &plan,
+        observer.clone(),
+        apply::Halt::on_shutdown(&cancel),
+    )
+    .await;
     drop(observer);
     print_report(&report, &audit_path)?;
     Ok(if report.has_failures() { 1 } else { 0 })

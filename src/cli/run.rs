@@ -47,6 +47,24 @@ pub struct RunArgs {
     /// network filesystems).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub reread: Duration,
+    /// A changed declaration is acted on only once the files read the same
+    /// this far apart (a half-written file or a checkout in progress is
+    /// never applied).
+    #[arg(long, default_value = "400ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Duration,
+    /// After a team's declaration changes (and at start), its unassignments
+    /// wait this long, and are made then only if the declaration still asks
+    /// for them: a bad edit reverted within it never removes anyone.
+    /// Invitations and assignments do not wait. 0s turns it off.
+    #[arg(long, default_value = "60s", value_parser = parse_delay, value_name = "DURATION")]
+    pub removal_delay: Duration,
+}
+
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    if s.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -103,6 +121,8 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         dry_run: args.dry_run,
         consistency_window: args.consistency_window,
         reread_every: args.reread,
+        settle: args.settle,
+        removal_delay: args.removal_delay,
         shutdown_grace: Duration::from_secs(25),
         audit,
         snapshot_token,

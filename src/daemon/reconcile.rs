@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
+use jiff::Timestamp;
 
 use super::consistency::Expectations;
 use super::state::{AppliedCounts, PlanCounts, Shared};
 use crate::api::{ApiError, Client, ReadHint};
-use crate::apply::{self, Both, Observer};
+use crate::apply::{self, Both, Halt, Observer};
 use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
 use crate::model::{Desired, DesiredTeam, Observed, TeamId};
@@ -29,7 +29,12 @@ pub struct Pass {
     pub audit: Arc<AuditLog>,
     pub dry_run: bool,
     pub consistency_window: Duration,
-    pub cancel: CancellationToken,
+    /// Stops the pass before its next write on shutdown, or when the team's
+    /// declaration changes meanwhile.
+    pub halt: Halt,
+    /// Unassignments wait until then (the removal delay after the team's
+    /// declaration last changed).
+    pub hold_removals_until: Option<Timestamp>,
     pub desired_digest: String,
     pub git_commit: Option<String>,
 }
@@ -40,6 +45,8 @@ pub struct PassResult {
     pub outcome: Result<(), String>,
     pub expectations: Expectations,
     pub known_users: Option<u64>,
+    /// Removals the plan held for the removal delay may go then.
+    pub hold_until: Option<Timestamp>,
 }
 
 /// Counts writes in metrics as they finish.
@@ -63,7 +70,8 @@ impl Observer for Counting {
 pub async fn run(mut pass: Pass) -> PassResult {
     let id = pass.team.id.clone();
     let started = Instant::now();
-    let outcome = run_inner(&mut pass).await;
+    let mut hold_until = None;
+    let outcome = run_inner(&mut pass, &mut hold_until).await;
     let label = metrics::team(&id.0);
     pass.metrics
         .reconcile_seconds
@@ -95,11 +103,15 @@ pub async fn run(mut pass: Pass) -> PassResult {
         outcome: outcome.map(|_| ()),
         expectations: pass.expectations,
         known_users: pass.known_users,
+        hold_until,
     }
 }
 
 /// `Ok` carries the metrics label of a successful pass.
-async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
+async fn run_inner(
+    pass: &mut Pass,
+    hold_until: &mut Option<Timestamp>,
+) -> Result<&'static str, String> {
     let id = pass.team.id.clone();
     let client = pass.client.clone();
     let hint = ReadHint {
@@ -145,10 +157,19 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
     desired.teams.insert(id.clone(), pass.team.clone());
     let mut observed = Observed::default();
     observed.teams.insert(id.clone(), observed_team);
-    let plan = plan::compute(&desired, &observed, now);
+    let options = plan::Options {
+        hold_removals_until: pass.hold_removals_until,
+        ..plan::Options::at(now)
+    };
+    let plan = plan::compute_with(&desired, &observed, &options);
     let Some(team_plan) = plan.teams.first() else {
         return Err("the planner returned no plan for the team".into());
     };
+    *hold_until = team_plan.blocked.iter().find_map(|b| match b.reason {
+        plan::BlockReason::RemovalDelay { until } => Some(until),
+        _ => None,
+    });
+    record_blocked(pass, team_plan);
     let summary = team_plan.summary();
     let label = metrics::team(&id.0);
     pass.metrics
@@ -173,13 +194,6 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
         // Autodesk said, not our overlay.
         t.observed = Some((raw, now));
     });
-    for f in team_plan
-        .findings
-        .iter()
-        .filter(|f| f.severity == plan::Severity::Blocker)
-    {
-        tracing::warn!(team = %id, blocker = %f.message, "plan blocker");
-    }
 
     if pass.team.suspended {
         pass.shared
@@ -228,7 +242,7 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
             metrics: pass.metrics.clone(),
         },
     ));
-    let report = apply::execute(client.clone(), &plan, observer, pass.cancel.clone()).await;
+    let report = apply::execute(client.clone(), &plan, observer, pass.halt.clone()).await;
     let done_at = client.clock().now();
     // Trust our own writes' answers over a lagging team-wide list.
     let mut invited = BTreeMap::new();
@@ -250,6 +264,12 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
             invited.get(r.change.email()),
             done_at,
         );
+    }
+    if pass.halt.superseded() {
+        // Not a failure: the controller runs the team again at once, with
+        // the new declaration.
+        tracing::info!(team = %id, "pass stopped: the declaration changed; planning again");
+        return Ok("superseded");
     }
     let tally = report.tally();
     let first_problem =
@@ -289,6 +309,30 @@ async fn run_inner(pass: &mut Pass) -> Result<&'static str, String> {
                 t.last_error = None;
             });
             Ok("success")
+        }
+    }
+}
+
+/// Blocked changes in logs and metrics, by reason; blockers as warnings.
+fn record_blocked(pass: &Pass, team_plan: &plan::TeamPlan) {
+    let id = &team_plan.team_id;
+    let mut by_reason: BTreeMap<&'static str, i64> = BTreeMap::new();
+    for b in &team_plan.blocked {
+        *by_reason.entry(b.reason.code()).or_default() += 1;
+    }
+    pass.metrics.record_blocked(&id.0, &by_reason);
+    for f in &team_plan.findings {
+        match f.severity {
+            plan::Severity::Blocker => {
+                tracing::warn!(team = %id, code = f.code.as_str(), "plan blocker: {}", f.message)
+            }
+            plan::Severity::Warning => {
+                tracing::warn!(team = %id, code = f.code.as_str(), "plan warning: {}", f.message)
+            }
+            plan::Severity::Note if f.code == plan::FindingCode::RemovalDelay => {
+                tracing::info!(team = %id, code = f.code.as_str(), "{}", f.message)
+            }
+            plan::Severity::Note => {}
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct TeamSchedule {
     /// Failures in a row.
     pub failures: u32,
     pub degraded: bool,
+    /// A trigger arrived since the current pass started: the team runs
+    /// again as soon as the pass ends, whatever its outcome.
+    pub pending: bool,
 }
 
 fn after(now: Timestamp, d: Duration) -> Timestamp {
@@ -55,12 +58,32 @@ impl TeamSchedule {
             next_at: now,
             failures: 0,
             degraded: false,
+            pending: false,
         }
     }
 
-    /// A change of the files or SIGHUP: due now, whatever the backoff.
+    /// A change of the files or SIGHUP: due now, whatever the backoff. If a
+    /// pass is running, the team runs again right after it.
     pub fn trigger(&mut self, now: Timestamp) {
         self.next_at = self.next_at.min(now);
+        self.pending = true;
+    }
+
+    /// A pass starts: it sees every trigger so far.
+    pub fn started(&mut self) {
+        self.pending = false;
+    }
+
+    /// Due again no later than `at` (e.g. when held removals may go).
+    pub fn wake_by(&mut self, at: Timestamp) {
+        self.next_at = self.next_at.min(at);
+    }
+
+    /// A trigger that arrived during the pass is not lost to the interval.
+    fn keep_pending(&mut self, now: Timestamp) {
+        if self.pending {
+            self.next_at = now;
+        }
     }
 
     /// `unit` is a random number in [0, 1) for the jitter.
@@ -69,6 +92,7 @@ impl TeamSchedule {
         self.degraded = false;
         let factor = 1.0 + pacing.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
         self.next_at = after(now, pacing.interval.mul_f64(factor.max(0.0)));
+        self.keep_pending(now);
     }
 
     /// Exponential backoff, then the degraded pace (like a quarantine that
@@ -77,7 +101,8 @@ impl TeamSchedule {
         self.failures = self.failures.saturating_add(1);
         if self.failures >= pacing.degrade_after {
             self.degraded = true;
-            self.next_at = after(now, pacing.interval * pacing.degraded_factor);
+            let wait = pacing.interval.saturating_mul(pacing.degraded_factor);
+            self.next_at = after(now, wait);
         } else {
             let doubling = 2u32.saturating_pow(self.failures - 1);
             let backoff = pacing
@@ -86,6 +111,7 @@ impl TeamSchedule {
                 .min(pacing.interval);
             self.next_at = after(now, backoff);
         }
+        self.keep_pending(now);
     }
 
     pub fn due(&self, now: Timestamp) -> bool {
@@ -133,5 +159,41 @@ mod tests {
         s.succeeded(now, &p, 0.5);
         assert!(!s.degraded);
         assert_eq!(s.failures, 0);
+    }
+
+    #[test]
+    fn a_trigger_during_a_pass_is_not_lost_to_the_interval() {
+        let p = Pacing::new(Duration::from_secs(600));
+        let now = t("2026-11-26T10:00:00Z");
+        let mut s = TeamSchedule::new(now);
+        s.started();
+        s.trigger(now);
+        s.succeeded(now, &p, 0.5);
+        assert!(s.due(now), "the trigger that arrived mid-pass was dropped");
+        s.started();
+        s.succeeded(now, &p, 0.5);
+        assert_eq!(s.next_at, t("2026-11-26T10:10:00Z"));
+
+        // A failing pass too.
+        s.started();
+        s.trigger(now);
+        s.failed(now, &p);
+        assert!(s.due(now));
+    }
+
+    #[test]
+    fn held_removals_wake_the_team_early_and_huge_intervals_do_not_overflow() {
+        let p = Pacing::new(Duration::from_secs(600));
+        let now = t("2026-11-26T10:00:00Z");
+        let mut s = TeamSchedule::new(now);
+        s.started();
+        s.succeeded(now, &p, 0.5);
+        s.wake_by(t("2026-11-26T10:01:00Z"));
+        assert_eq!(s.next_at, t("2026-11-26T10:01:00Z"));
+
+        let mut p = Pacing::new(Duration::from_secs(u64::MAX / 2));
+        p.degrade_after = 1;
+        s.failed(now, &p);
+        assert!(s.degraded && s.next_at > now);
     }
 }

@@ -39,6 +39,9 @@ pub struct TeamStatus {
     pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
     pub failures: u32,
+    /// The team's declaration changed recently: its unassignments wait
+    /// until then (the removal delay).
+    pub removals_held_until: Option<Timestamp>,
     /// Changes the last plan wanted / blocked.
     pub planned: Option<PlanCounts>,
     /// Outcome of the last apply.

@@ -30,7 +30,7 @@ pub fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<Watcher>
         paths.iter().cloned().zip(names).collect();
     let relevant = files.clone();
     let mut debouncer = new_debouncer(
-        Duration::from_millis(250),
+        Duration::from_millis(100),
         None,
         move |res: DebounceEventResult| {
             let Ok(events) = res else { return };

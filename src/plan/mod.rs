@@ -287,6 +287,21 @@ pub enum BlockReason {
 }
 
 impl BlockReason {
+    /// Every [`BlockReason::code`].
+    pub const CODES: &[&str] = &[
+        "probable_typo",
+        "team_name_mismatch",
+        "no_seat",
+        "pool_not_started",
+        "pool_expired",
+        "removal_guard",
+        "invite_guard",
+        "removal_delay",
+        "nothing_assignable",
+        "empty_declaration",
+        "suspended",
+    ];
+
     /// A stable machine name (JSON, metrics labels).
     pub fn code(&self) -> &'static str {
         match self {
