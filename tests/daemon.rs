@@ -645,7 +645,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
             svc.team("100001").await["removalsHeldUntil"].is_string()
         })
         .await;
-        f.write_all(full[cut.len()..].as_bytes()).unwrap();
+        f.write_all(&full.as_bytes()[cut.len()..]).unwrap();
     }
     // Well past the removal delay, nobody the final file declares lost it.
     tokio::time::sleep(Duration::from_secs(6)).await;
