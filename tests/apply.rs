@@ -332,3 +332,54 @@ async fn saved_plans_come_alone_and_must_be_saved_plans() {
             "saved-plan format 9 is not supported",
         ));
 }
+
+#[tokio::test]
+async fn a_typo_is_blocked_and_allow_renames_confirms_it_for_one_run_on_the_record() {
+    let s = Served::start().await;
+    let decl = write(
+        &s,
+        "team.yaml",
+        r#"version: 1
+team: { id: "100001" }
+products:
+  autocad: { productId: prod_acad_premium }
+users:
+  - { email: alice@example.com, products: [autocad] }
+  - { email: bob@exmaple.com, products: [autocad] }
+policy: { prune: true, maxUnassign: 5 }
+"#,
+    );
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(&decl)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "x unassign autocad from bob@example.com: probable typo: looks like bob@exmaple.com",
+        ))
+        .stdout(
+            predicate::str::contains("No changes to apply")
+                .or(predicate::str::contains("Plan: no invite")),
+        );
+    assert!(s.audit_lines().is_empty());
+    assert_eq!(s.invitations("100001", "bob@exmaple.com").await, 0);
+
+    s.cmd()
+        .args([
+            "apply",
+            "--auto-approve",
+            "--audit-log",
+            "audit.jsonl",
+            "--allow-renames",
+        ])
+        .arg(&decl)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "probable typos accepted as renames",
+        ))
+        .stdout(predicate::str::contains("Apply complete: 3 done"));
+    let lines = s.audit_lines();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["overrides"]["allowRenames"] == true));
+}
