@@ -18,8 +18,11 @@ use crate::report::{ApplyReport, ChangeResult, Outcome, TeamReport};
 
 /// Hears about every write, e.g. to draw progress or append audit lines.
 pub trait Observer: Send + Sync {
-    /// Before a write is sent.
-    fn starting(&self, _team: &TeamId, _change: &Change) {}
+    /// Before a write is sent. An error means the write must not be sent
+    /// (the audit log could not record it); it is reported as skipped.
+    fn starting(&self, _team: &TeamId, _change: &Change) -> Result<(), String> {
+        Ok(())
+    }
     /// After a change was attempted or skipped.
     fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome);
 }
@@ -28,9 +31,9 @@ pub trait Observer: Send + Sync {
 pub struct Both<A, B>(pub A, pub B);
 
 impl<A: Observer, B: Observer> Observer for Both<A, B> {
-    fn starting(&self, team: &TeamId, change: &Change) {
-        self.0.starting(team, change);
-        self.1.starting(team, change);
+    fn starting(&self, team: &TeamId, change: &Change) -> Result<(), String> {
+        self.0.starting(team, change)?;
+        self.1.starting(team, change)
     }
     fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
         self.0.finished(team, change, outcome);
@@ -162,8 +165,10 @@ async fn execute_team(
                 reason: halt.reason().into(),
             }
         } else {
-            observer.starting(id, change);
-            run_one(client, id, change, &invited, &failed_invites).await
+            match observer.starting(id, change) {
+                Ok(()) => run_one(client, id, change, &invited, &failed_invites).await,
+                Err(reason) => Outcome::Skipped { reason },
+            }
         };
         match (change, &outcome) {
             (

@@ -1,8 +1,15 @@
-//! The audit log: one JSON line per attempted write, only ever appended.
+//! The audit log: JSON lines, only ever appended.
 //!
-//! Each line says who changed what in which team, the result with HTTP
-//! status and request id (for Autodesk support), the plan it came from, the
-//! git commit of the declaration, and any one-run guard override.
+//! Every write gets two lines sharing a `writeId`: an intent line
+//! (`"result": "started"`) written and flushed before the request is sent —
+//! a write whose intent cannot be recorded is not sent — and an outcome line
+//! after the answer. A process killed mid-write leaves an intent without an
+//! outcome, never a write without a line. A change not attempted gets one
+//! outcome line (`skipped`). Each line says who changed what in which team,
+//! the result with HTTP status and request id (for Autodesk support), the
+//! plan it came from, the git commit of the declaration, and any one-run
+//! guard override. Lines carry `formatVersion` (2; version 1 lines had no
+//! intent lines and no version).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,10 +35,16 @@ pub struct RunInfo {
     pub overrides: Overrides,
 }
 
+/// Bumped when a consumer's parser would break.
+pub const FORMAT_VERSION: u32 = 2;
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {
+    format_version: u32,
     time: String,
+    /// The same on a write's intent and outcome lines.
+    write_id: String,
     command: &'a str,
     team: &'a str,
     action: &'a str,
@@ -91,8 +104,18 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends one line. A line is written with a single `write` so
-    /// concurrent writers (teams in parallel) never interleave within one.
+    /// Appends the intent line of a write about to be sent.
+    pub fn intent(
+        &self,
+        run: &RunInfo,
+        now: jiff::Timestamp,
+        team: &TeamId,
+        change: &Change,
+    ) -> std::io::Result<()> {
+        self.append(run, now, team, change, None)
+    }
+
+    /// Appends the outcome line of a write (or of a change not attempted).
     pub fn record(
         &self,
         run: &RunInfo,
@@ -101,40 +124,71 @@ impl AuditLog {
         change: &Change,
         outcome: &Outcome,
     ) -> std::io::Result<()> {
+        self.append(run, now, team, change, Some(outcome))
+    }
+
+    /// One line, written with a single `write` so concurrent writers (teams
+    /// in parallel) never interleave within one, and flushed to the kernel
+    /// before returning, so it survives the process being killed.
+    fn append(
+        &self,
+        run: &RunInfo,
+        now: jiff::Timestamp,
+        team: &TeamId,
+        change: &Change,
+        outcome: Option<&Outcome>,
+    ) -> std::io::Result<()> {
         let user_id = match change {
             Change::Assign { user_id, .. } => user_id.as_ref().map(|u| u.0.as_str()),
             Change::Unassign { user_id, .. } => Some(user_id.0.as_str()),
             Change::Invite { .. } => None,
         };
-        let (note, http_status, request_id, error) = match outcome {
-            Outcome::Done {
+        let (result, note, http_status, request_id, error) = match outcome {
+            None => ("started", None, None, None, None),
+            Some(Outcome::Done {
                 status,
                 request_id,
                 note,
                 user_id: _,
-            } => (Some(*note), Some(*status), Some(request_id.as_str()), None),
-            Outcome::Failed {
+            }) => (
+                "done",
+                Some(*note),
+                Some(*status),
+                Some(request_id.as_str()),
+                None,
+            ),
+            Some(Outcome::Failed {
                 status,
                 request_id,
                 message,
-            } => (None, *status, request_id.as_deref(), Some(message.as_str())),
-            Outcome::Skipped { reason } => (None, None, None, Some(reason.as_str())),
+            }) => (
+                "failed",
+                None,
+                *status,
+                request_id.as_deref(),
+                Some(message.as_str()),
+            ),
+            Some(Outcome::Skipped { reason }) => {
+                ("skipped", None, None, None, Some(reason.as_str()))
+            }
         };
         let invited_id = match outcome {
-            Outcome::Done {
+            Some(Outcome::Done {
                 user_id: Some(u), ..
-            } => Some(u.0.as_str()),
+            }) => Some(u.0.as_str()),
             _ => None,
         };
         let line = Line {
+            format_version: FORMAT_VERSION,
             time: now.to_string(),
+            write_id: write_id(run, team, change),
             command: run.command,
             team: &team.0,
             action: change.verb(),
             user: change.email().as_str(),
             user_id: user_id.or(invited_id),
             product: change.product().map(|p| p.id.0.as_str()),
-            result: outcome.label(),
+            result,
             note,
             http_status,
             request_id,
@@ -155,6 +209,28 @@ impl AuditLog {
     }
 }
 
+/// Ties a write's intent and outcome lines: the plan, the team and the
+/// change (a plan holds each change once per team).
+fn write_id(run: &RunInfo, team: &TeamId, change: &Change) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        run.plan_digest.as_str(),
+        &team.0,
+        change.verb(),
+        change.email().as_str(),
+        change.product().map(|p| p.id.0.as_str()).unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex
+}
+
 /// An apply observer that appends every write to the audit log.
 pub struct AuditTrail {
     pub log: Arc<AuditLog>,
@@ -163,6 +239,18 @@ pub struct AuditTrail {
 }
 
 impl Observer for AuditTrail {
+    fn starting(&self, team: &TeamId, change: &Change) -> Result<(), String> {
+        self.log
+            .intent(&self.run, self.clock.now(), team, change)
+            .map_err(|e| {
+                tracing::error!(path = %self.log.path.display(), error = %e, "cannot append to the audit log; the write is not sent");
+                format!(
+                    "not sent: the audit log {} cannot be written: {e}",
+                    self.log.path.display()
+                )
+            })
+    }
+
     fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
         if let Err(e) = self
             .log

@@ -174,6 +174,60 @@ async fn failed_writes_do_not_stop_the_others_and_a_rerun_converges() {
     assert_eq!(s.invitations("100001", "grace@example.com").await, 1);
 }
 
+/// Which of examples/full.yaml's six changes the sandbox shows as made,
+/// in the audit log's words.
+fn writes_made(s: &Served) -> Vec<String> {
+    let out = s
+        .cmd()
+        .args(["snapshot", "--team", "100001"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let team = &snap["teams"][0];
+    let id_of = |email: &str| {
+        team["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+    };
+    let holds = |email: &str, product: &str| {
+        id_of(email).is_some_and(|id| {
+            team["assignments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["userId"] == id.as_str() && a["productId"] == product)
+        })
+    };
+    let mut made = Vec::new();
+    let w = |a: &str, u: &str, p: Option<&str>| {
+        format!(
+            "\"{a}\" \"{u}\" {}",
+            p.map(|p| format!("\"{p}\"")).unwrap_or("null".into())
+        )
+    };
+    if !holds("bob@example.com", "prod_acad_premium") {
+        made.push(w("unassign", "bob@example.com", Some("prod_acad_premium")));
+    }
+    if id_of("grace@example.com").is_some() {
+        made.push(w("invite", "grace@example.com", None));
+    }
+    for (u, p) in [
+        ("frank@contractor.example.net", "prod_acad_premium"),
+        ("erin@example.com", "prod_flex_platform"),
+        ("frank@contractor.example.net", "prod_flex_platform"),
+        ("grace@example.com", "prod_flex_platform"),
+    ] {
+        if holds(u, p) {
+            made.push(w("assign", u, Some(p)));
+        }
+    }
+    made
+}
+
 #[tokio::test]
 async fn an_apply_killed_midway_converges_on_the_next_run() {
     let s = Served::start().await;
@@ -196,6 +250,35 @@ async fn an_apply_killed_midway_converges_on_the_next_run() {
     child.wait().unwrap();
     let before = s.audit_lines().len();
     assert!(before < 6, "the apply finished before the kill");
+
+    // Every write the sandbox made has its intent line, including the one
+    // in flight when the process was killed.
+    let made = writes_made(&s);
+    let intents: Vec<String> = s
+        .audit_all()
+        .iter()
+        .filter(|l| l["result"] == "started")
+        .map(|l| format!("{} {} {}", l["action"], l["user"], l["product"]))
+        .collect();
+    assert!(!made.is_empty());
+    for w in &made {
+        assert!(
+            intents.contains(w),
+            "{w} was made without an audit line: {intents:?}"
+        );
+    }
+    // And each outcome line follows its intent.
+    let all = s.audit_all();
+    for (i, l) in all.iter().enumerate() {
+        if l["result"] != "started" && l["result"] != "skipped" {
+            assert!(
+                all[..i]
+                    .iter()
+                    .any(|p| p["result"] == "started" && p["writeId"] == l["writeId"]),
+                "outcome without intent: {l}"
+            );
+        }
+    }
 
     s.faults(json!({})).await;
     s.cmd()
@@ -358,7 +441,7 @@ policy: { prune: true, maxUnassign: 5 }
             "x unassign autocad from bob@example.com: probable typo: looks like bob@exmaple.com",
         ))
         .stdout(
-            predicate::str::contains("No changes to apply")
+            predicate::str::contains("Nothing to apply")
                 .or(predicate::str::contains("Plan: no invite")),
         );
     assert!(s.audit_lines().is_empty());
@@ -382,4 +465,27 @@ policy: { prune: true, maxUnassign: 5 }
     let lines = s.audit_lines();
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| l["overrides"]["allowRenames"] == true));
+}
+
+#[tokio::test]
+async fn closed_output_pipes_neither_panic_nor_stop_an_apply() {
+    let s = Served::start().await;
+    // `flexsync apply … 2>&1 | head -0`: whoever reads the output is gone.
+    let mut child = s
+        .command()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(example("full.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "every change was made, so exit 0");
+    let lines = s.audit_lines();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(lines.iter().all(|l| l["result"] == "done"));
+    let intents = s.audit_all().len() - lines.len();
+    assert_eq!(intents, 6);
 }

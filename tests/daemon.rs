@@ -214,10 +214,7 @@ async fn converges_then_follows_edits_and_repairs_drift() {
 
     // Every write is in the audit log, with its request id.
     let audit = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
-    let lines: Vec<Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = s.audit_lines();
     assert!(lines.len() >= 3, "{audit}");
     assert!(
         lines
@@ -524,7 +521,7 @@ async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
     })
     .await;
     let audit = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
-    let writes: Vec<&str> = audit.lines().collect();
+    let writes = s.audit_lines();
     assert_eq!(writes.len(), 1, "the same write was sent again: {audit}");
     assert_eq!(svc.team("100001").await["state"], "converged");
 }

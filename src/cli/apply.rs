@@ -18,7 +18,7 @@ use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
 use super::plan::{GuardArgs, PlanKeyArgs, make_plan, read_capped, render};
-use super::stdout_color;
+use super::{Lenient, stdout_color};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -116,12 +116,13 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         Some((saved, name)) => load_saved(saved, name, connect, &conn).await?,
         None => {
             let planned = make_plan(&args.paths, None, connect, Some(&conn), &args.guard).await?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Lenient(std::io::stdout().lock());
             render(&planned.plan, &planned.ctx, Format::Text, &mut out)?;
-            drop(out);
             if planned.plan.is_empty() {
+                let _ = writeln!(out, "Nothing to apply.");
                 return Ok(0);
             }
+            drop(out);
             if !args.auto_approve {
                 confirm()?;
             }
@@ -136,7 +137,7 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         }
     };
     if plan.is_empty() {
-        println!("No changes to apply.");
+        let _ = writeln!(Lenient(std::io::stdout()), "Nothing to apply.");
         return Ok(0);
     }
 
@@ -164,7 +165,10 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     let interrupted = cancel.clone();
     tokio::spawn(async move {
         interrupted.cancelled().await;
-        eprintln!("\nInterrupted: finishing the write in flight, starting no new one…");
+        let _ = writeln!(
+            Lenient(std::io::stderr()),
+            "\nInterrupted: finishing the write in flight, starting no new one…"
+        );
     });
     let report = apply::execute(
         conn.client.clone(),
@@ -264,7 +268,8 @@ async fn load_saved(
         overrides,
     };
     let count: usize = plan.teams.iter().map(|t| t.changes.len()).sum();
-    eprintln!(
+    let _ = writeln!(
+        Lenient(std::io::stderr()),
         "Applying saved plan {name} ({count} change(s), digest {}); it is intact and still current.",
         saved.digest()
     );
@@ -273,10 +278,17 @@ async fn load_saved(
 
 /// Asks for "yes" on the terminal, like terraform apply.
 fn confirm() -> Result<(), Error> {
-    eprint!("\nDo you want to make these changes? Only 'yes' will be accepted: ");
-    std::io::stderr().flush()?;
+    let mut err = Lenient(std::io::stderr());
+    let _ = write!(
+        err,
+        "\nDo you want to make these changes? Only 'yes' will be accepted: "
+    );
+    let _ = err.flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    if std::io::stdin().lock().read_line(&mut answer)? == 0 {
+        // Ctrl-D: end the prompt's line before the message.
+        let _ = writeln!(err);
+    }
     if answer.trim() != "yes" {
         return Err(Error::Input("apply cancelled; nothing was changed".into()));
     }
@@ -333,7 +345,7 @@ impl Observer for Progress {
 }
 
 fn print_report(report: &ApplyReport, audit: &Path) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
+    let mut out = Lenient(std::io::stdout().lock());
     let color = stdout_color();
     let t = report.tally();
     writeln!(out)?;

@@ -176,12 +176,32 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(stderr_color());
+        .with_ansi(stderr_color())
+        // Its own complaint about a closed stderr would go to that same
+        // stderr through eprintln!, which panics.
+        .log_internal_errors(false);
     // A second initialisation (tests calling run twice) is harmless.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Terminal output that never fails: once the reader has gone (a closed
+/// pipe, `| head`), the rest is dropped. An apply is never stopped between
+/// writes by its own output; what it did is in the audit log.
+pub(crate) struct Lenient<W: Write>(pub W);
+
+impl<W: Write> Write for Lenient<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 pub(crate) fn stdout_color() -> bool {

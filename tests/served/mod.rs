@@ -106,6 +106,12 @@ impl Served {
         cmd
     }
 
+    /// The same as a plain `std::process::Command`, for custom stdio.
+    #[allow(dead_code)]
+    pub fn command(&self) -> StdCommand {
+        self.std_cmd()
+    }
+
     /// `flexsync` pointed at this sandbox, run in its directory.
     pub fn cmd(&self) -> assert_cmd::Command {
         assert_cmd::Command::from_std(self.std_cmd())
@@ -163,11 +169,20 @@ impl Served {
         v[team][email].as_u64().unwrap_or(0)
     }
 
-    pub fn audit_lines(&self) -> Vec<Value> {
+    /// Every line of the audit log, intents included.
+    pub fn audit_all(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The audit log's outcome lines: one per change attempted or skipped.
+    pub fn audit_lines(&self) -> Vec<Value> {
+        self.audit_all()
+            .into_iter()
+            .filter(|l| l["result"] != "started")
             .collect()
     }
 
