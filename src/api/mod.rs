@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod budget;
 pub mod error;
+mod files;
 pub mod login;
 mod wire;
 
@@ -262,6 +263,11 @@ impl Client {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Where the client's access tokens come from.
+    pub fn tokens(&self) -> &Arc<TokenSource> {
+        &self.tokens
     }
 
     /// Counters for a team (or List Teams' bucket).

@@ -27,7 +27,9 @@ pub struct ConnectArgs {
     #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
           default_value = api::DEFAULT_API_URL)]
     pub api_url: String,
-    /// The token store (created 0600, replaced atomically on every refresh).
+    /// The token store (created 0600 in a 0700 directory, replaced
+    /// atomically on every refresh; processes sharing it take turns to
+    /// refresh, and a symlink stays a symlink).
     /// Default: $XDG_STATE_HOME/flexsync/token.json or
     /// ~/.local/state/flexsync/token.json.
     #[arg(long, env = "FLEXSYNC_TOKEN_FILE", global = true, value_name = "FILE")]
@@ -183,7 +185,7 @@ impl ConnectArgs {
         eprintln!("Waiting for the sign-in to finish (Ctrl-C to give up)…");
         let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
-        TokenStore::new(path.clone()).save(&tokens)?;
+        TokenStore::new(path.clone()).save_async(&tokens).await?;
         Ok(path)
     }
 }
@@ -285,7 +287,7 @@ async fn connect_sandbox(
         .await
         .map_err(|e| Error::Input(format!("sandbox login: {e}")))??;
     let store = TokenStore::new(Path::new(SANDBOX_TOKENS).to_path_buf());
-    store.save(&tokens)?;
+    store.save_async(&tokens).await?;
     let source = TokenSource::stored(store, oauth);
     let mut client = Client::new(config, http, Arc::new(source), Arc::new(SystemClock));
     if let Some(o) = observer {
