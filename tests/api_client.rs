@@ -199,6 +199,118 @@ async fn the_budget_learns_what_others_spent_from_the_headers() {
     assert_eq!(client.budget_remaining(&t), 3);
 }
 
+async fn calls(client: &flexsync::api::Client, team_id: &str, n: usize) {
+    for _ in 0..n {
+        client
+            .list_assignments(&team(team_id), None, None)
+            .await
+            .unwrap();
+    }
+}
+
+fn throttled(client: &flexsync::api::Client, team_id: &str) -> u64 {
+    client.stats(team_id).rate_limited.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn two_processes_on_one_team_share_its_budget_and_cause_no_429() {
+    // Without the server's rate headers, nothing but the shared count
+    // tells one process what the other spent.
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    // Two applies at once: separate memory, one budget directory.
+    let (a, b) = (h.client(), h.client());
+    let start = h.now();
+    tokio::join!(calls(&a, "100001", 40), calls(&b, "100001", 40));
+    assert_eq!(throttled(&a, "100001"), 0);
+    assert_eq!(throttled(&b, "100001"), 0);
+    // 80 calls need two windows: they waited for the second.
+    assert!(h.now() >= flexsync::api::budget::next_minute(start));
+}
+
+#[tokio::test]
+async fn together_they_leave_the_reserve_to_others() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let (a, b) = (h.client(), h.client());
+    tokio::join!(calls(&a, "100001", 30), calls(&b, "100001", 30));
+    // Another admin's tool, which counts only its own calls and keeps no
+    // reserve, still finds the 5 calls flexsync leaves in every window.
+    let mut config = h.config();
+    config.budget_dir = None;
+    config.reserve = 0;
+    let other = h.client_with(config);
+    calls(&other, "100001", 5).await;
+    assert_eq!(throttled(&other, "100001"), 0);
+}
+
+#[tokio::test]
+async fn a_rerun_in_the_same_minute_counts_what_the_killed_run_spent() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let first = h.client();
+    calls(&first, "100001", 55).await;
+    // Gone without a goodbye (kill -9): nothing but the file remembers.
+    drop(first);
+    let rerun = h.client();
+    calls(&rerun, "100001", 10).await;
+    assert_eq!(throttled(&rerun, "100001"), 0);
+}
+
+#[tokio::test]
+async fn budgets_of_different_apis_are_not_shared() {
+    let mut real = start(|_| {}).await;
+    let mut sandbox = start(|_| {}).await;
+    real.hide_rate_headers().await;
+    sandbox.hide_rate_headers().await;
+    real.login().await;
+    sandbox.login().await;
+    // One budget directory, two APIs (their clocks start at the same time).
+    let mut config = sandbox.config();
+    config.budget_dir = Some(real.budget_dir());
+    let on_sandbox = sandbox.client_with(config);
+    calls(&on_sandbox, "100001", 55).await;
+    let on_real = real.client();
+    let before = real.now();
+    calls(&on_real, "100001", 55).await;
+    assert_eq!(
+        real.now(),
+        before,
+        "waited for a window the other API spent"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_budget_directory_or_file_falls_back_to_counting_in_process() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    // A file where the directory should be.
+    std::fs::write(h.budget_dir(), b"not a directory").unwrap();
+    let client = h.client();
+    calls(&client, "100001", 60).await;
+    assert_eq!(throttled(&client, "100001"), 0);
+
+    // A corrupt window file.
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let client = h.client();
+    calls(&client, "100001", 30).await;
+    for entry in std::fs::read_dir(h.budget_dir()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"{\"used\": tr").unwrap();
+    }
+    calls(&client, "100001", 30).await;
+    assert_eq!(throttled(&client, "100001"), 0);
+    // Repaired: a second process sees this one's count again.
+    let other = h.client();
+    calls(&other, "100001", 10).await;
+    assert_eq!(throttled(&other, "100001"), 0);
+}
+
 #[tokio::test]
 async fn forced_429s_are_waited_out() {
     let h = start(|_| {}).await;

@@ -90,6 +90,26 @@ fn default_token_file() -> PathBuf {
     state_dir().join("token.json")
 }
 
+/// Where processes share each team's call budget: beside the token file
+/// (the state directory by default), because processes that share a login
+/// are the ones working on the same teams, and a service's token directory
+/// is writable where its home may not be. With FLEXSYNC_ACCESS_TOKEN, the
+/// state directory.
+fn budget_dir(tokens: &TokenSource) -> PathBuf {
+    let dir = tokens
+        .store()
+        .map(|store| {
+            store.real_dir().unwrap_or_else(|_| {
+                store
+                    .path()
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            })
+        })
+        .unwrap_or_else(state_dir);
+    dir.join("budget")
+}
+
 impl ConnectArgs {
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
         if let Some(path) = &self.client_secret_file {
@@ -153,6 +173,7 @@ impl ConnectArgs {
                 TokenSource::stored(store, self.oauth(&config)?)
             }
         };
+        config.budget_dir = Some(budget_dir(&tokens));
         let mut client = Client::new(config, http, Arc::new(tokens), Arc::new(SystemClock));
         if let Some(o) = observer {
             client = client.with_observer(o);
@@ -263,6 +284,8 @@ async fn connect_sandbox(
         stop: Some(tx),
         _lock: lock,
     };
+    // No shared budget: one process at a time runs the embedded sandbox
+    // (its lock), and each run serves on a new port with fresh counts.
     let mut config = ClientConfig::new(&format!("{base_url}{}", sandbox::API_BASE_PATH))?;
     config.reserve = args.rate_reserve;
     config.max_attempts = args.max_attempts as usize;
