@@ -599,6 +599,37 @@ async fn renewed_tokens_that_could_not_be_saved_are_never_used() {
 }
 
 #[tokio::test]
+async fn a_login_nobody_completes_times_out_with_a_clear_message() {
+    let h = start(|_| {}).await;
+    let oauth = h.oauth();
+    let callback = url::Url::parse("http://127.0.0.1:0/callback").unwrap();
+    // The browser never comes back.
+    let pending = flexsync::api::login::start(&oauth, &callback)
+        .await
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(20));
+    let err = pending.finish(&oauth, h.now()).await.unwrap_err();
+    assert!(matches!(err, ApiError::LoginTimedOut { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("timed out"), "{text}");
+    assert!(text.contains("run `flexsync login` again"), "{text}");
+
+    // Something connects and never sends a request.
+    let pending = flexsync::api::login::start(&oauth, &callback)
+        .await
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(20));
+    let addr = url::Url::parse(pending.redirect_uri()).unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", addr.port().unwrap()))
+        .await
+        .unwrap();
+    let err = pending.finish(&oauth, h.now()).await.unwrap_err();
+    assert!(matches!(err, ApiError::LoginTimedOut { .. }), "{err:?}");
+    // No login was saved.
+    assert!(!h.token_file.exists());
+}
+
+#[tokio::test]
 async fn secrets_never_reach_debug_output_errors_or_logs() {
     use std::io::Write;
     #[derive(Clone, Default)]

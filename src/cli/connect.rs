@@ -203,7 +203,10 @@ impl ConnectArgs {
         if open_browser {
             try_open_browser(pending.url.as_str());
         }
-        eprintln!("Waiting for the sign-in to finish (Ctrl-C to give up)…");
+        eprintln!(
+            "Waiting for the sign-in to finish (up to {} minutes; Ctrl-C to give up)…",
+            login::LOGIN_TIMEOUT.as_secs() / 60
+        );
         let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
         TokenStore::new(path.clone()).save_async(&tokens).await?;
