@@ -324,11 +324,18 @@ impl Client {
             let b = map
                 .entry(key.clone())
                 .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, reserve));
-            if let Some(seen) = seen {
-                b.merge(now, &seen);
+            if let Some(seen) = &seen {
+                b.merge(now, seen);
             }
             let result = step(b);
-            (result, b.count(now))
+            let mine = b.count(now);
+            // A process that read the clock after us may have opened the
+            // next window already: never overwrite its count with ours.
+            let count = match seen {
+                Some(seen) if seen.window > mine.window => seen,
+                _ => mine,
+            };
+            (result, count)
         });
         let Some(shared) = self.shared.clone() else {
             return local(None).0;
