@@ -642,7 +642,10 @@ impl StoredTokens {
                 }
             };
         }
-        Err(self.not_logged_in())
+        // Not reached: the second attempt never continues.
+        Err(ApiError::LoginRequired {
+            detail: "the saved refresh tokens were refused".into(),
+        })
     }
 
     /// Takes what the file holds when it differs from ours: another process
