@@ -91,7 +91,13 @@ impl AuditLog {
     /// rewritten: the file is opened in append mode only.
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            // It is often flexsync's state directory, which also holds the
+            // token file: private, like the token store makes it.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
         }
         let file = OpenOptions::new().append(true).create(true).open(path)?;
         Ok(AuditLog {

@@ -199,6 +199,118 @@ async fn the_budget_learns_what_others_spent_from_the_headers() {
     assert_eq!(client.budget_remaining(&t), 3);
 }
 
+async fn calls(client: &flexsync::api::Client, team_id: &str, n: usize) {
+    for _ in 0..n {
+        client
+            .list_assignments(&team(team_id), None, None)
+            .await
+            .unwrap();
+    }
+}
+
+fn throttled(client: &flexsync::api::Client, team_id: &str) -> u64 {
+    client.stats(team_id).rate_limited.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn two_processes_on_one_team_share_its_budget_and_cause_no_429() {
+    // Without the server's rate headers, nothing but the shared count
+    // tells one process what the other spent.
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    // Two applies at once: separate memory, one budget directory.
+    let (a, b) = (h.client(), h.client());
+    let start = h.now();
+    tokio::join!(calls(&a, "100001", 40), calls(&b, "100001", 40));
+    assert_eq!(throttled(&a, "100001"), 0);
+    assert_eq!(throttled(&b, "100001"), 0);
+    // 80 calls need two windows: they waited for the second.
+    assert!(h.now() >= flexsync::api::budget::next_minute(start));
+}
+
+#[tokio::test]
+async fn together_they_leave_the_reserve_to_others() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let (a, b) = (h.client(), h.client());
+    tokio::join!(calls(&a, "100001", 30), calls(&b, "100001", 30));
+    // Another admin's tool, which counts only its own calls and keeps no
+    // reserve, still finds the 5 calls flexsync leaves in every window.
+    let mut config = h.config();
+    config.budget_dir = None;
+    config.reserve = 0;
+    let other = h.client_with(config);
+    calls(&other, "100001", 5).await;
+    assert_eq!(throttled(&other, "100001"), 0);
+}
+
+#[tokio::test]
+async fn a_rerun_in_the_same_minute_counts_what_the_killed_run_spent() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let first = h.client();
+    calls(&first, "100001", 55).await;
+    // Gone without a goodbye (kill -9): nothing but the file remembers.
+    drop(first);
+    let rerun = h.client();
+    calls(&rerun, "100001", 10).await;
+    assert_eq!(throttled(&rerun, "100001"), 0);
+}
+
+#[tokio::test]
+async fn budgets_of_different_apis_are_not_shared() {
+    let mut real = start(|_| {}).await;
+    let mut sandbox = start(|_| {}).await;
+    real.hide_rate_headers().await;
+    sandbox.hide_rate_headers().await;
+    real.login().await;
+    sandbox.login().await;
+    // One budget directory, two APIs (their clocks start at the same time).
+    let mut config = sandbox.config();
+    config.budget_dir = Some(real.budget_dir());
+    let on_sandbox = sandbox.client_with(config);
+    calls(&on_sandbox, "100001", 55).await;
+    let on_real = real.client();
+    let before = real.now();
+    calls(&on_real, "100001", 55).await;
+    assert_eq!(
+        real.now(),
+        before,
+        "waited for a window the other API spent"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_budget_directory_or_file_falls_back_to_counting_in_process() {
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    // A file where the directory should be.
+    std::fs::write(h.budget_dir(), b"not a directory").unwrap();
+    let client = h.client();
+    calls(&client, "100001", 60).await;
+    assert_eq!(throttled(&client, "100001"), 0);
+
+    // A corrupt window file.
+    let mut h = start(|_| {}).await;
+    h.hide_rate_headers().await;
+    h.login().await;
+    let client = h.client();
+    calls(&client, "100001", 30).await;
+    for entry in std::fs::read_dir(h.budget_dir()).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"{\"used\": tr").unwrap();
+    }
+    calls(&client, "100001", 30).await;
+    assert_eq!(throttled(&client, "100001"), 0);
+    // Repaired: a second process sees this one's count again.
+    let other = h.client();
+    calls(&other, "100001", 10).await;
+    assert_eq!(throttled(&other, "100001"), 0);
+}
+
 #[tokio::test]
 async fn forced_429s_are_waited_out() {
     let h = start(|_| {}).await;
@@ -280,15 +392,127 @@ async fn an_expired_token_is_refreshed_and_the_rotated_refresh_token_saved() {
 }
 
 #[tokio::test]
-async fn the_token_file_is_private() {
+async fn the_token_file_and_its_directory_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let h = start(|_| {}).await;
     h.login().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&h.token_file), 0o600);
+    // The login created the directory: nobody else may list or enter it.
+    assert_eq!(mode(h.token_file.parent().unwrap()), 0o700);
+}
+
+#[tokio::test]
+async fn a_token_file_readable_by_others_is_made_private_and_still_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = start(|_| {}).await;
+    h.login().await;
+    std::fs::set_permissions(&h.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let client = h.client();
+    client.list_pools(&team("100001")).await.unwrap();
     let mode = std::fs::metadata(&h.token_file)
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_symlinked_token_file_stays_a_symlink_and_its_target_gets_the_new_tokens() {
+    let h = start(|_| {}).await;
+    h.login().await;
+    // As with a token kept on another volume and linked into place.
+    let target = h.dir.path().join("vault").join("token.json");
+    std::fs::create_dir(target.parent().unwrap()).unwrap();
+    std::fs::rename(&h.token_file, &target).unwrap();
+    std::os::unix::fs::symlink("../vault/token.json", &h.token_file).unwrap();
+    let before = h.saved_tokens();
+
+    let client = h.client();
+    h.advance(61 * 60);
+    client.list_pools(&team("100001")).await.unwrap();
+
+    let meta = std::fs::symlink_metadata(&h.token_file).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "the link was replaced by a file"
+    );
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    assert_ne!(after["refreshToken"], before["refreshToken"]);
+    // The target holds a live refresh token: a new process can use it.
+    h.advance(61 * 60);
+    h.client().list_pools(&team("100001")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_keeps_working_after_another_process_rotated_the_shared_token_file() {
+    let h = start(|_| {}).await;
+    h.login().await;
+    // `run --token-file T` and `plan --token-file T`: two token sources.
+    let service = h.client();
+    let plan = h.client();
+    let t = team("100001");
+    service.list_pools(&t).await.unwrap();
+    h.advance(61 * 60);
+    plan.list_pools(&t).await.unwrap();
+    let rotated = h.saved_tokens();
+
+    // The service's refresh token was spent by `plan`: it must take the
+    // file's tokens instead of presenting its own.
+    for _ in 0..3 {
+        service.list_pools(&t).await.unwrap();
+    }
+    assert_eq!(h.saved_tokens()["refreshToken"], rotated["refreshToken"]);
+    h.advance(61 * 60);
+    service.list_pools(&t).await.unwrap();
+    plan.list_pools(&t).await.unwrap();
+}
+
+#[tokio::test]
+async fn clients_sharing_a_token_file_refresh_once_between_them() {
+    let h = start(|_| {}).await;
+    h.login().await;
+    let clients = [Arc::new(h.client()), Arc::new(h.client())];
+    h.advance(61 * 60);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = clients[i % 2].clone();
+        tasks.push(tokio::spawn(
+            async move { c.list_pools(&team("100001")).await },
+        ));
+    }
+    // Two refreshes would present one refresh token twice: invalid_grant.
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_refused_access_token_is_compared_with_the_file_before_refreshing() {
+    let h = start(|c| {
+        c.auth.access_token_lifetime = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    h.login().await;
+    // Both processes start with an access token the server does not know
+    // (as after a revocation) and a valid refresh token.
+    let mut stale = h.saved_tokens();
+    stale["accessToken"] = "not-a-valid-token".into();
+    std::fs::write(&h.token_file, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let first = h.client();
+    let second = h.client();
+    let t = team("100001");
+    // Both read the file now: the stale token is in memory of both.
+    let _ = first.tokens().access_token(h.now()).await.unwrap();
+    let _ = second.tokens().access_token(h.now()).await.unwrap();
+    first.list_pools(&t).await.unwrap();
+    let rotated = h.saved_tokens();
+    assert_ne!(rotated["refreshToken"], stale["refreshToken"]);
+    // The second one's 401 must not spend the refresh token the first one
+    // already used.
+    second.list_pools(&t).await.unwrap();
+    assert_eq!(h.saved_tokens()["refreshToken"], rotated["refreshToken"]);
 }
 
 #[tokio::test]
@@ -330,28 +554,79 @@ async fn concurrent_callers_share_one_refresh() {
 }
 
 #[tokio::test]
-async fn a_refresh_that_cannot_be_saved_is_not_used() {
+async fn renewed_tokens_that_could_not_be_saved_are_never_used() {
     let h = start(|_| {}).await;
     let client = h.logged_in_client().await;
     let t = team("100001");
     client.list_pools(&t).await.unwrap();
+    let spent = h.saved_tokens();
     h.advance(61 * 60);
-    // Put a non-empty directory where the token file goes: the rotated
-    // token cannot be written (even by root), so the client must stop before
-    // using the new access token.
-    std::fs::remove_file(&h.token_file).unwrap();
-    std::fs::create_dir(&h.token_file).unwrap();
-    std::fs::write(h.token_file.join("blocker"), b"x").unwrap();
-    let calls_before = client.stats("100001").calls.load(Ordering::Relaxed);
-    let result = client.list_pools(&t).await;
+    // A non-empty directory squats the name the new file is written under
+    // before its rename: the rotated token cannot be saved (even by root).
+    let squatter = h.token_file.with_file_name("token.json.tmp");
+    std::fs::create_dir(&squatter).unwrap();
+    std::fs::write(squatter.join("blocker"), b"x").unwrap();
+    let calls = || client.stats("100001").calls.load(Ordering::Relaxed);
+    let calls_before = calls();
+
+    // The refresh happened, the save failed: no call with the new token...
+    let first = client.list_pools(&t).await;
     assert!(
-        matches!(result, Err(ApiError::TokenStore { .. })),
-        "{result:?}"
+        matches!(first, Err(ApiError::TokenStore { .. })),
+        "{first:?}"
     );
-    assert_eq!(
-        client.stats("100001").calls.load(Ordering::Relaxed),
-        calls_before
+    assert!(
+        first.unwrap_err().to_string().contains("flexsync login"),
+        "the error says how to recover"
     );
+    // ...and none on the next call either, though the tokens are in memory.
+    let second = client.list_pools(&t).await;
+    assert!(
+        matches!(second, Err(ApiError::TokenStore { .. })),
+        "{second:?}"
+    );
+    assert_eq!(calls(), calls_before);
+    assert_eq!(h.saved_tokens()["refreshToken"], spent["refreshToken"]);
+
+    // Once the file can be written, the renewed tokens are saved, then used.
+    std::fs::remove_dir_all(&squatter).unwrap();
+    client.list_pools(&t).await.unwrap();
+    let saved = h.saved_tokens();
+    assert_ne!(saved["refreshToken"], spent["refreshToken"]);
+    // What was saved is what the client uses: a new process can go on.
+    h.advance(61 * 60);
+    h.client().list_pools(&t).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_login_nobody_completes_times_out_with_a_clear_message() {
+    let h = start(|_| {}).await;
+    let oauth = h.oauth();
+    let callback = url::Url::parse("http://127.0.0.1:0/callback").unwrap();
+    // The browser never comes back.
+    let pending = flexsync::api::login::start(&oauth, &callback)
+        .await
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(20));
+    let err = pending.finish(&oauth, h.now()).await.unwrap_err();
+    assert!(matches!(err, ApiError::LoginTimedOut { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("timed out"), "{text}");
+    assert!(text.contains("run `flexsync login` again"), "{text}");
+
+    // Something connects and never sends a request.
+    let pending = flexsync::api::login::start(&oauth, &callback)
+        .await
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(20));
+    let addr = url::Url::parse(pending.redirect_uri()).unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", addr.port().unwrap()))
+        .await
+        .unwrap();
+    let err = pending.finish(&oauth, h.now()).await.unwrap_err();
+    assert!(matches!(err, ApiError::LoginTimedOut { .. }), "{err:?}");
+    // No login was saved.
+    assert!(!h.token_file.exists());
 }
 
 #[tokio::test]

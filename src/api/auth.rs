@@ -3,12 +3,16 @@
 //! Refresh tokens are single-use: each refresh returns a new one and voids
 //! the old. Losing the new one locks flexsync out until a human logs in
 //! again, so every refresh writes the new refresh token to disk (atomically,
-//! 0600) before the new access token is used, and refreshes are single-flight
-//! so two callers never spend the same refresh token.
+//! 0600) before the new access token is used, and renewed tokens whose save
+//! failed are never used. Several flexsync processes may share one token
+//! file (`run` beside `plan`): a renewal happens under the file's lock,
+//! after re-reading it, so a process adopts what another one saved instead
+//! of spending a refresh token that is already void.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::error::{ApiError, ErrorBody};
+use super::files;
 use super::wire::TokenResponse;
 
 /// Every scope flexsync uses: read and write teams, users and products.
@@ -229,10 +234,26 @@ pub fn random_token(bytes: usize) -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
-/// The token file.
+/// How long to wait for another process's hold on the token file: it holds
+/// the lock for one token request at most, which the HTTP timeouts bound.
+const TOKEN_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Token files are a few hundred bytes; anything far larger is not one.
+const MAX_TOKEN_FILE: u64 = 1 << 20;
+
+/// The token file, shared by every flexsync process given the same path.
+///
+/// Writers hold an exclusive lock on a sibling `<file>.lock` (not on the
+/// token file, which is replaced by rename). A symlinked token file stays a
+/// symlink: the file it points to is the one replaced.
 #[derive(Clone, Debug)]
 pub struct TokenStore {
     path: PathBuf,
+}
+
+/// The token file's lock, held until dropped.
+struct TokenLock {
+    _file: std::fs::File,
 }
 
 impl TokenStore {
@@ -251,42 +272,118 @@ impl TokenStore {
         }
     }
 
-    pub fn load(&self) -> Result<Option<Tokens>, ApiError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.error(format!("unreadable ({e}); run `flexsync login` again"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error(e)),
-        }
+    /// Where the tokens really live (a symlink's target).
+    fn real_path(&self) -> Result<PathBuf, ApiError> {
+        files::resolve_symlinks(&self.path).map_err(|e| self.error(e))
     }
 
-    /// Replaces the file atomically: temp file (0600) + fsync + rename +
-    /// fsync of the directory, so a crash leaves the old or the new tokens,
-    /// never half of one.
+    /// The directory the tokens really live in: processes sharing the token
+    /// file share it, so it also holds what they share besides (the budget).
+    pub fn real_dir(&self) -> Result<PathBuf, ApiError> {
+        Ok(files::parent_dir(&self.real_path()?).to_path_buf())
+    }
+
+    /// Reads the tokens. The file is replaced by rename, so a read needs no
+    /// lock: it sees the old or the new tokens, never half. A file others
+    /// may read is made 0600 first, with a warning.
+    pub fn load(&self) -> Result<Option<Tokens>, ApiError> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
+        self.make_private(&file)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_TOKEN_FILE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.error(e))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.error(format!("unreadable ({e}); run `flexsync login` again")))
+    }
+
+    /// Fixes rather than refuses: the secret may already have been read, and
+    /// refusing would stop a running service over a `chmod`. Refuses only
+    /// when it cannot fix (someone else's file).
+    #[cfg(unix)]
+    fn make_private(&self, file: &std::fs::File) -> Result<(), ApiError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| self.error(e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 == 0 {
+            return Ok(());
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| {
+                self.error(format!(
+                    "readable by others (mode {mode:o}) and cannot be made private ({e}); `chmod 600` it"
+                ))
+            })?;
+        tracing::warn!(
+            token_file = %self.path.display(),
+            mode = format!("{mode:o}"),
+            "the token file was readable by other users; made it 0600 (owner only)"
+        );
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn make_private(&self, _file: &std::fs::File) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Saves a new login (`flexsync login`), under the lock so it never
+    /// interleaves with another process's refresh.
     pub fn save(&self, tokens: &Tokens) -> Result<(), ApiError> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.error(e))?;
+        let lock = self.lock()?;
+        self.write(&lock, tokens)
+    }
+
+    /// [`save`](Self::save) off the async runtime (the lock may be held).
+    pub async fn save_async(&self, tokens: &Tokens) -> Result<(), ApiError> {
+        let store = self.clone();
+        let tokens = tokens.clone();
+        off_runtime(&self.path, move || store.save(&tokens)).await?
+    }
+
+    /// Takes the exclusive lock shared with every process using this file.
+    fn lock(&self) -> Result<TokenLock, ApiError> {
+        let real = self.real_path()?;
+        files::create_private_dir(files::parent_dir(&real)).map_err(|e| self.error(e))?;
+        let path = files::with_suffix(&real, ".lock");
+        let file = files::open_private(&path).map_err(|e| self.error(e))?;
+        files::lock_within(&file, TOKEN_LOCK_WAIT).map_err(|e| self.error(e))?;
+        Ok(TokenLock { _file: file })
+    }
+
+    /// Replaces the file atomically: temp file (new, 0600, never through a
+    /// symlink) + fsync + rename + fsync of the directory, so a crash leaves
+    /// the old or the new tokens. The caller holds the lock.
+    fn write(&self, _lock: &TokenLock, tokens: &Tokens) -> Result<(), ApiError> {
+        let real = self.real_path()?;
+        let dir = files::parent_dir(&real);
+        files::create_private_dir(dir).map_err(|e| self.error(e))?;
         let bytes = serde_json::to_vec_pretty(tokens).map_err(|e| self.error(e))?;
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
+        // One fixed name is enough: only the lock holder writes it, so an
+        // existing one is left over from a crash.
+        let tmp = files::with_suffix(&real, ".tmp");
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.error(format!("cannot replace {}: {e}", tmp.display()))),
+        }
         let result = (|| -> std::io::Result<()> {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
+            let mut f = files::private_file_options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
+            std::fs::rename(&tmp, &real)?;
             std::fs::File::open(dir)?.sync_all()
         })();
         if result.is_err() {
@@ -294,29 +391,88 @@ impl TokenStore {
         }
         result.map_err(|e| self.error(e))
     }
+
+    /// Locks and reads, off the async runtime.
+    async fn lock_and_load(&self) -> Result<(TokenLock, Option<Tokens>), ApiError> {
+        let store = self.clone();
+        off_runtime(&self.path, move || {
+            let lock = store.lock()?;
+            let tokens = store.load()?;
+            Ok((lock, tokens))
+        })
+        .await?
+    }
+
+    /// Writes under `lock`, off the async runtime; gives the lock back.
+    async fn write_async(
+        &self,
+        lock: TokenLock,
+        tokens: &Tokens,
+    ) -> Result<(TokenLock, Result<(), ApiError>), ApiError> {
+        let store = self.clone();
+        let tokens = tokens.clone();
+        off_runtime(&self.path, move || {
+            let written = store.write(&lock, &tokens);
+            (lock, written)
+        })
+        .await
+    }
 }
 
-/// Where access tokens come from. One exists per process, so the size
-/// difference between the variants does not matter.
+/// Runs blocking file work (locks, fsync) on tokio's blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::TokenStore {
+            path: path.display().to_string(),
+            detail: format!("file task failed: {e}"),
+        })
+}
+
+/// Where access tokens come from. One exists per connection (shared by
+/// `Arc`), so the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum TokenSource {
     /// `FLEXSYNC_ACCESS_TOKEN`: short-lived, never refreshed (CI).
     Fixed(Secret),
-    /// The token store, refreshed through the OAuth client.
-    Stored {
-        store: TokenStore,
-        oauth: OAuthClient,
-        /// Held across a refresh: that is what makes refreshes single-flight.
-        current: Mutex<Option<Tokens>>,
-    },
+    /// The token file, refreshed through the OAuth client.
+    Stored(StoredTokens),
+}
+
+/// A token file and the OAuth client that renews it.
+pub struct StoredTokens {
+    store: TokenStore,
+    oauth: OAuthClient,
+    /// Held across a renewal: that makes renewals single-flight within the
+    /// process (the file lock does it between processes).
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// What calls use: always tokens read from, or saved to, the file.
+    tokens: Option<Tokens>,
+    /// Renewed tokens whose save failed. Never handed out: their refresh
+    /// token replaced the saved one, so using them would leave a spent
+    /// token on disk. Saving is retried before the next call.
+    unsaved: Option<Unsaved>,
+}
+
+struct Unsaved {
+    renewed: Tokens,
+    /// The refresh token the renewal spent (what the file still holds).
+    spent: Option<Secret>,
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenSource::Fixed(_) => f.write_str("TokenSource::Fixed(redacted)"),
-            TokenSource::Stored { store, .. } => {
-                write!(f, "TokenSource::Stored({})", store.path.display())
+            TokenSource::Stored(s) => {
+                write!(f, "TokenSource::Stored({})", s.store.path.display())
             }
         }
     }
@@ -324,108 +480,233 @@ impl fmt::Debug for TokenSource {
 
 impl TokenSource {
     pub fn stored(store: TokenStore, oauth: OAuthClient) -> Self {
-        TokenSource::Stored {
+        TokenSource::Stored(StoredTokens {
             store,
             oauth,
-            current: Mutex::new(None),
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    /// The token file, if tokens come from one.
+    pub fn store(&self) -> Option<&TokenStore> {
+        match self {
+            TokenSource::Fixed(_) => None,
+            TokenSource::Stored(s) => Some(&s.store),
         }
     }
 
-    /// A usable access token, refreshing first when it is about to expire.
+    /// A usable access token, renewing first when it is about to expire.
     pub async fn access_token(&self, now: Timestamp) -> Result<Secret, ApiError> {
         match self {
             TokenSource::Fixed(t) => Ok(t.clone()),
-            TokenSource::Stored {
-                store,
-                oauth,
-                current,
-            } => {
-                let mut guard = current.lock().await;
-                if guard.is_none() {
-                    *guard = store.load()?;
-                }
-                let Some(tokens) = guard.as_ref() else {
-                    return Err(ApiError::NotLoggedIn {
-                        path: store.path.display().to_string(),
-                    });
-                };
-                if tokens.token_url != oauth.token_url.as_str() {
-                    return Err(ApiError::LoginRequired {
-                        detail: format!(
-                            "the saved login is for {}, not {}",
-                            tokens.token_url, oauth.token_url
-                        ),
-                    });
-                }
-                let fresh = now
-                    .saturating_add(EXPIRY_MARGIN)
-                    .is_ok_and(|soon| soon < tokens.expires_at);
-                if fresh {
-                    return Ok(tokens.access_token.clone());
-                }
-                let tokens = tokens.clone();
-                refresh_locked(store, oauth, &tokens, now, &mut guard).await
-            }
+            TokenSource::Stored(s) => s.access_token(now).await,
         }
     }
 
-    /// After a 401 with `rejected`: refresh once, unless another caller
-    /// already did (then its token is returned). `None` when refreshing is
-    /// impossible (a fixed token).
+    /// After a 401 with `rejected`: renew once, unless another caller (here
+    /// or in another process) already did; then its token is returned.
+    /// `None` when renewing is impossible (a fixed token).
     pub async fn refresh_after_rejection(
         &self,
         rejected: &Secret,
         now: Timestamp,
     ) -> Result<Option<Secret>, ApiError> {
-        let TokenSource::Stored {
-            store,
-            oauth,
-            current,
-        } = self
-        else {
-            return Ok(None);
-        };
-        let mut guard = current.lock().await;
-        if guard.is_none() {
-            *guard = store.load()?;
+        match self {
+            TokenSource::Fixed(_) => Ok(None),
+            TokenSource::Stored(s) => s.after_rejection(rejected, now).await.map(Some),
         }
-        let Some(tokens) = guard.as_ref() else {
-            return Ok(None);
-        };
-        if &tokens.access_token != rejected {
-            return Ok(Some(tokens.access_token.clone()));
-        }
-        let tokens = tokens.clone();
-        refresh_locked(store, oauth, &tokens, now, &mut guard)
-            .await
-            .map(Some)
     }
 }
 
-/// Refreshes and persists before handing the new tokens out. Called with the
-/// source's lock held.
-async fn refresh_locked(
-    store: &TokenStore,
-    oauth: &OAuthClient,
-    tokens: &Tokens,
-    now: Timestamp,
-    current: &mut Option<Tokens>,
-) -> Result<Secret, ApiError> {
-    let Some(refresh) = &tokens.refresh_token else {
-        return Err(ApiError::LoginRequired {
-            detail: "the access token expired and there is no refresh token".into(),
-        });
-    };
-    let renewed = oauth.refresh(refresh, now).await?;
-    let access = renewed.access_token.clone();
-    // The old refresh token is void now. Keep the new one in memory whatever
-    // happens, and get it to disk before the new access token is used.
-    let saved = store.save(&renewed);
-    *current = Some(renewed);
-    if let Err(e) = saved {
-        tracing::error!(error = %e, "refreshed, but the new refresh token could not be saved: a restart will need `flexsync login`");
-        return Err(e);
+/// Whether `tokens` may be used at `now` (and are not the ones refused).
+fn usable(tokens: &Tokens, now: Timestamp, rejected: Option<&Secret>) -> bool {
+    let fresh = now
+        .saturating_add(EXPIRY_MARGIN)
+        .is_ok_and(|soon| soon < tokens.expires_at);
+    fresh && rejected != Some(&tokens.access_token)
+}
+
+/// Whether two reads of the file hold the same login.
+fn same_tokens(a: &Tokens, b: &Tokens) -> bool {
+    a.access_token == b.access_token && a.refresh_token == b.refresh_token
+}
+
+impl StoredTokens {
+    async fn access_token(&self, now: Timestamp) -> Result<Secret, ApiError> {
+        let mut held = self.held.lock().await;
+        self.save_unsaved(&mut held).await?;
+        if held.tokens.is_none() {
+            held.tokens = self.store.load()?;
+        }
+        let Some(tokens) = held.tokens.as_ref() else {
+            return Err(self.not_logged_in());
+        };
+        self.check_endpoint(tokens)?;
+        if usable(tokens, now, None) {
+            return Ok(tokens.access_token.clone());
+        }
+        self.renew(&mut held, None, now).await
     }
-    tracing::info!(token_file = %store.path.display(), "access token refreshed; new refresh token saved");
-    Ok(access)
+
+    async fn after_rejection(&self, rejected: &Secret, now: Timestamp) -> Result<Secret, ApiError> {
+        let mut held = self.held.lock().await;
+        self.save_unsaved(&mut held).await?;
+        if let Some(tokens) = held.tokens.as_ref()
+            && &tokens.access_token != rejected
+            && usable(tokens, now, None)
+        {
+            // Another task of this process renewed while our call was out.
+            return Ok(tokens.access_token.clone());
+        }
+        self.renew(&mut held, Some(rejected), now).await
+    }
+
+    fn not_logged_in(&self) -> ApiError {
+        ApiError::NotLoggedIn {
+            path: self.store.path.display().to_string(),
+        }
+    }
+
+    fn check_endpoint(&self, tokens: &Tokens) -> Result<(), ApiError> {
+        if tokens.token_url != self.oauth.token_url.as_str() {
+            return Err(ApiError::LoginRequired {
+                detail: format!(
+                    "the saved login is for {}, not {}",
+                    tokens.token_url, self.oauth.token_url
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Under the file lock: adopts what another process saved, or refreshes
+    /// and saves before handing the new access token out.
+    async fn renew(
+        &self,
+        held: &mut Held,
+        rejected: Option<&Secret>,
+        now: Timestamp,
+    ) -> Result<Secret, ApiError> {
+        let (lock, on_disk) = self.store.lock_and_load().await?;
+        self.adopt(held, on_disk);
+        // A second try only when the file changed under a refused refresh
+        // token, i.e. a writer that does not lock (an older flexsync).
+        for attempt in 0..2 {
+            let Some(tokens) = held.tokens.clone() else {
+                return Err(self.not_logged_in());
+            };
+            self.check_endpoint(&tokens)?;
+            if usable(&tokens, now, rejected) {
+                return Ok(tokens.access_token);
+            }
+            let Some(refresh) = &tokens.refresh_token else {
+                return Err(ApiError::LoginRequired {
+                    detail: "the access token expired and there is no refresh token".into(),
+                });
+            };
+            let renewed = match self.oauth.refresh(refresh, now).await {
+                Ok(renewed) => renewed,
+                Err(e @ ApiError::LoginRequired { .. }) => {
+                    let on_disk = self.store.load()?;
+                    let changed = on_disk
+                        .as_ref()
+                        .is_some_and(|d| d.refresh_token.as_ref() != Some(refresh));
+                    if attempt == 0 && changed {
+                        self.adopt(held, on_disk);
+                        continue;
+                    }
+                    // Dead tokens: the next call reads the file again, so a
+                    // new `flexsync login` is picked up without a restart.
+                    held.tokens = None;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            // The old refresh token is void now: the new one reaches the
+            // disk before the new access token is used, or is not used.
+            let (_lock, written) = self.store.write_async(lock, &renewed).await?;
+            return match written {
+                Ok(()) => {
+                    tracing::info!(token_file = %self.store.path.display(), "access token refreshed; new refresh token saved");
+                    let access = renewed.access_token.clone();
+                    held.tokens = Some(renewed);
+                    Ok(access)
+                }
+                Err(e) => {
+                    held.tokens = None;
+                    held.unsaved = Some(Unsaved {
+                        renewed,
+                        spent: tokens.refresh_token.clone(),
+                    });
+                    Err(self.unsaved_error(&e))
+                }
+            };
+        }
+        // Not reached: the second attempt never continues.
+        Err(ApiError::LoginRequired {
+            detail: "the saved refresh tokens were refused".into(),
+        })
+    }
+
+    /// Takes what the file holds when it differs from ours: another process
+    /// rotated (or someone logged in again), and ours may be spent.
+    fn adopt(&self, held: &mut Held, on_disk: Option<Tokens>) {
+        let Some(disk) = on_disk else {
+            return;
+        };
+        if held.tokens.as_ref().is_some_and(|t| same_tokens(t, &disk)) {
+            return;
+        }
+        if held.tokens.is_some() {
+            tracing::info!(token_file = %self.store.path.display(), "using the tokens another flexsync process saved");
+        }
+        held.tokens = Some(disk);
+    }
+
+    /// Retries saving renewed tokens whose save failed; until it succeeds,
+    /// no call is made.
+    async fn save_unsaved(&self, held: &mut Held) -> Result<(), ApiError> {
+        let Some(unsaved) = held.unsaved.take() else {
+            return Ok(());
+        };
+        let (lock, on_disk) = match self.store.lock_and_load().await {
+            Ok(r) => r,
+            Err(e) => {
+                held.unsaved = Some(unsaved);
+                return Err(self.unsaved_error(&e));
+            }
+        };
+        if let Some(disk) = on_disk
+            && disk.refresh_token != unsaved.spent
+        {
+            // Someone saved another login meanwhile: the file wins.
+            held.tokens = Some(disk);
+            return Ok(());
+        }
+        let (_lock, written) = self.store.write_async(lock, &unsaved.renewed).await?;
+        match written {
+            Ok(()) => {
+                tracing::info!(token_file = %self.store.path.display(), "the refreshed tokens are saved now");
+                held.tokens = Some(unsaved.renewed);
+                Ok(())
+            }
+            Err(e) => {
+                held.unsaved = Some(unsaved);
+                Err(self.unsaved_error(&e))
+            }
+        }
+    }
+
+    fn unsaved_error(&self, cause: &ApiError) -> ApiError {
+        let detail = match cause {
+            ApiError::TokenStore { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        tracing::error!(token_file = %self.store.path.display(), error = %detail, "refreshed, but the new refresh token could not be saved");
+        self.store.error(format!(
+            "refreshed, but the new refresh token could not be saved ({detail}); the saved one is spent. \
+             flexsync retries saving before each call and makes none until it succeeds; \
+             if this process stops first, run `flexsync login` again"
+        ))
+    }
 }

@@ -5,12 +5,23 @@
 //! token bucket: a 15-call apply in a fresh window goes out at once instead
 //! of one call per second. A small reserve is left for the humans and tools
 //! sharing the team. The logic is pure (time is an argument); the client
-//! does the waiting.
+//! does the waiting, and `shared_budget` carries a [`WindowCount`] between
+//! the processes of one machine.
 
 use jiff::{SignedDuration, Timestamp};
 
 /// Documented limit of calls per team per UTC minute.
 pub const TEAM_LIMIT: u32 = 60;
+
+/// What one process tells the others about a team's window: calls known
+/// spent in it and a 429's wait. Both only ever grow within a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowCount {
+    /// UTC minute index.
+    pub window: i64,
+    pub used: u32,
+    pub throttled_until: Option<Timestamp>,
+}
 
 /// One team's budget.
 #[derive(Clone, Debug)]
@@ -96,6 +107,28 @@ impl Budget {
         self.used = self.limit;
     }
 
+    /// Takes in what other processes counted. Counts of another window and
+    /// waits already over are stale and ignored.
+    pub fn merge(&mut self, now: Timestamp, shared: &WindowCount) {
+        self.roll(now);
+        if shared.window == self.window {
+            self.used = self.used.max(shared.used.min(self.limit));
+        }
+        if let Some(until) = shared.throttled_until.filter(|u| now < *u) {
+            self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
+        }
+    }
+
+    /// What to tell the other processes after a decision at `now`.
+    pub fn count(&mut self, now: Timestamp) -> WindowCount {
+        self.roll(now);
+        WindowCount {
+            window: self.window,
+            used: self.used,
+            throttled_until: self.throttled_until.filter(|u| now < *u),
+        }
+    }
+
     /// Calls this client may still make in the current window.
     pub fn remaining(&self, now: Timestamp) -> u32 {
         if minute_of(now) != self.window {
@@ -153,6 +186,40 @@ mod tests {
         b.try_acquire(now).unwrap();
         b.try_acquire(now).unwrap();
         assert!(b.try_acquire(now).is_err());
+    }
+
+    #[test]
+    fn processes_sharing_a_window_count_never_exceed_it_together() {
+        let now = t("2026-11-26T10:15:30Z");
+        let (mut a, mut b) = (Budget::new(60, 5), Budget::new(60, 5));
+        let mut shared: Option<WindowCount> = None;
+        let mut granted = 0;
+        // Each takes a call in turn, reading and writing the shared count.
+        for i in 0..120 {
+            let me = if i % 2 == 0 { &mut a } else { &mut b };
+            if let Some(s) = &shared {
+                me.merge(now, s);
+            }
+            if me.try_acquire(now).is_ok() {
+                granted += 1;
+            }
+            shared = Some(me.count(now));
+        }
+        assert_eq!(granted, 55);
+        // A count from an earlier window says nothing about this one.
+        let mut c = Budget::new(60, 5);
+        c.merge(t("2026-11-26T10:16:00Z"), &shared.unwrap());
+        assert_eq!(c.remaining(t("2026-11-26T10:16:00Z")), 55);
+    }
+
+    #[test]
+    fn a_429_seen_by_another_process_makes_this_one_wait_too() {
+        let now = t("2026-11-26T10:15:30Z");
+        let mut a = Budget::new(60, 5);
+        a.throttled(now, Some(SignedDuration::from_secs(10)));
+        let mut b = Budget::new(60, 5);
+        b.merge(now, &a.count(now));
+        assert_eq!(b.try_acquire(now), Err(t("2026-11-26T10:15:40Z")));
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum ApiError {
     },
     #[error("the saved login is no longer valid ({detail}) — run `flexsync login` again")]
     LoginRequired { detail: String },
+    #[error(
+        "the login timed out: no sign-in reached {callback} within {waited} — run `flexsync login` again and finish signing in sooner (the browser must reach that address; from a remote shell, forward the port with `ssh -L`)"
+    )]
+    LoginTimedOut { callback: String, waited: String },
     #[error("not logged in: {path} holds no tokens — run `flexsync login` (or try --sandbox)")]
     NotLoggedIn { path: String },
     #[error("not found (HTTP 404{}): {detail}", rid(request_id))]

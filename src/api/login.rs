@@ -1,11 +1,20 @@
 //! The interactive three-legged login: Authorization Code with PKCE (S256)
-//! and a `state` check, the redirect caught by a one-shot loopback listener.
+//! and a `state` check, the redirect caught by a one-shot loopback listener
+//! that gives up after [`LOGIN_TIMEOUT`].
+
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::auth::{OAuthClient, Tokens, pkce_pair, random_token};
 use super::error::ApiError;
+
+/// How long a login waits for the browser's redirect. Autodesk's
+/// authorization codes live 5 minutes, so a sign-in that takes longer could
+/// not be completed anyway; and a browser that cannot reach the listener
+/// (a remote shell without port forwarding) must not hang the command.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// A login in progress: the URL to open and the listener awaiting the
 /// browser's redirect.
@@ -15,6 +24,7 @@ pub struct PendingLogin {
     state: String,
     verifier: String,
     listener: TcpListener,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PendingLogin {
@@ -58,16 +68,44 @@ pub async fn start(oauth: &OAuthClient, callback: &url::Url) -> Result<PendingLo
         state,
         verifier,
         listener,
+        timeout: LOGIN_TIMEOUT,
     })
 }
 
 impl PendingLogin {
-    /// Waits for the redirect, checks `state`, exchanges the code.
+    /// Waits `timeout` instead of [`LOGIN_TIMEOUT`] for the redirect.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where the browser is sent back to (the listener's address).
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Waits for the redirect (at most the timeout), checks `state`,
+    /// exchanges the code.
     pub async fn finish(
         self,
         oauth: &OAuthClient,
         now: jiff::Timestamp,
     ) -> Result<Tokens, ApiError> {
+        // One deadline covers waiting for a connection and reading it, so a
+        // connection that never sends a request cannot hang us either.
+        let code = tokio::time::timeout(self.timeout, self.receive_code())
+            .await
+            .map_err(|_| ApiError::LoginTimedOut {
+                callback: self.redirect_uri.clone(),
+                waited: waited(self.timeout),
+            })??;
+        oauth
+            .exchange_code(&code, &self.redirect_uri, &self.verifier, now)
+            .await
+    }
+
+    /// Accepts the browser's redirect, answers it, and returns the code.
+    async fn receive_code(&self) -> Result<String, ApiError> {
         let (mut socket, _) = self
             .listener
             .accept()
@@ -127,10 +165,18 @@ impl PendingLogin {
                 .as_bytes(),
             )
             .await;
-        let code = result?;
-        oauth
-            .exchange_code(&code, &self.redirect_uri, &self.verifier, now)
-            .await
+        result
+    }
+}
+
+/// "5 minutes", "30 s", "10 ms".
+fn waited(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        60 => "1 minute".into(),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        0 => format!("{} ms", d.as_millis()),
+        s => format!("{s} s"),
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`wire`]: the API's JSON (private to this module);
 //! - [`auth`]: OAuth, the token store, single-flight refresh;
 //! - [`budget`]: the per-team 60-calls-per-UTC-minute budget (pure);
+//! - [`shared_budget`]: that budget shared by the processes of one machine;
 //! - [`error`]: typed errors with actionable messages;
 //! - [`login`]: the interactive three-legged login.
 //!
@@ -14,11 +15,14 @@
 pub mod auth;
 pub mod budget;
 pub mod error;
+mod files;
 pub mod login;
+pub mod shared_budget;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,9 +34,10 @@ use reqwest::{Method, StatusCode};
 
 use crate::model::{self, Email, ObservedTeam, ProductId, TeamId, TeamUser, UserId};
 use auth::TokenSource;
-use budget::Budget;
+use budget::{Budget, WindowCount};
 pub use error::ApiError;
 use error::ErrorBody;
+use shared_budget::SharedBudgets;
 use tokio_util::sync::CancellationToken;
 
 /// Autodesk's production endpoint.
@@ -70,6 +75,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Starting delay of the exponential backoff.
     pub min_backoff: Duration,
+    /// Where the processes of this machine share each team's budget;
+    /// `None` counts this process's calls only.
+    pub budget_dir: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -103,6 +111,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             min_backoff: Duration::from_millis(500),
+            budget_dir: None,
         })
     }
 
@@ -202,7 +211,10 @@ pub struct Client {
     config: ClientConfig,
     tokens: Arc<TokenSource>,
     clock: Arc<dyn Clock>,
-    budgets: Mutex<HashMap<TeamId, Budget>>,
+    /// This process's view of each bucket; merged with the shared count
+    /// (when there is one) at every decision.
+    budgets: Arc<Mutex<HashMap<TeamId, Budget>>>,
+    shared: Option<Arc<SharedBudgets>>,
     stats: Mutex<HashMap<String, Arc<CallStats>>>,
     teams: tokio::sync::Mutex<Option<BTreeMap<TeamId, String>>>,
     observer: Option<Arc<dyn CallObserver>>,
@@ -227,12 +239,17 @@ impl Client {
         tokens: Arc<TokenSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let shared = config
+            .budget_dir
+            .clone()
+            .map(|dir| Arc::new(SharedBudgets::new(dir, config.api_url.as_str())));
         Client {
             http,
             config,
             tokens,
             clock,
-            budgets: Mutex::new(HashMap::new()),
+            budgets: Arc::new(Mutex::new(HashMap::new())),
+            shared,
             stats: Mutex::new(HashMap::new()),
             teams: tokio::sync::Mutex::new(None),
             observer: None,
@@ -265,13 +282,19 @@ impl Client {
         &self.clock
     }
 
+    /// Where the client's access tokens come from.
+    pub fn tokens(&self) -> &Arc<TokenSource> {
+        &self.tokens
+    }
+
     /// Counters for a team (or List Teams' bucket).
     pub fn stats(&self, team: &str) -> Arc<CallStats> {
         let mut map = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(team.to_owned()).or_default().clone()
     }
 
-    /// Calls this client may still make to `team` in the current window.
+    /// Calls this client may still make to `team` in the current window, as
+    /// last seen (shared counts are read at each call, not here).
     pub fn budget_remaining(&self, team: &TeamId) -> u32 {
         let now = self.clock.now();
         let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,21 +310,18 @@ impl Client {
     }
 
     /// Waits until a call to `team` would go out without waiting for its
-    /// budget, taking nothing; false if `stop` is cancelled first. Lets a
-    /// caller decide at the last moment whether to send a write at all.
+    /// budget (this machine's shared count included), taking nothing; false
+    /// if `stop` is cancelled first. Lets a caller decide at the last moment
+    /// whether to send a write at all.
     pub async fn ready_for(&self, team: &TeamId, stop: &CancellationToken) -> bool {
         loop {
             if stop.is_cancelled() {
                 return false;
             }
             let now = self.clock.now();
-            let until = {
-                let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
-                budgets
-                    .entry(team.clone())
-                    .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve))
-                    .ready_at(now)
-            };
+            let until = self
+                .with_budget(&team.0, now, move |b: &mut Budget| b.ready_at(now))
+                .await;
             let Some(until) = until else {
                 return true;
             };
@@ -313,19 +333,74 @@ impl Client {
         }
     }
 
+    /// Applies `step` to the bucket's budget: merged with the count the
+    /// processes of this machine share (and written back) when there is one,
+    /// else in this process alone.
+    async fn with_budget<R, F>(&self, bucket: &str, now: Timestamp, step: F) -> R
+    where
+        R: Send + 'static,
+        F: Fn(&mut Budget) -> R + Send + Sync + 'static,
+    {
+        let budgets = self.budgets.clone();
+        let reserve = self.config.reserve;
+        let key = TeamId(bucket.to_owned());
+        let local = Arc::new(move |seen: Option<WindowCount>| -> (R, WindowCount) {
+            let mut map = budgets.lock().unwrap_or_else(|p| p.into_inner());
+            let b = map
+                .entry(key.clone())
+                .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, reserve));
+            if let Some(seen) = &seen {
+                b.merge(now, seen);
+            }
+            let result = step(b);
+            let mine = b.count(now);
+            // A process that read the clock after us may have opened the
+            // next window already: never overwrite its count with ours.
+            let count = match seen {
+                Some(seen) if seen.window > mine.window => seen,
+                _ => mine,
+            };
+            (result, count)
+        });
+        let Some(shared) = self.shared.clone() else {
+            return local(None).0;
+        };
+        let in_file = local.clone();
+        let name = bucket.to_owned();
+        // The file lock may be held by another process: off the runtime.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut result = None;
+            let written = shared.update(&name, |seen| {
+                let (r, count) = in_file(seen);
+                result = Some(r);
+                count
+            });
+            if let Err(e) = &written {
+                shared.report(e);
+            }
+            result
+        })
+        .await;
+        match outcome {
+            Ok(Some(result)) => result,
+            Ok(None) => local(None).0,
+            Err(e) => {
+                tracing::warn!(team = bucket, error = %e, "shared rate budget task failed; counting in this process");
+                local(None).0
+            }
+        }
+    }
+
     /// Waits until the bucket allows one more call.
     async fn wait_for_budget(&self, bucket: &str) {
         loop {
             let now = self.clock.now();
-            let wait = {
-                let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
-                let b = budgets
-                    .entry(TeamId(bucket.to_owned()))
-                    .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve));
-                match b.try_acquire(now) {
-                    Ok(()) => return,
-                    Err(until) => until.duration_since(now),
-                }
+            let wait = match self
+                .with_budget(bucket, now, move |b| b.try_acquire(now))
+                .await
+            {
+                Ok(()) => return,
+                Err(until) => until.duration_since(now),
             };
             let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
             tracing::info!(
@@ -337,18 +412,25 @@ impl Client {
         }
     }
 
-    fn learn(&self, bucket: &str, headers: &reqwest::header::HeaderMap, status: StatusCode) {
+    /// Learns from an answer's rate headers and 429s, for this process and
+    /// the others sharing the budget.
+    async fn learn(&self, bucket: &str, headers: &reqwest::header::HeaderMap, status: StatusCode) {
         let now = self.clock.now();
-        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = budgets
-            .entry(TeamId(bucket.to_owned()))
-            .or_insert_with(|| Budget::new(budget::TEAM_LIMIT, self.config.reserve));
         let num =
             |name: &str| -> Option<u32> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-        b.observe(now, num("x-ratelimit-limit"), num("x-ratelimit-remaining"));
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            b.throttled(now, retry_after(headers));
+        let limit = num("x-ratelimit-limit");
+        let remaining = num("x-ratelimit-remaining");
+        let throttled = (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(headers));
+        if limit.is_none() && remaining.is_none() && throttled.is_none() {
+            return;
         }
+        self.with_budget(bucket, now, move |b| {
+            b.observe(now, limit, remaining);
+            if let Some(retry_after) = throttled {
+                b.throttled(now, retry_after);
+            }
+        })
+        .await;
     }
 
     /// Sends one logical call: budget, request id, retries, one refresh on
@@ -418,7 +500,7 @@ impl Client {
             let status = resp.status();
             self.observe(bucket, op, status.as_u16());
             let headers = resp.headers().clone();
-            self.learn(bucket, &headers, status);
+            self.learn(bucket, &headers, status).await;
             let echoed = headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())

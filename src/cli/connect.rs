@@ -27,7 +27,9 @@ pub struct ConnectArgs {
     #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
           default_value = api::DEFAULT_API_URL)]
     pub api_url: String,
-    /// The token store (created 0600, replaced atomically on every refresh).
+    /// The token store (created 0600 in a 0700 directory, replaced
+    /// atomically on every refresh; processes sharing it take turns to
+    /// refresh, and a symlink stays a symlink).
     /// Default: $XDG_STATE_HOME/flexsync/token.json or
     /// ~/.local/state/flexsync/token.json.
     #[arg(long, env = "FLEXSYNC_TOKEN_FILE", global = true, value_name = "FILE")]
@@ -86,6 +88,26 @@ pub(crate) fn state_dir() -> PathBuf {
 
 fn default_token_file() -> PathBuf {
     state_dir().join("token.json")
+}
+
+/// Where processes share each team's call budget: beside the token file
+/// (the state directory by default), because processes that share a login
+/// are the ones working on the same teams, and a service's token directory
+/// is writable where its home may not be. With FLEXSYNC_ACCESS_TOKEN, the
+/// state directory.
+fn budget_dir(tokens: &TokenSource) -> PathBuf {
+    let dir = tokens
+        .store()
+        .map(|store| {
+            store.real_dir().unwrap_or_else(|_| {
+                store
+                    .path()
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            })
+        })
+        .unwrap_or_else(state_dir);
+    dir.join("budget")
 }
 
 impl ConnectArgs {
@@ -151,6 +173,7 @@ impl ConnectArgs {
                 TokenSource::stored(store, self.oauth(&config)?)
             }
         };
+        config.budget_dir = Some(budget_dir(&tokens));
         let mut client = Client::new(config, http, Arc::new(tokens), Arc::new(SystemClock));
         if let Some(o) = observer {
             client = client.with_observer(o);
@@ -180,10 +203,13 @@ impl ConnectArgs {
         if open_browser {
             try_open_browser(pending.url.as_str());
         }
-        eprintln!("Waiting for the sign-in to finish (Ctrl-C to give up)…");
+        eprintln!(
+            "Waiting for the sign-in to finish (up to {} minutes; Ctrl-C to give up)…",
+            login::LOGIN_TIMEOUT.as_secs() / 60
+        );
         let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
-        TokenStore::new(path.clone()).save(&tokens)?;
+        TokenStore::new(path.clone()).save_async(&tokens).await?;
         Ok(path)
     }
 }
@@ -261,6 +287,8 @@ async fn connect_sandbox(
         stop: Some(tx),
         _lock: lock,
     };
+    // No shared budget: one process at a time runs the embedded sandbox
+    // (its lock), and each run serves on a new port with fresh counts.
     let mut config = ClientConfig::new(&format!("{base_url}{}", sandbox::API_BASE_PATH))?;
     config.reserve = args.rate_reserve;
     config.max_attempts = args.max_attempts as usize;
@@ -285,7 +313,7 @@ async fn connect_sandbox(
         .await
         .map_err(|e| Error::Input(format!("sandbox login: {e}")))??;
     let store = TokenStore::new(Path::new(SANDBOX_TOKENS).to_path_buf());
-    store.save(&tokens)?;
+    store.save_async(&tokens).await?;
     let source = TokenSource::stored(store, oauth);
     let mut client = Client::new(config, http, Arc::new(source), Arc::new(SystemClock));
     if let Some(o) = observer {
