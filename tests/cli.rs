@@ -609,3 +609,66 @@ fn symlinks_to_directories_and_files_are_followed() {
         .success()
         .stdout(predicate::str::contains("2 file(s) valid: 2 team(s)"));
 }
+
+/// A sparse file: as large as `len` for every size check, nothing on disk.
+fn sparse(path: &std::path::Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+#[test]
+fn an_oversized_snapshot_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.json");
+    sparse(&snap, 1024 * 1024 * 1024);
+    flexsync()
+        .args(["plan", "examples/full.yaml", "--observed"])
+        .arg(&snap)
+        .timeout(HANG_GUARD)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "snap.json is larger than 64 MiB, the limit for snapshots",
+        ));
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_files_are_capped_and_never_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.secret");
+    sparse(&big, 1024 * 1024 * 1024);
+    let fifo = dir.path().join("fifo.secret");
+    mkfifo(&fifo);
+    for (file, expected) in [
+        (&big, "larger than 64 KiB"),
+        (&fifo, "FIFO (named pipe), not a regular file"),
+    ] {
+        flexsync()
+            .args(["teams", "--client-id", "x", "--token-file"])
+            .arg(dir.path().join("token.json"))
+            .arg("--client-secret-file")
+            .arg(file)
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("cannot read --client-secret-file"))
+            .stderr(predicate::str::contains(expected));
+        flexsync()
+            .args([
+                "run",
+                "examples/full.yaml",
+                "--sandbox",
+                "--snapshot-token-file",
+            ])
+            .arg(file)
+            .current_dir(dir.path())
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "cannot read --snapshot-token-file",
+            ))
+            .stderr(predicate::str::contains(expected));
+    }
+}

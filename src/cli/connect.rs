@@ -74,6 +74,18 @@ impl Drop for EmbeddedSandbox {
     }
 }
 
+/// Largest secret file flexsync reads (`--client-secret-file`,
+/// `--snapshot-token-file`): a secret is a line of text, and the cap keeps a
+/// mistyped path (a log, a device) from being read whole into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a file holding a secret, named in errors by the `flag` that gave
+/// it; never quotes the content.
+pub(crate) fn read_secret_file(path: &Path, flag: &str) -> Result<String, Error> {
+    crate::config::load::read_text_capped(path, MAX_SECRET_FILE_BYTES)
+        .map_err(|e| Error::Input(format!("cannot read {flag} {}: {e}", path.display())))
+}
+
 /// flexsync's directory for state that must survive restarts:
 /// $XDG_STATE_HOME/flexsync or ~/.local/state/flexsync.
 pub(crate) fn state_dir() -> PathBuf {
@@ -91,12 +103,7 @@ fn default_token_file() -> PathBuf {
 impl ConnectArgs {
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
         if let Some(path) = &self.client_secret_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Input(format!(
-                    "cannot read --client-secret-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_secret_file(path, "--client-secret-file")?;
             return Ok(Some(Secret::new(text.trim())));
         }
         Ok(std::env::var("FLEXSYNC_CLIENT_SECRET")

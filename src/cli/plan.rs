@@ -211,10 +211,16 @@ pub async fn make_plan(
     })
 }
 
-fn read_snapshot(file: &PathBuf) -> Result<(Snapshot, String), Error> {
+fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String), Error> {
+    use crate::config::load::{ReadError, read_text_capped, size_text};
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::Input(format!("cannot read snapshot {name}: {e}")))?;
+    let text = read_text_capped(file, crate::snapshot::MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::TooLarge { cap } => Error::Input(format!(
+            "snapshot {name} is larger than {}, the limit for snapshots; it was not read",
+            size_text(cap)
+        )),
+        e => Error::Input(format!("cannot read snapshot {name}: {e}")),
+    })?;
     let snapshot = Snapshot::parse(&name, &text).map_err(|d| {
         let mut sources = crate::diagnostic::Sources::default();
         sources.insert(&name, &text);

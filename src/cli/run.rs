@@ -63,12 +63,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     let snapshot_token = match &args.snapshot_token_file {
         Some(path) => {
-            let token = std::fs::read_to_string(path).map_err(|e| {
-                Error::Input(format!(
-                    "cannot read --snapshot-token-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
             let token = token.trim().to_owned();
             if token.len() < 16 {
                 return Err(Error::Input(format!(
