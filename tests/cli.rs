@@ -672,3 +672,20 @@ fn secret_files_are_capped_and_never_block() {
             .stderr(predicate::str::contains(expected));
     }
 }
+
+#[test]
+fn service_durations_have_an_upper_bound() {
+    for flag in ["--interval", "--reread", "--consistency-window"] {
+        flexsync()
+            .args(["run", "examples/full.yaml", "--sandbox", flag, "1000d"])
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "invalid value '1000d' for '{flag} <DURATION>'"
+            )))
+            .stderr(predicate::str::contains(
+                "longer than 24h, the longest flexsync accepts",
+            ));
+    }
+}
