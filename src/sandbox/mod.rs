@@ -81,6 +81,15 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// A seed or state file was refused before parsing: too large, not a
+    /// regular file, unreadable.
+    #[error("{path}: cannot read the {what}: {source}")]
+    Read {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: crate::config::load::ReadError,
+    },
     /// The seed is not valid YAML of the seed format.
     #[error("{path}:{line}:{column}: invalid seed: {message}")]
     SeedSyntax {

@@ -15,6 +15,10 @@ use super::state::World;
 const FORMAT: &str = "flexsync-sandbox-state";
 const VERSION: u32 = 1;
 
+/// Largest state file read. The biggest seed allowed (20,000 members) saves
+/// to about 10 MB; the rest is room for what a long session adds.
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Serialize)]
 struct StateFileRef<'a> {
     format: &'a str,
@@ -70,7 +74,13 @@ pub(crate) fn save(path: &Path, world: &World) -> Result<(), SandboxError> {
 
 /// Reads a state file written by [`save`].
 pub(crate) fn load(path: &Path) -> Result<World, SandboxError> {
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let text = crate::config::load::read_text_capped(path, MAX_STATE_BYTES).map_err(|source| {
+        SandboxError::Read {
+            path: path.display().to_string(),
+            what: "sandbox state",
+            source,
+        }
+    })?;
     let file: StateFile = serde_json::from_str(&text).map_err(|e| SandboxError::StateSyntax {
         path: path.display().to_string(),
         line: e.line(),
