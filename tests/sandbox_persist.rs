@@ -66,11 +66,16 @@ async fn a_restart_continues_from_the_state_file() {
     let (cfg, _) = config(|_| {});
     let sb = Sandbox::open(&state, &seed, cfg).unwrap();
     assert_eq!(sb.invitations(ENG, "zoe@example.com"), 0);
-    let leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
+    let mut leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(leftovers, ["sandbox.json"], "no temp files left behind");
+    leftovers.sort();
+    assert_eq!(
+        leftovers,
+        ["sandbox.json", "sandbox.json.lock"],
+        "no temp files left behind"
+    );
 }
 
 #[test]
@@ -136,6 +141,34 @@ teams:
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown user US999"), "{err}");
+}
+
+#[test]
+fn one_sandbox_owns_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sandbox.json");
+    let seed = Seed::bundled().unwrap();
+    let (cfg, _) = config(|_| {});
+    let owner = Sandbox::open(&state, &seed, cfg).unwrap();
+    let (cfg, _) = config(|_| {});
+    let err = Sandbox::open(&state, &seed, cfg).unwrap_err();
+    assert!(matches!(err, SandboxError::Locked { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{} is in use by another process (pid {}",
+            state.display(),
+            std::process::id()
+        )),
+        "{text}"
+    );
+    assert!(matches!(
+        Sandbox::reset(&state, &seed),
+        Err(SandboxError::Locked { .. })
+    ));
+    // Released with the last handle.
+    drop(owner);
+    Sandbox::reset(&state, &seed).unwrap();
 }
 
 #[test]

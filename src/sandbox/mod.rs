@@ -101,6 +101,15 @@ pub enum SandboxError {
     /// The seed parses but contradicts itself (unknown user, duplicate id...).
     #[error("{path}: invalid seed: {message}")]
     SeedInvalid { path: String, message: String },
+    /// Another process owns the state file (`holder`: its pid and command, when known).
+    #[error(
+        "{path} is in use by another process{}: one process at a time may own a sandbox state file",
+        .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Locked {
+        path: String,
+        holder: Option<String>,
+    },
     /// The state file is not a sandbox state file.
     #[error("{path}:{line}:{column}: invalid sandbox state: {message}")]
     StateSyntax {
@@ -133,6 +142,8 @@ pub(crate) struct Inner {
     pub runtime: Mutex<Runtime>,
     pub limiter: Mutex<RateLimiter>,
     pub state_file: Option<PathBuf>,
+    /// Held while any handle lives, so no other process writes the same file.
+    _state_lock: Option<persist::StateLock>,
 }
 
 /// Settings that `/_sandbox/` can change while running.
@@ -155,28 +166,39 @@ impl Sandbox {
 
     /// A sandbox persisted in `state_file`: continues from the file when it exists,
     /// otherwise starts from `seed` and creates the file.
+    ///
+    /// The sandbox owns the file until its last handle is dropped: opening a file that
+    /// another sandbox (in any process) owns is [`SandboxError::Locked`].
     pub fn open(
         state_file: impl Into<PathBuf>,
         seed: &Seed,
         config: SandboxConfig,
     ) -> Result<Self, SandboxError> {
         let path = state_file.into();
+        let lock = persist::lock(&path)?;
         if path.exists() {
             let world = persist::load(&path)?;
-            Ok(Self::build(world, config, Some(path)))
+            Ok(Self::build(world, config, Some((path, lock))))
         } else {
-            let sandbox = Self::build(seed.world(), config, Some(path));
+            let sandbox = Self::build(seed.world(), config, Some((path, lock)));
             sandbox.save()?;
             Ok(sandbox)
         }
     }
 
-    /// Overwrites `state_file` with the world of `seed` (`flexsync sandbox reset`).
+    /// Overwrites `state_file` with the world of `seed` (`flexsync sandbox reset`),
+    /// unless a running sandbox owns it ([`SandboxError::Locked`]).
     pub fn reset(state_file: &Path, seed: &Seed) -> Result<(), SandboxError> {
+        let _lock = persist::lock(state_file)?;
         persist::save(state_file, &seed.world())
     }
 
-    fn build(world: World, config: SandboxConfig, state_file: Option<PathBuf>) -> Self {
+    fn build(
+        world: World,
+        config: SandboxConfig,
+        state_file: Option<(PathBuf, persist::StateLock)>,
+    ) -> Self {
+        let (state_file, state_lock) = state_file.unzip();
         let runtime = Runtime {
             faults: FaultState::new(config.faults.clone()),
             consistency_delay: config.consistency_delay,
@@ -189,6 +211,7 @@ impl Sandbox {
                 runtime: Mutex::new(runtime),
                 limiter: Mutex::new(RateLimiter::default()),
                 state_file,
+                _state_lock: state_lock,
             }),
         }
     }
