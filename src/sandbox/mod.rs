@@ -58,7 +58,8 @@ pub use config::{
     Limits, OAuthClient, Precedence, Quirks, SandboxConfig, UnassignSuccess,
 };
 pub use faults::FaultSettings;
-pub use seed::{DEFAULT_SEED_YAML, Seed};
+pub use persist::MAX_STATE_BYTES;
+pub use seed::{DEFAULT_SEED_YAML, MAX_GENERATED_USERS, MAX_SEED_BYTES, MAX_SEED_MEMBERS, Seed};
 pub use server::serve;
 
 use faults::FaultState;
