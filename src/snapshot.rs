@@ -12,6 +12,12 @@ use crate::model::{Observed, ObservedTeam};
 /// Bumped whenever a reader of an older version could misread the file.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Largest snapshot flexsync reads. A team of 10,000 people with a few
+/// products each is a few megabytes, so this holds dozens of big teams; a
+/// larger file is refused from its size, before any of it is read (parsing
+/// takes about five times the file's size in memory).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The file's top level.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -452,3 +452,240 @@ fn a_large_declaration_within_the_size_cap_is_accepted() {
         .success()
         .stdout(predicate::str::contains("50000 user(s)"));
 }
+
+/// A generous safety net: a hang fails the test instead of the whole run.
+/// Nothing asserts how fast a command is.
+const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+const GOOD: &str = "version: 1\nteam: { id: \"100001\" }\nusers:\n  - { email: ada@example.com }\n";
+
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_yaml_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.yaml"), GOOD).unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    mkfifo(&fifo);
+    // In a directory: named with its kind, and the good file is still read.
+    flexsync()
+        .arg("validate")
+        .arg(dir.path())
+        .timeout(HANG_GUARD)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("pipe.yaml"))
+        .stderr(predicate::str::contains(
+            "FIFO (named pipe), not a regular file",
+        ));
+    // Named explicitly, and through a symlink.
+    let link = dir.path().join("link.yml");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    for path in [&fifo, &link] {
+        flexsync()
+            .arg("validate")
+            .arg(path)
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "FIFO (named pipe), not a regular file",
+            ));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_socket_named_yaml_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.yaml"), GOOD).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock.yaml")).unwrap();
+    flexsync()
+        .arg("validate")
+        .arg(dir.path())
+        .timeout(HANG_GUARD)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sock.yaml"))
+        .stderr(predicate::str::contains("socket, not a regular file"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_device_named_yaml_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/zero never ends; /dev/tty could block.
+    let link = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    flexsync()
+        .arg("validate")
+        .arg(dir.path())
+        .timeout(HANG_GUARD)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "character device, not a regular file",
+        ));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_end_in_a_diagnostic_naming_the_link() {
+    use std::os::unix::fs::symlink;
+    // `ln -s . x`, then two and three of them side by side and nested: each
+    // used to multiply the walk (7 s to minutes).
+    for links in [&["x"][..], &["x", "y"], &["x", "y", "sub/z"]] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/team.yaml"), GOOD).unwrap();
+        for link in links {
+            symlink(".", dir.path().join(link)).unwrap();
+        }
+        let assert = flexsync()
+            .args(["validate", "--format", "json"])
+            .arg(dir.path())
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1);
+        let diags: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        let messages: Vec<(String, String)> = diags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["file"].as_str().unwrap().to_owned(),
+                    d["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for link in links {
+            let path = dir.path().join(link).display().to_string();
+            assert!(
+                messages
+                    .iter()
+                    .any(|(f, m)| *f == path && m.contains("symlink loop")),
+                "{link}: {messages:?}"
+            );
+        }
+        // The loops are the only problem: the team itself was read once.
+        assert_eq!(messages.len(), links.len(), "{messages:?}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_to_directories_and_files_are_followed() {
+    use std::os::unix::fs::symlink;
+    // A ConfigMap-like layout: files are links into a hidden data directory,
+    // and a directory linked twice is read once.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("..2026_01_01");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("team.yaml"), GOOD).unwrap();
+    symlink("..2026_01_01", dir.path().join("..data")).unwrap();
+    symlink("..data/team.yaml", dir.path().join("team.yaml")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(
+        other.path().join("other.yaml"),
+        "version: 1\nteam: { id: \"100002\" }\nusers: []\n",
+    )
+    .unwrap();
+    symlink(other.path(), dir.path().join("a")).unwrap();
+    symlink(other.path(), dir.path().join("b")).unwrap();
+    flexsync()
+        .arg("validate")
+        .arg(dir.path())
+        .timeout(HANG_GUARD)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 file(s) valid: 2 team(s)"));
+}
+
+/// A sparse file: as large as `len` for every size check, nothing on disk.
+fn sparse(path: &std::path::Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+#[test]
+fn an_oversized_snapshot_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap.json");
+    sparse(&snap, 1024 * 1024 * 1024);
+    flexsync()
+        .args(["plan", "examples/full.yaml", "--observed"])
+        .arg(&snap)
+        .timeout(HANG_GUARD)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "snap.json is larger than 64 MiB, the limit for snapshots",
+        ));
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_files_are_capped_and_never_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.secret");
+    sparse(&big, 1024 * 1024 * 1024);
+    let fifo = dir.path().join("fifo.secret");
+    mkfifo(&fifo);
+    for (file, expected) in [
+        (&big, "larger than 64 KiB"),
+        (&fifo, "FIFO (named pipe), not a regular file"),
+    ] {
+        flexsync()
+            .args(["teams", "--client-id", "x", "--token-file"])
+            .arg(dir.path().join("token.json"))
+            .arg("--client-secret-file")
+            .arg(file)
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("cannot read --client-secret-file"))
+            .stderr(predicate::str::contains(expected));
+        flexsync()
+            .args([
+                "run",
+                "examples/full.yaml",
+                "--sandbox",
+                "--snapshot-token-file",
+            ])
+            .arg(file)
+            .current_dir(dir.path())
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "cannot read --snapshot-token-file",
+            ))
+            .stderr(predicate::str::contains(expected));
+    }
+}
+
+#[test]
+fn service_durations_have_an_upper_bound() {
+    for flag in ["--interval", "--reread", "--consistency-window"] {
+        flexsync()
+            .args(["run", "examples/full.yaml", "--sandbox", flag, "1000d"])
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "invalid value '1000d' for '{flag} <DURATION>'"
+            )))
+            .stderr(predicate::str::contains(
+                "longer than 24h, the longest flexsync accepts",
+            ));
+    }
+}

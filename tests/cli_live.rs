@@ -342,12 +342,85 @@ fn a_second_process_cannot_clobber_the_embedded_sandbox() {
     let mut err = BufReader::new(service.stderr.take().unwrap());
     let _service = Server(service);
     line_with(&mut err, "flexsync is running");
+    let holder = "in use by another process (pid ";
     flexsync(dir.path())
         .args(["plan", "--sandbox"])
         .arg(example("full.yaml"))
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(
-            "another flexsync process is using the embedded sandbox",
-        ));
+        .stderr(predicate::str::contains(holder))
+        .stderr(predicate::str::contains(": flexsync run --sandbox)"))
+        .stderr(predicate::str::contains("--api-url"));
+    // Neither serve nor reset may take the state from under it (serve used
+    // to be recommended here, and its admin endpoints overwrote the
+    // service's changes).
+    for args in [
+        &[
+            "sandbox",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            ".flexsync/sandbox.json",
+        ][..],
+        &["sandbox", "reset"],
+    ] {
+        flexsync(dir.path())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
+            .stderr(predicate::str::contains(": flexsync run --sandbox)"));
+    }
+}
+
+#[test]
+fn a_served_state_file_has_one_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = StdCommand::new(bin())
+        .current_dir(dir.path())
+        .args([
+            "sandbox",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            ".flexsync/sandbox.json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let server = Server(server);
+    line_with(&mut err, "Sandbox serving");
+    let by_serve = ": flexsync sandbox serve)";
+    let full = example("full.yaml").display().to_string();
+    for args in [
+        &["plan", "--sandbox", full.as_str()][..],
+        &[
+            "sandbox",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            ".flexsync/sandbox.json",
+        ],
+        &["sandbox", "reset"],
+    ] {
+        flexsync(dir.path())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
+            .stderr(predicate::str::contains(by_serve));
+    }
+    // The owner is gone: the lock goes with it.
+    drop(server);
+    flexsync(dir.path())
+        .args(["sandbox", "reset"])
+        .assert()
+        .success();
 }

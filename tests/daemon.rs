@@ -765,3 +765,61 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
         svc.logs()
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_service() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let mut svc = Service::start(&s, &dir, &[]);
+    svc.converged().await;
+
+    // A FIFO named like a declaration used to hang the reload for good.
+    let fifo = dir.join("pipe.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(10, "the FIFO reported on /status", || async {
+        let st = svc.status().await;
+        st["declaration"]["valid"] == false
+            && st["declaration"]["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("FIFO (named pipe), not a regular file"))
+    })
+    .await;
+    // Passes go on under the last good declaration: drift is still repaired.
+    s.admin(
+        Method::DELETE,
+        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
+        None,
+    )
+    .await;
+    eventually(10, "drift repaired", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    // And SIGTERM still stops it.
+    let pid = svc.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = svc.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -66,11 +66,16 @@ async fn a_restart_continues_from_the_state_file() {
     let (cfg, _) = config(|_| {});
     let sb = Sandbox::open(&state, &seed, cfg).unwrap();
     assert_eq!(sb.invitations(ENG, "zoe@example.com"), 0);
-    let leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
+    let mut leftovers: Vec<_> = std::fs::read_dir(state.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(leftovers, ["sandbox.json"], "no temp files left behind");
+    leftovers.sort();
+    assert_eq!(
+        leftovers,
+        ["sandbox.json", "sandbox.json.lock"],
+        "no temp files left behind"
+    );
 }
 
 #[test]
@@ -136,4 +141,107 @@ teams:
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown user US999"), "{err}");
+}
+
+#[test]
+fn one_sandbox_owns_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sandbox.json");
+    let seed = Seed::bundled().unwrap();
+    let (cfg, _) = config(|_| {});
+    let owner = Sandbox::open(&state, &seed, cfg).unwrap();
+    let (cfg, _) = config(|_| {});
+    let err = Sandbox::open(&state, &seed, cfg).unwrap_err();
+    assert!(matches!(err, SandboxError::Locked { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{} is in use by another process (pid {}",
+            state.display(),
+            std::process::id()
+        )),
+        "{text}"
+    );
+    assert!(matches!(
+        Sandbox::reset(&state, &seed),
+        Err(SandboxError::Locked { .. })
+    ));
+    // Released with the last handle.
+    drop(owner);
+    Sandbox::reset(&state, &seed).unwrap();
+}
+
+#[test]
+fn an_oversized_state_or_seed_file_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sandbox.json");
+    std::fs::File::create(&state)
+        .unwrap()
+        .set_len(1024 * 1024 * 1024)
+        .unwrap();
+    let (cfg, _) = config(|_| {});
+    let err = Sandbox::open(&state, &Seed::bundled().unwrap(), cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot read the sandbox state: it is larger than 64 MiB"),
+        "{err}"
+    );
+    let seed = dir.path().join("seed.yaml");
+    std::fs::File::create(&seed)
+        .unwrap()
+        .set_len(1024 * 1024 * 1024)
+        .unwrap();
+    let err = Seed::from_file(&seed).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: cannot read the seed: it is larger than 4 MiB",
+            seed.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn seeds_are_parsed_under_budgets_and_generated_users_are_bounded() {
+    let team = |id: &str, generated: u32| {
+        format!(
+            "  - {{ id: \"{id}\", name: T{id}, generatedUsers: {generated}, pools: [{{ productId: p, productName: P, unlimited: true, startDate: 2025-01-01T00:00:00Z, endDate: 2099-01-01T00:00:00Z }}] }}\n"
+        )
+    };
+    let admins = "admins:\n  - { id: A1, email: a@example.com, firstName: A, lastName: One, administers: [\"7\"] }\nteams:\n";
+    let err = Seed::parse(&format!("{admins}{}", team("7", 4_000_000_000)), "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("team 7 asks for generatedUsers: 4000000000; the sandbox makes at most 10000"),
+        "{err}"
+    );
+    // Within the per-team bound, but too many altogether.
+    let many: String = (1..=3).map(|n| team(&n.to_string(), 10_000)).collect();
+    let err = Seed::parse(&format!("{admins}{many}"), "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("with team 3 the seed has more than 20000"),
+        "{err}"
+    );
+    // The largest team allowed is built.
+    let seed = Seed::parse(&format!("{}{}", admins, team("7", 10_000)), "s.yaml").unwrap();
+    let (cfg, _) = config(|_| {});
+    let state = Sandbox::new(&seed, cfg).state_json();
+    assert_eq!(
+        state["teams"]["7"]["members"].as_array().unwrap().len(),
+        10_000
+    );
+    // Parsed under budgets tighter than the YAML library's defaults: a
+    // thousand anchors is more than any seed needs.
+    let domains: Vec<String> = (0..1_001).map(|i| format!("&d{i} d{i}.example")).collect();
+    let yaml = format!(
+        "{admins}  - {{ id: \"7\", name: T, domains: [{}] }}\n",
+        domains.join(", ")
+    );
+    let err = Seed::parse(&yaml, "anchors.yaml").unwrap_err().to_string();
+    assert!(err.starts_with("anchors.yaml:"), "{err}");
+    assert!(err.contains("budget"), "{err}");
 }

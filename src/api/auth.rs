@@ -239,7 +239,7 @@ pub fn random_token(bytes: usize) -> Result<String, ApiError> {
 const TOKEN_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// Token files are a few hundred bytes; anything far larger is not one.
-const MAX_TOKEN_FILE: u64 = 1 << 20;
+pub const MAX_TOKEN_FILE_BYTES: u64 = 1 << 20;
 
 /// The token file, shared by every flexsync process given the same path.
 ///
@@ -287,14 +287,20 @@ impl TokenStore {
     /// lock: it sees the old or the new tokens, never half. A file others
     /// may read is made 0600 first, with a warning.
     pub fn load(&self) -> Result<Option<Tokens>, ApiError> {
-        let file = match std::fs::File::open(&self.path) {
+        use crate::input_file::{ReadError, open_regular};
+        let (file, len) = match open_regular(&self.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.error(e)),
         };
         self.make_private(&file)?;
+        if len > MAX_TOKEN_FILE_BYTES {
+            return Err(self.error(ReadError::TooLarge {
+                cap: MAX_TOKEN_FILE_BYTES,
+            }));
+        }
         let mut bytes = Vec::new();
-        file.take(MAX_TOKEN_FILE)
+        file.take(MAX_TOKEN_FILE_BYTES)
             .read_to_end(&mut bytes)
             .map_err(|e| self.error(e))?;
         serde_json::from_slice(&bytes)

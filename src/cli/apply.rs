@@ -17,7 +17,7 @@ use crate::render::{Context, Format};
 use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
-use super::plan::{GuardArgs, PlanKeyArgs, make_plan, read_capped, render};
+use super::plan::{GuardArgs, PlanKeyArgs, make_plan, render};
 use super::{Lenient, stdout_color};
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,9 @@ fn looks_saved(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 64];
-    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    let Ok(n) = crate::input_file::open_regular(path)
+        .map_err(|_| ())
+        .and_then(|(mut f, _)| std::io::Read::read(&mut f, &mut head).map_err(|_| ()))
     else {
         return false;
     };
@@ -190,10 +192,8 @@ fn read_saved(
     args: &ApplyArgs,
 ) -> Result<(SavedPlan, String), Error> {
     let name = file.display().to_string();
-    let bytes = read_capped(file, crate::planfile::MAX_FILE_BYTES)
+    let text = crate::input_file::read_text_capped(file, crate::planfile::MAX_FILE_BYTES)
         .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Input(format!("{name}: not a flexsync saved plan: not UTF-8")))?;
     let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
     saved
         .verify(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
 use crate::api::{self, CallObserver, Client, ClientConfig, SystemClock, login};
-use crate::sandbox::{self, Sandbox, SandboxConfig, Seed};
+use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError, Seed};
 
 /// Where the embedded sandbox keeps its state, relative to the working
 /// directory (ignored by git).
@@ -59,13 +59,12 @@ pub struct Connection {
 }
 
 /// The in-process sandbox; dropping it stops the server (its state is
-/// saved after every change).
+/// saved after every change). The running sandbox owns its state file, so a
+/// second process cannot load the state and then overwrite this one's
+/// changes with its own.
 pub struct EmbeddedSandbox {
     pub base_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// Held while running: a second process would load the state, then
-    /// overwrite this one's changes with its own.
-    _lock: std::fs::File,
 }
 
 impl Drop for EmbeddedSandbox {
@@ -74,6 +73,18 @@ impl Drop for EmbeddedSandbox {
             let _ = stop.send(());
         }
     }
+}
+
+/// Largest secret file flexsync reads (`--client-secret-file`,
+/// `--snapshot-token-file`): a secret is a line of text, and the cap keeps a
+/// mistyped path (a log, a device) from being read whole into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a file holding a secret, named in errors by the `flag` that gave
+/// it; never quotes the content.
+pub(crate) fn read_secret_file(path: &Path, flag: &str) -> Result<String, Error> {
+    crate::input_file::read_text_capped(path, MAX_SECRET_FILE_BYTES)
+        .map_err(|e| Error::Input(format!("cannot read {flag} {}: {e}", path.display())))
 }
 
 /// flexsync's directory for state that must survive restarts:
@@ -113,12 +124,7 @@ fn budget_dir(tokens: &TokenSource) -> PathBuf {
 impl ConnectArgs {
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
         if let Some(path) = &self.client_secret_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Input(format!(
-                    "cannot read --client-secret-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = read_secret_file(path, "--client-secret-file")?;
             return Ok(Some(Secret::new(text.trim())));
         }
         Ok(std::env::var("FLEXSYNC_CLIENT_SECRET")
@@ -234,43 +240,25 @@ fn try_open_browser(url: &str) {
         .spawn();
 }
 
-/// One process at a time may use the embedded sandbox's state.
-fn lock_sandbox() -> Result<std::fs::File, Error> {
-    let path = Path::new(SANDBOX_STATE).with_extension("lock");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Input(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Input(format!(
-            "another flexsync process is using the embedded sandbox in {} (e.g. `flexsync run --sandbox`); \
-             to share one sandbox between processes, start `flexsync sandbox serve --state {SANDBOX_STATE}` \
-             and point them at it with --api-url",
-            path.parent()
-                .map_or(".".into(), |d| d.display().to_string())
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::Input(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
-}
-
 /// Starts the embedded sandbox and logs in to it the way a real login
 /// works: authorize (auto-approved), callback listener, code + PKCE exchange.
 async fn connect_sandbox(
     args: &ConnectArgs,
     observer: Option<Arc<dyn CallObserver>>,
 ) -> Result<Connection, Error> {
-    let lock = lock_sandbox()?;
     let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
-    let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default())
-        .map_err(|e| Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")))?;
+    // The sandbox owns its state file (an exclusive lock) until the server
+    // task ends, after its last save.
+    let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default()).map_err(|e| {
+        match e {
+            SandboxError::Locked { .. } => Error::Input(format!(
+                "{e}. Wait for that process to finish, or stop it. To use one sandbox from \
+                 several processes, serve it with `flexsync sandbox serve --state {SANDBOX_STATE}` \
+                 (it then owns the state) and point them all at it with --api-url; see docs/sandbox.md"
+            )),
+            e => Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")),
+        }
+    })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
@@ -285,7 +273,6 @@ async fn connect_sandbox(
     let embedded = EmbeddedSandbox {
         base_url: base_url.clone(),
         stop: Some(tx),
-        _lock: lock,
     };
     // No shared budget: one process at a time runs the embedded sandbox
     // (its lock), and each run serves on a new port with fresh counts.

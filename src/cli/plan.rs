@@ -62,31 +62,13 @@ impl PlanKeyArgs {
         let Some(path) = self.plan_key.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
             return Ok(None);
         };
-        let bytes = read_capped(path, PlanKey::MAX_BYTES as u64 + 64)
+        let bytes = crate::input_file::read_capped(path, PlanKey::MAX_BYTES as u64 + 64)
             .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))?;
         warn_if_shared(path);
         PlanKey::new(&bytes)
             .map(Some)
             .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))
     }
-}
-
-/// Reads at most `cap` bytes; a longer file is an error, not truncated.
-pub(crate) fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > cap {
-        return Err(format!("larger than {cap} bytes"));
-    }
-    Ok(bytes)
 }
 
 /// A key others can read proves little; say so once.
@@ -282,10 +264,16 @@ pub async fn make_plan(
     })
 }
 
-fn read_snapshot(file: &PathBuf) -> Result<(Snapshot, String), Error> {
+fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String), Error> {
+    use crate::input_file::{ReadError, read_text_capped, size_text};
     let name = file.display().to_string();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::Input(format!("cannot read snapshot {name}: {e}")))?;
+    let text = read_text_capped(file, crate::snapshot::MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::TooLarge { cap } => Error::Input(format!(
+            "snapshot {name} is larger than {}, the limit for snapshots; it was not read",
+            size_text(cap)
+        )),
+        e => Error::Input(format!("cannot read snapshot {name}: {e}")),
+    })?;
     let snapshot = Snapshot::parse(&name, &text).map_err(|d| {
         let mut sources = crate::diagnostic::Sources::default();
         sources.insert(&name, &text);

@@ -21,7 +21,7 @@ pub struct RunArgs {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Period between passes per team, which repairs drift (e.g. 30s, 10m,
-    /// 1h); ±10% jitter is added.
+    /// 1h; at most 24h); ±10% jitter is added.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Address of /healthz, /readyz, /metrics, /status and /snapshot.
@@ -40,11 +40,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
     /// How long the service trusts its own writes over a team-wide list
-    /// that has not caught up yet (the API is eventually consistent).
+    /// that has not caught up yet (the API is eventually consistent; at
+    /// most 24h).
     #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
     pub consistency_window: Duration,
     /// Re-read the files this often even without file events (lost events,
-    /// network filesystems).
+    /// network filesystems; at most 24h).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub reread: Duration,
     /// A changed declaration is acted on only once the files read the same
@@ -67,13 +68,32 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// The longest `--interval`, `--reread` and `--consistency-window`. A day
+/// is already far slower than drift repair is useful, and a bound keeps
+/// the service's arithmetic on them (a degraded team waits 4 intervals,
+/// deadlines are `now + duration`) far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s.parse().map_err(|_| {
-        format!("{s:?} is not a duration: write a number and a unit, like 30s, 10m or 1h")
-    })?;
+    const SHAPE: &str = "write a number and a unit, like 30s, 10m or 1h";
+    // A SignedDuration takes hours and smaller; days are read as 24 hours
+    // (there is no calendar here), so `1000d` is refused for its length
+    // rather than for its spelling.
+    let d = match s.parse::<jiff::SignedDuration>() {
+        Ok(d) => d,
+        Err(_) => s
+            .parse::<jiff::Span>()
+            .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+            .map_err(|_| format!("{s:?} is not a duration: {SHAPE}"))?,
+    };
     let d = Duration::try_from(d).map_err(|_| format!("{s:?} must not be negative"))?;
     if d.is_zero() {
         return Err(format!("{s:?} must be longer than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s:?} is longer than 24h, the longest flexsync accepts"
+        ));
     }
     Ok(d)
 }
@@ -81,12 +101,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     let snapshot_token = match &args.snapshot_token_file {
         Some(path) => {
-            let token = std::fs::read_to_string(path).map_err(|e| {
-                Error::Input(format!(
-                    "cannot read --snapshot-token-file {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
             let token = token.trim().to_owned();
             if token.len() < 16 {
                 return Err(Error::Input(format!(
@@ -133,4 +148,31 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     drop(conn);
     tracing::info!("stopped");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded_with_a_clear_message() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("1d"), Ok(MAX_DURATION));
+        for long in ["1000d", "25h", "86401s", "2w", "100000000000h"] {
+            let err = parse_duration(long).unwrap_err();
+            assert!(err.contains("longer than 24h"), "{long}: {err}");
+        }
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
 }

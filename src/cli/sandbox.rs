@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::Error;
-use crate::sandbox::{Sandbox, SandboxConfig, Seed, serve};
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError, Seed, serve};
 
 use super::connect::SANDBOX_STATE;
 
@@ -20,7 +20,9 @@ pub enum SandboxCommand {
         #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
         listen: String,
         /// State file, created from the seed when missing; every change is
-        /// saved to it. Without it, state lives in memory only.
+        /// saved to it. Without it, state lives in memory only. The server
+        /// owns the file while it runs: `--sandbox` and `sandbox reset` on
+        /// the same file are refused until it stops.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
         /// Seed YAML (teams, users, pools, assignments). Default: the
@@ -32,7 +34,7 @@ pub enum SandboxCommand {
         admin_endpoints: bool,
     },
     /// Restore the embedded sandbox's state (.flexsync/sandbox.json, or
-    /// --state) from the seed.
+    /// --state) from the seed. Refused while a process uses that state.
     Reset {
         /// The state file to overwrite.
         #[arg(long, value_name = "FILE", default_value = SANDBOX_STATE)]
@@ -41,6 +43,15 @@ pub enum SandboxCommand {
         #[arg(long, value_name = "FILE")]
         seed: Option<PathBuf>,
     },
+}
+
+/// A state file another process owns gets a next step; other errors speak
+/// for themselves.
+fn state_error(e: SandboxError) -> Error {
+    match e {
+        SandboxError::Locked { .. } => Error::Input(format!("{e}. Stop that process first.")),
+        e => Error::Input(e.to_string()),
+    }
 }
 
 fn seed(path: Option<&PathBuf>) -> Result<Seed, Error> {
@@ -61,7 +72,7 @@ pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
             if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Sandbox::reset(&state, &seed).map_err(|e| Error::Input(e.to_string()))?;
+            Sandbox::reset(&state, &seed).map_err(state_error)?;
             eprintln!("Sandbox state {} restored from the seed.", state.display());
             Ok(0)
         }
@@ -77,9 +88,7 @@ pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
                 ..SandboxConfig::default()
             };
             let sandbox = match &state {
-                Some(path) => {
-                    Sandbox::open(path, &seed, config).map_err(|e| Error::Input(e.to_string()))?
-                }
+                Some(path) => Sandbox::open(path, &seed, config).map_err(state_error)?,
                 None => Sandbox::new(&seed, config),
             };
             super::runtime()?.block_on(async move {

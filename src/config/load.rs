@@ -1,21 +1,33 @@
 //! Reading desired-state files from disk and parsing them, defensively.
 //!
 //! Files come from pull requests, so any of them may be hostile: huge, binary,
-//! not UTF-8, an alias bomb, nested a thousand levels deep. Each such file
-//! becomes a diagnostic; nothing here panics or runs unbounded.
+//! not UTF-8, an alias bomb, nested a thousand levels deep, a FIFO that never
+//! delivers a byte, a symlink that leads back to its own directory. Each such
+//! file becomes a diagnostic; nothing here panics, blocks or runs unbounded.
+//! Files are opened through [`crate::input_file`], like every file flexsync
+//! did not write itself.
 
-use std::fs;
-use std::io::Read;
+use std::collections::BTreeSet;
+use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 
 use serde_saphyr::MessageFormatter;
 
 use super::format::Document;
 use crate::diagnostic::{Diagnostic, Sources};
+use crate::input_file::{ReadError, read_capped, size_text};
 
 /// Desired-state files are hand-written; a few thousand users fit in well
 /// under a megabyte. The cap keeps a hostile 10 GB file from being read.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Directories below a named one are followed this deep: real layouts
+/// (teams/region/…, a ConfigMap mount, a git-sync worktree) use a handful.
+pub const MAX_WALK_DEPTH: usize = 32;
+
+/// Directory entries a walk looks at before giving up: a symlink to `/` or
+/// to a huge tree must end in a diagnostic, not a walk of the whole disk.
+pub const MAX_WALK_ENTRIES: usize = 100_000;
 
 /// One parsed document and where it came from.
 #[derive(Debug)]
@@ -30,48 +42,177 @@ pub struct ParsedDocument {
 /// Expands the paths given on the command line into the YAML files to read:
 /// a file as is, a directory as every `*.yaml`/`*.yml` below it in sorted
 /// order. Hidden entries are skipped, which also skips the `..data` and
-/// `..2026_…` twins of a Kubernetes ConfigMap mount.
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut files = Vec::new();
+/// `..2026_…` twins of a Kubernetes ConfigMap mount. Symlinks are followed
+/// (ConfigMaps and git-sync are made of them), but a directory that leads
+/// back to one of its ancestors is a diagnostic, and so are walks deeper or
+/// wider than [`MAX_WALK_DEPTH`] and [`MAX_WALK_ENTRIES`]. Problems are
+/// collected, so the files that can be read are still checked.
+pub fn expand_paths(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut walk = Walk::default();
     for path in paths {
-        let meta = fs::metadata(path)
-            .map_err(|e| Diagnostic::error(&display(path), 0, 0, format!("cannot read: {e}")))?;
-        if meta.is_dir() {
-            walk(path, &mut files)?;
-        } else {
-            files.push(path.clone());
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => walk.dir(path, &meta, &mut Vec::new()),
+            // Anything else is read (or refused) by `read_file`, which
+            // names FIFOs and devices.
+            Ok(_) => walk.files.push(path.clone()),
+            Err(e) => walk.diagnostics.push(Diagnostic::error(
+                &display(path),
+                0,
+                0,
+                format!("cannot read: {e}"),
+            )),
         }
     }
+    let Walk {
+        mut files,
+        diagnostics,
+        ..
+    } = walk;
     // The same file reached twice (a directory and a file in it, `./a` and
     // `a`) is read once.
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     files.retain(|f| seen.insert(fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
-    Ok(files)
+    (files, diagnostics)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Diagnostic> {
-    let entries = fs::read_dir(dir)
-        .map_err(|e| Diagnostic::error(&display(dir), 0, 0, format!("cannot list: {e}")))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_none_or(|n| n.starts_with('.'));
-        if hidden {
-            continue;
+/// What identifies a directory however it is reached: device and inode
+/// (elsewhere, the canonical path).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct DirId(#[cfg(unix)] (u64, u64), #[cfg(not(unix))] PathBuf);
+
+#[cfg(unix)]
+fn dir_id(_path: &Path, meta: &Metadata) -> Option<DirId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(DirId((meta.dev(), meta.ino())))
+}
+
+#[cfg(not(unix))]
+fn dir_id(path: &Path, _meta: &Metadata) -> Option<DirId> {
+    fs::canonicalize(path).ok().map(DirId)
+}
+
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    diagnostics: Vec<Diagnostic>,
+    /// Every directory listed so far: one reached again through another
+    /// symlink is not listed twice, so links cannot multiply the work.
+    visited: BTreeSet<DirId>,
+    entries: usize,
+    gave_up: bool,
+}
+
+impl Walk {
+    /// Lists `dir`; `ancestors` are the directories above it on this path.
+    fn dir(&mut self, dir: &Path, meta: &Metadata, ancestors: &mut Vec<(DirId, PathBuf)>) {
+        if self.gave_up {
+            return;
         }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
+        let Some(id) = dir_id(dir, meta) else {
+            self.diagnostics.push(Diagnostic::error(
+                &display(dir),
+                0,
+                0,
+                "cannot resolve this directory",
+            ));
+            return;
+        };
+        if let Some((_, ancestor)) = ancestors.iter().find(|(a, _)| *a == id) {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    &display(dir),
+                    0,
+                    0,
+                    format!(
+                        "symlink loop: this leads back to {}, a directory that contains it",
+                        display(ancestor)
+                    ),
+                )
+                .with_help("remove the symlink, or point it at a directory outside this one"),
+            );
+            return;
+        }
+        if !self.visited.insert(id.clone()) {
+            return;
+        }
+        if ancestors.len() >= MAX_WALK_DEPTH {
+            self.diagnostics.push(Diagnostic::error(
+                &display(dir),
+                0,
+                0,
+                format!(
+                    "directories nest more than {MAX_WALK_DEPTH} levels deep below the path given"
+                ),
+            ));
+            return;
+        }
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::error(
+                    &display(dir),
+                    0,
+                    0,
+                    format!("cannot list: {e}"),
+                ));
+                return;
+            }
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            self.entries += 1;
+            if self.entries > MAX_WALK_ENTRIES {
+                self.gave_up = true;
+                let root = ancestors.first().map_or(dir, |(_, p)| p.as_path());
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        &display(root),
+                        0,
+                        0,
+                        format!(
+                            "more than {MAX_WALK_ENTRIES} directory entries below this path; \
+                             flexsync stopped looking for declarations"
+                        ),
+                    )
+                    .with_help("is there a symlink pointing outside the declaration?"),
+                );
+                return;
+            }
+            if let Ok(entry) = entry {
+                paths.push(entry.path());
+            }
+        }
+        paths.sort();
+        for path in paths {
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_none_or(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            let yaml = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            // Follows symlinks: a link to a directory is walked, a link
+            // to a file is read. stat never blocks, even on a FIFO.
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    ancestors.push((id.clone(), dir.to_path_buf()));
+                    self.dir(&path, &meta, ancestors);
+                    ancestors.pop();
+                    if self.gave_up {
+                        return;
+                    }
+                }
+                // A dangling link, a FIFO, a socket named *.yaml: `read_file`
+                // says what is wrong with it.
+                _ if yaml => self.files.push(path),
+                _ => {}
+            }
         }
     }
-    Ok(())
 }
 
 /// The name a path is shown with in messages.
@@ -83,24 +224,26 @@ pub fn display(path: &Path) -> String {
 /// is readable, so diagnostics can show snippets.
 pub fn read_file(path: &Path, sources: &mut Sources) -> Result<Vec<ParsedDocument>, Diagnostic> {
     let name = display(path);
-    let file = fs::File::open(path)
-        .map_err(|e| Diagnostic::error(&name, 0, 0, format!("cannot read: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Diagnostic::error(&name, 0, 0, format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Diagnostic::error(
+    let bytes = read_capped(path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::NotRegular { .. } => Diagnostic::error(
+            &name,
+            0,
+            0,
+            format!("{e}; flexsync reads declarations from regular files only"),
+        )
+        .with_help("remove it, or give it a name that does not end in .yaml or .yml"),
+        ReadError::TooLarge { .. } => Diagnostic::error(
             &name,
             0,
             0,
             format!(
-                "file is larger than {} MiB; desired-state files are hand-written YAML",
-                MAX_FILE_BYTES / (1024 * 1024)
+                "file is larger than {}; desired-state files are hand-written YAML",
+                size_text(MAX_FILE_BYTES)
             ),
         )
-        .with_help("split the declaration into several files in one directory"));
-    }
+        .with_help("split the declaration into several files in one directory"),
+        ReadError::Io(e) => Diagnostic::error(&name, 0, 0, format!("cannot read: {e}")),
+    })?;
     let text = decode(&name, bytes)?;
     sources.insert(&name, &text);
     parse_text(&name, &text)
@@ -230,6 +373,54 @@ mod tests {
     fn positions_of_bad_bytes() {
         assert_eq!(position_of(b""), (1, 1));
         assert_eq!(position_of(b"ab\ncd"), (2, 3));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_from_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        // Sparse: refused from its length, nothing is read.
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(1024 * 1024 * 1024)
+            .unwrap();
+        let err = read_capped(&path, MAX_FILE_BYTES).unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "it is larger than 4 MiB, the limit for this kind of file"
+        );
+        fs::write(&path, "four").unwrap();
+        assert_eq!(read_capped(&path, 4).unwrap(), b"four");
+        assert!(matches!(
+            read_capped(&path, 3),
+            Err(ReadError::TooLarge { cap: 3 })
+        ));
+    }
+
+    #[test]
+    fn a_directory_is_not_read_as_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_capped(dir.path(), 10).unwrap_err();
+        assert_eq!(err.to_string(), "it is a directory, not a regular file");
+    }
+
+    #[test]
+    fn walks_stop_at_the_depth_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dir = root.path().to_path_buf();
+        for _ in 0..=MAX_WALK_DEPTH {
+            dir.push("d");
+        }
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("deep.yaml"), "version: 1\n").unwrap();
+        let (files, diags) = expand_paths(&[root.path().to_path_buf()]);
+        assert!(files.is_empty(), "{files:?}");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].message.contains("more than 32 levels"),
+            "{diags:?}"
+        );
     }
 
     #[test]

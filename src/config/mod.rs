@@ -52,19 +52,8 @@ impl Loaded {
 /// others from being checked, so one run reports everything.
 pub fn load(paths: &[PathBuf]) -> Loaded {
     let mut sources = Sources::default();
-    let mut diagnostics = Vec::new();
-    let files = match load::expand_paths(paths) {
-        Ok(files) => files,
-        Err(d) => {
-            return Loaded {
-                desired: Desired::default(),
-                diagnostics: vec![d],
-                sources,
-                files: Vec::new(),
-            };
-        }
-    };
-    if files.is_empty() {
+    let (files, mut diagnostics) = load::expand_paths(paths);
+    if files.is_empty() && diagnostics.is_empty() {
         diagnostics.push(Diagnostic::error(
             &paths
                 .iter()

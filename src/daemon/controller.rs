@@ -102,8 +102,17 @@ impl Controller {
     /// Reads the files. Content already in force changes nothing (SIGHUP
     /// still makes every team due); new content is adopted only when it was
     /// read unchanged a settle window earlier.
-    pub fn look(&mut self, force: bool) {
-        let loaded = config::load(&self.settings.paths);
+    pub async fn look(&mut self, force: bool) {
+        // Off the event loop: a slow network filesystem must not stall
+        // passes, signals or the watchdog.
+        let paths = self.settings.paths.clone();
+        let loaded = match tokio::task::spawn_blocking(move || config::load(&paths)).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the declaration failed");
+                return;
+            }
+        };
         let digest = loaded.digest();
         let in_force = self.in_force.as_ref().map(|f| f.digest.as_str());
         if loaded.is_valid() && in_force == Some(digest.as_str()) {

@@ -102,7 +102,7 @@ pub async fn run(
 
     let mut ctl = Controller::new(settings, shared.clone(), metrics, client, shutdown.clone());
     let mut announced_ready = false;
-    ctl.look(true);
+    ctl.look(true).await;
     loop {
         if !announced_ready && ctl.has_declaration() {
             systemd::ready(&shared.summary());
@@ -121,13 +121,13 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "a reconcile task failed"),
                 }
             }
-            Some(()) = changes.recv() => ctl.look(false),
+            Some(()) = changes.recv() => ctl.look(false).await,
             Some(()) = hangups.recv() => {
                 tracing::info!("SIGHUP: re-reading the declaration and reconciling every team");
-                ctl.look(true);
+                ctl.look(true).await;
             }
-            _ = reread.tick() => ctl.look(false),
-            _ = sleep_until(settle_at), if settle_at.is_some() => ctl.look(false),
+            _ = reread.tick() => ctl.look(false).await,
+            _ = sleep_until(settle_at), if settle_at.is_some() => ctl.look(false).await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::ping(),
             _ = tokio::time::sleep(sleep_for) => {}
         }

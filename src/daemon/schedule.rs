@@ -91,7 +91,9 @@ impl TeamSchedule {
         self.failures = 0;
         self.degraded = false;
         let factor = 1.0 + pacing.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        self.next_at = after(now, pacing.interval.mul_f64(factor.max(0.0)));
+        let wait = Duration::try_from_secs_f64(pacing.interval.as_secs_f64() * factor.max(0.0))
+            .unwrap_or(Duration::MAX);
+        self.next_at = after(now, wait);
         self.keep_pending(now);
     }
 

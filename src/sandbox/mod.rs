@@ -58,7 +58,8 @@ pub use config::{
     Limits, OAuthClient, Precedence, Quirks, SandboxConfig, UnassignSuccess,
 };
 pub use faults::FaultSettings;
-pub use seed::{DEFAULT_SEED_YAML, Seed};
+pub use persist::MAX_STATE_BYTES;
+pub use seed::{DEFAULT_SEED_YAML, MAX_GENERATED_USERS, MAX_SEED_BYTES, MAX_SEED_MEMBERS, Seed};
 pub use server::serve;
 
 use faults::FaultState;
@@ -81,6 +82,15 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// A seed or state file was refused before parsing: too large, not a
+    /// regular file, unreadable.
+    #[error("{path}: cannot read the {what}: {source}")]
+    Read {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: crate::input_file::ReadError,
+    },
     /// The seed is not valid YAML of the seed format.
     #[error("{path}:{line}:{column}: invalid seed: {message}")]
     SeedSyntax {
@@ -92,6 +102,15 @@ pub enum SandboxError {
     /// The seed parses but contradicts itself (unknown user, duplicate id...).
     #[error("{path}: invalid seed: {message}")]
     SeedInvalid { path: String, message: String },
+    /// Another process owns the state file (`holder`: its pid and command, when known).
+    #[error(
+        "{path} is in use by another process{}: one process at a time may own a sandbox state file",
+        .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Locked {
+        path: String,
+        holder: Option<String>,
+    },
     /// The state file is not a sandbox state file.
     #[error("{path}:{line}:{column}: invalid sandbox state: {message}")]
     StateSyntax {
@@ -124,6 +143,8 @@ pub(crate) struct Inner {
     pub runtime: Mutex<Runtime>,
     pub limiter: Mutex<RateLimiter>,
     pub state_file: Option<PathBuf>,
+    /// Held while any handle lives, so no other process writes the same file.
+    _state_lock: Option<persist::StateLock>,
 }
 
 /// Settings that `/_sandbox/` can change while running.
@@ -146,28 +167,39 @@ impl Sandbox {
 
     /// A sandbox persisted in `state_file`: continues from the file when it exists,
     /// otherwise starts from `seed` and creates the file.
+    ///
+    /// The sandbox owns the file until its last handle is dropped: opening a file that
+    /// another sandbox (in any process) owns is [`SandboxError::Locked`].
     pub fn open(
         state_file: impl Into<PathBuf>,
         seed: &Seed,
         config: SandboxConfig,
     ) -> Result<Self, SandboxError> {
         let path = state_file.into();
+        let lock = persist::lock(&path)?;
         if path.exists() {
             let world = persist::load(&path)?;
-            Ok(Self::build(world, config, Some(path)))
+            Ok(Self::build(world, config, Some((path, lock))))
         } else {
-            let sandbox = Self::build(seed.world(), config, Some(path));
+            let sandbox = Self::build(seed.world(), config, Some((path, lock)));
             sandbox.save()?;
             Ok(sandbox)
         }
     }
 
-    /// Overwrites `state_file` with the world of `seed` (`flexsync sandbox reset`).
+    /// Overwrites `state_file` with the world of `seed` (`flexsync sandbox reset`),
+    /// unless a running sandbox owns it ([`SandboxError::Locked`]).
     pub fn reset(state_file: &Path, seed: &Seed) -> Result<(), SandboxError> {
+        let _lock = persist::lock(state_file)?;
         persist::save(state_file, &seed.world())
     }
 
-    fn build(world: World, config: SandboxConfig, state_file: Option<PathBuf>) -> Self {
+    fn build(
+        world: World,
+        config: SandboxConfig,
+        state_file: Option<(PathBuf, persist::StateLock)>,
+    ) -> Self {
+        let (state_file, state_lock) = state_file.unzip();
         let runtime = Runtime {
             faults: FaultState::new(config.faults.clone()),
             consistency_delay: config.consistency_delay,
@@ -180,6 +212,7 @@ impl Sandbox {
                 runtime: Mutex::new(runtime),
                 limiter: Mutex::new(RateLimiter::default()),
                 state_file,
+                _state_lock: state_lock,
             }),
         }
     }

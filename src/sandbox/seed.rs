@@ -9,6 +9,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use serde_saphyr::MessageFormatter;
 
 use super::SandboxError;
 use super::state::{
@@ -17,6 +18,18 @@ use super::state::{
 
 /// The bundled default seed.
 pub const DEFAULT_SEED_YAML: &str = include_str!("seed.yaml");
+
+/// Largest seed file read: seeds are hand-written like declarations, and
+/// `generatedUsers` makes big teams without big files.
+pub const MAX_SEED_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Most `generatedUsers` one team may ask for: 100 pages of the largest
+/// page, plenty for pagination tests.
+pub const MAX_GENERATED_USERS: u32 = 10_000;
+
+/// Most team members (listed plus generated) in a whole seed: the state file
+/// holds them all and is rewritten on every change.
+pub const MAX_SEED_MEMBERS: usize = 20_000;
 
 /// A parsed and checked seed.
 #[derive(Clone, Debug)]
@@ -31,26 +44,61 @@ impl Seed {
     }
 
     /// Reads and checks a seed file.
+    /// Refuses a file over [`MAX_SEED_BYTES`] (from its size, unread), and
+    /// FIFOs and devices (without opening them in a way that blocks).
     pub fn from_file(path: &Path) -> Result<Self, SandboxError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Io {
-            path: path.display().to_string(),
-            source,
+        let text = crate::input_file::read_text_capped(path, MAX_SEED_BYTES).map_err(|source| {
+            SandboxError::Read {
+                path: path.display().to_string(),
+                what: "seed",
+                source,
+            }
         })?;
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Parses seed YAML; `source_name` names it in errors.
+    /// Parses seed YAML; `source_name` names it in errors. Parsing runs under
+    /// budgets like a declaration's, so an alias bomb or deep nesting is an
+    /// error, not a hang.
     pub fn parse(yaml: &str, source_name: &str) -> Result<Self, SandboxError> {
-        let doc: SeedDoc = serde_saphyr::from_str(yaml).map_err(|e| {
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_depth: 32,
+                max_aliases: 1_000,
+                max_anchors: 1_000,
+                // Enough for the most members a seed may list.
+                max_events: 1_000_000,
+                max_nodes: 500_000,
+                max_documents: 1,
+            },
+            alias_limits: serde_saphyr::alias_limits! {
+                max_total_replayed_events: 50_000,
+                max_replay_stack_depth: 16,
+            },
+        };
+        let doc: SeedDoc = serde_saphyr::from_str_with_options(yaml, options).map_err(|e| {
             let (line, column) = e
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
+            // Without the "error: line L column C:" that the place already says.
+            let message = serde_saphyr::DefaultMessageFormatter
+                .format_message(&e)
+                .into_owned();
+            let message =
+                if message.starts_with("budget breached") || message.contains("recursion limit") {
+                    format!(
+                        "the YAML is too complex for a seed ({message}); the sandbox allows 1,000 \
+                     anchors and aliases, 32 levels of nesting and 500,000 nodes"
+                    )
+                } else {
+                    message
+                };
             SandboxError::SeedSyntax {
                 path: source_name.to_owned(),
                 line,
                 column,
-                message: e.to_string(),
+                message,
             }
         })?;
         let world = build(doc).map_err(|message| SandboxError::SeedInvalid {
@@ -150,7 +198,10 @@ struct SeedAssignment {
 /// Turns the document into a world, checking every cross-reference.
 fn build(doc: SeedDoc) -> Result<World, String> {
     let mut world = World::default();
-    let add_account = |world: &mut World, id: &str, account: Account| -> Result<(), String> {
+    // Lower-cased email -> account id, so each check is a lookup, not a scan
+    // of every account (quadratic in a seed of many generated users).
+    let mut emails: BTreeMap<String, String> = BTreeMap::new();
+    let mut add_account = |world: &mut World, id: &str, account: Account| -> Result<(), String> {
         match world.accounts.get(id) {
             Some(existing) if !existing.email.eq_ignore_ascii_case(&account.email) => Err(format!(
                 "user {id} appears with two emails: {} and {}",
@@ -158,25 +209,40 @@ fn build(doc: SeedDoc) -> Result<World, String> {
             )),
             Some(_) => Ok(()),
             None => {
-                if let Some((other, _)) = world
-                    .accounts
-                    .iter()
-                    .find(|(_, a)| a.email.eq_ignore_ascii_case(&account.email))
-                {
+                let key = account.email.to_ascii_lowercase();
+                if let Some(other) = emails.get(&key) {
                     return Err(format!(
                         "email {} is used by both {other} and {id}",
                         account.email
                     ));
                 }
+                emails.insert(key, id.to_owned());
                 world.accounts.insert(id.to_owned(), account);
                 Ok(())
             }
         }
     };
 
+    let mut seed_members = 0usize;
     for team in doc.teams {
         if world.teams.contains_key(&team.id) {
             return Err(format!("team {} is defined twice", team.id));
+        }
+        if team.generated_users > MAX_GENERATED_USERS {
+            return Err(format!(
+                "team {} asks for generatedUsers: {}; the sandbox makes at most {MAX_GENERATED_USERS} per team",
+                team.id, team.generated_users
+            ));
+        }
+        seed_members = seed_members
+            .saturating_add(team.users.len())
+            .saturating_add(team.generated_users as usize);
+        if seed_members > MAX_SEED_MEMBERS {
+            return Err(format!(
+                "with team {} the seed has more than {MAX_SEED_MEMBERS} team members (listed and generated); \
+                 the sandbox holds at most that many",
+                team.id
+            ));
         }
         let mut members: Vec<Member> = Vec::new();
         let mut member_ids = BTreeSet::new();
