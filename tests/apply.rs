@@ -489,3 +489,41 @@ async fn closed_output_pipes_neither_panic_nor_stop_an_apply() {
     let intents = s.audit_all().len() - lines.len();
     assert_eq!(intents, 6);
 }
+
+#[tokio::test]
+async fn a_team_that_cannot_be_read_fails_alone() {
+    let s = Served::start().await;
+    // Ada loses her admin role on Manufacturing (100002) only.
+    s.admin(
+        Method::PUT,
+        "/admins/USADMIN00001/teams",
+        Some(json!(["100001"])),
+    )
+    .await;
+    let dir = example("multi-team");
+    s.cmd()
+        .args(["plan", "--detailed-exitcode"])
+        .arg(&dir)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("Team 100001"))
+        .stdout(predicate::str::contains("+ assign"))
+        .stdout(predicate::str::contains("team 100002 could not be read"))
+        .stderr(predicate::str::contains(
+            "error: team 100002 could not be read",
+        ));
+    s.cmd()
+        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+        .arg(&dir)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("0 failed"))
+        .stderr(predicate::str::contains("team 100002 could not be read"));
+    let lines = s.audit_lines();
+    assert!(!lines.is_empty());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["team"] == "100001" && l["result"] == "done")
+    );
+}

@@ -17,7 +17,7 @@ use crate::render::{Context, Format};
 use crate::report::{ApplyReport, Outcome};
 
 use super::connect::{ConnectArgs, Connection};
-use super::plan::{GuardArgs, PlanKeyArgs, make_plan, render};
+use super::plan::{GuardArgs, PlanKeyArgs, make_plan, render, report_unreadable};
 use super::{Lenient, stdout_color};
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +114,9 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         }
     };
     let conn = connect.connect().await?;
+    // Teams that could not be read fail alone: the others are applied, and
+    // the exit code says some team was not.
+    let mut unreadable = std::collections::BTreeMap::new();
     let (plan, run, ctx) = match saved {
         Some((saved, name)) => load_saved(saved, name, connect, &conn).await?,
         None => {
@@ -122,8 +125,9 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
             render(&planned.plan, &planned.ctx, Format::Text, &mut out)?;
             if planned.plan.is_empty() {
                 let _ = writeln!(out, "Nothing to apply.");
-                return Ok(0);
+                return Ok(u8::from(report_unreadable(&planned.unreadable)));
             }
+            unreadable = planned.unreadable.clone();
             drop(out);
             if !args.auto_approve {
                 confirm()?;
@@ -181,7 +185,12 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     .await;
     drop(observer);
     print_report(&report, &audit_path)?;
-    Ok(if report.has_failures() { 1 } else { 0 })
+    let unread = report_unreadable(&unreadable);
+    Ok(if report.has_failures() || unread {
+        1
+    } else {
+        0
+    })
 }
 
 /// Reads a saved plan and checks its seal, its own policy and its target,

@@ -115,13 +115,19 @@ impl GuardArgs {
     }
 }
 
+/// What could be read of the declared teams.
+pub struct Observation {
+    pub observed: Observed,
+    pub stats: BTreeMap<TeamId, ReadStats>,
+    /// Teams that could not be read, with why: each fails alone, as a
+    /// blocker in the plan and an error in the exit code.
+    pub unreadable: BTreeMap<TeamId, String>,
+}
+
 /// The observed state of every declared team, read in parallel (teams have
-/// independent budgets). Any team that cannot be read is an error naming
-/// it: a plan silently missing a team would look like "no changes".
-pub async fn observe(
-    conn: &Connection,
-    desired: &Desired,
-) -> Result<(Observed, BTreeMap<TeamId, ReadStats>), Error> {
+/// independent budgets). A team that cannot be read fails alone; when none
+/// can be read (a lost login, a wrong API URL), that is the error.
+pub async fn observe(conn: &Connection, desired: &Desired) -> Result<Observation, Error> {
     let mut tasks = tokio::task::JoinSet::new();
     for team in desired.teams.values() {
         let client = conn.client.clone();
@@ -150,23 +156,42 @@ pub async fn observe(
             }
         }
     }
-    match errors.len() {
-        0 => Ok((observed, stats)),
-        1 => Err(errors
-            .into_values()
-            .next()
-            .map(Error::from)
-            .unwrap_or(Error::Input(String::new()))),
-        _ => Err(Error::Input(format!(
-            "{} teams cannot be read:\n{}",
-            errors.len(),
-            errors
-                .iter()
-                .map(|(id, e)| format!("  team {id}: {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))),
+    if observed.teams.is_empty() && !errors.is_empty() {
+        return Err(match errors.len() {
+            1 => errors
+                .into_values()
+                .next()
+                .map(Error::from)
+                .unwrap_or(Error::Input(String::new())),
+            _ => Error::Input(format!(
+                "no team can be read:\n{}",
+                errors
+                    .iter()
+                    .map(|(id, e)| format!("  team {id}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
+        });
     }
+    Ok(Observation {
+        observed,
+        stats,
+        unreadable: errors
+            .into_iter()
+            .map(|(id, e)| (id, e.to_string()))
+            .collect(),
+    })
+}
+
+/// Says on stderr which teams could not be read; true if any.
+pub fn report_unreadable(unreadable: &BTreeMap<TeamId, String>) -> bool {
+    for (id, why) in unreadable {
+        let _ = writeln!(
+            super::Lenient(std::io::stderr()),
+            "error: team {id} could not be read, so nothing is planned for it: {why}"
+        );
+    }
+    !unreadable.is_empty()
 }
 
 /// The plan and the context it was made in, from a snapshot or live.
@@ -174,6 +199,8 @@ pub struct Planned {
     pub plan: Plan,
     pub ctx: Context,
     pub observed: Observed,
+    /// Teams that could not be read (their plans carry a blocker).
+    pub unreadable: BTreeMap<TeamId, String>,
     pub desired: Desired,
     pub desired_digest: String,
 }
@@ -214,6 +241,7 @@ pub async fn make_plan(
 ) -> Result<Planned, Error> {
     let loaded = load_valid(paths)?;
     let now = jiff::Timestamp::now();
+    let mut unreadable = BTreeMap::new();
     let (observed, source, read_calls, per_minute) = match (observed_file, conn) {
         (Some(file), _) => {
             let (snapshot, name) = read_snapshot(file)?;
@@ -225,7 +253,9 @@ pub async fn make_plan(
             (snapshot.observed(), source, BTreeMap::new(), per)
         }
         (None, Some(conn)) => {
-            let (observed, stats) = observe(conn, &loaded.desired).await?;
+            let seen = observe(conn, &loaded.desired).await?;
+            unreadable = seen.unreadable;
+            let (observed, stats) = (seen.observed, seen.stats);
             let source = if conn.sandbox.is_some() {
                 Source::Sandbox
             } else {
@@ -246,6 +276,7 @@ pub async fn make_plan(
     let overrides = guard.overrides();
     let options = plan::Options {
         overrides,
+        unreadable: unreadable.clone(),
         ..plan::Options::at(now)
     };
     let plan = plan::compute_with(&loaded.desired, &observed, &options);
@@ -259,6 +290,7 @@ pub async fn make_plan(
             overrides,
         },
         observed,
+        unreadable,
         desired_digest: loaded.digest(),
         desired: loaded.desired,
     })
@@ -337,7 +369,9 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             saved.digest()
         );
     }
-    Ok(if args.detailed_exitcode && !planned.plan.is_empty() {
+    Ok(if report_unreadable(&planned.unreadable) {
+        1
+    } else if args.detailed_exitcode && !planned.plan.is_empty() {
         2
     } else {
         0

@@ -272,6 +272,11 @@ async fn run_inner(
         return Ok("superseded");
     }
     let tally = report.tally();
+    // What is left to do now, not what the plan wanted before the apply.
+    pass.metrics
+        .drift
+        .get_or_create(&metrics::team(&id.0))
+        .set((tally.failed + tally.skipped) as i64);
     let first_problem =
         report
             .teams

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::model::{
     AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId, ProductPool,
-    ProductSelector, TeamUser, UserId,
+    ProductSelector, TeamId, TeamUser, UserId,
 };
 
 /// What a plan is made with besides the two states.
@@ -31,6 +31,8 @@ pub struct Options {
     /// Unassignments wait until then (the service's removal delay after a
     /// declaration change); `None` lets them through.
     pub hold_removals_until: Option<Timestamp>,
+    /// Teams whose read failed, with why: their blocker says so.
+    pub unreadable: BTreeMap<TeamId, String>,
 }
 
 impl Options {
@@ -39,6 +41,7 @@ impl Options {
             now,
             overrides: Overrides::default(),
             hold_removals_until: None,
+            unreadable: BTreeMap::new(),
         }
     }
 }
@@ -56,13 +59,24 @@ pub fn compute_with(desired: &Desired, observed: &Observed, opts: &Options) -> P
         .values()
         .map(|dt| match observed.teams.get(&dt.id) {
             Some(ot) => plan_team(dt, ot, opts),
-            None => unobserved(dt),
+            None => unobserved(dt, opts.unreadable.get(&dt.id)),
         })
         .collect();
     Plan { teams }
 }
 
-fn unobserved(dt: &DesiredTeam) -> TeamPlan {
+fn unobserved(dt: &DesiredTeam, read_error: Option<&String>) -> TeamPlan {
+    let message = match read_error {
+        Some(why) => format!(
+            "team {} could not be read, so nothing is planned for it: {why}",
+            dt.id
+        ),
+        None => format!(
+            "team {} is not in the observed state: this login does not administer it, \
+             it does not exist, or the snapshot does not include it",
+            dt.id
+        ),
+    };
     TeamPlan {
         team_id: dt.id.clone(),
         team_name: dt.name.clone().unwrap_or_default(),
@@ -72,11 +86,7 @@ fn unobserved(dt: &DesiredTeam) -> TeamPlan {
         findings: vec![finding(
             Severity::Blocker,
             FindingCode::TeamNotObserved,
-            format!(
-                "team {} is not in the observed state: this login does not administer it, \
-                 it does not exist, or the snapshot does not include it",
-                dt.id
-            ),
+            message,
         )],
         seats: Vec::new(),
         before: Vec::new(),
@@ -118,6 +128,8 @@ pub(super) struct Team<'a> {
     pub direct_holdings: usize,
     /// Declared renames (old address, new address).
     pub renames: BTreeSet<(&'a Email, &'a Email)>,
+    /// Aliases that resolve to no single pool.
+    pub unresolved: BTreeSet<&'a str>,
 }
 
 /// The changes of one team while the guards sort them.
@@ -237,6 +249,7 @@ impl<'a> Team<'a> {
                 }
             }
         }
+        let unresolved_aliases = unresolved.keys().copied().collect();
         for (alias, emails) in unresolved {
             draft.finding(
                 Severity::Blocker,
@@ -287,6 +300,7 @@ impl<'a> Team<'a> {
             undeclared,
             direct_holdings,
             renames,
+            unresolved: unresolved_aliases,
         }
     }
 }
@@ -315,6 +329,31 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
                     product: product.clone(),
                 });
             }
+        }
+        // Products whose alias resolves to no single pool show as blocked
+        // rows, so every format says who goes without.
+        for alias in user
+            .products
+            .iter()
+            .filter(|a| team.unresolved.contains(a.0.as_str()))
+        {
+            let name = dt
+                .products
+                .get(alias)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            draft.blocked.push(Blocked {
+                change: Change::Assign {
+                    email: user.email.clone(),
+                    user_id: on_team.map(|u| u.id.clone()),
+                    product: ProductRef {
+                        alias: alias.clone(),
+                        id: ProductId(String::new()),
+                        name,
+                    },
+                },
+                reason: BlockReason::UnresolvedAlias,
+            });
         }
     }
 

@@ -173,7 +173,8 @@ pub enum Change {
         last_name: Option<String>,
     },
     /// Assign Product. `user_id` is `None` for a person invited by this same
-    /// plan; the invite's response supplies it.
+    /// plan; the invite's response supplies it. In a blocked row whose alias
+    /// matches no single pool, the product id is empty.
     Assign {
         email: Email,
         user_id: Option<UserId>,
@@ -280,6 +281,9 @@ pub enum BlockReason {
     /// An invitation none of whose assignments can go ahead (seats, pool
     /// dates, unknown products): inviting would add a member for nothing.
     NothingAssignable,
+    /// The product's alias matches no pool of the team, or several: the
+    /// row's product has no id.
+    UnresolvedAlias,
     /// Nobody is declared for this product and `allowEmpty` is off.
     EmptyDeclaration,
     /// The team's declaration says `suspend: true`.
@@ -298,6 +302,7 @@ impl BlockReason {
         "invite_guard",
         "removal_delay",
         "nothing_assignable",
+        "unresolved_alias",
         "empty_declaration",
         "suspended",
     ];
@@ -314,6 +319,7 @@ impl BlockReason {
             BlockReason::InviteGuard { .. } => "invite_guard",
             BlockReason::RemovalDelay { .. } => "removal_delay",
             BlockReason::NothingAssignable => "nothing_assignable",
+            BlockReason::UnresolvedAlias => "unresolved_alias",
             BlockReason::EmptyDeclaration => "empty_declaration",
             BlockReason::Suspended => "suspended",
         }
@@ -418,4 +424,45 @@ pub struct Holding {
     pub product: String,
     /// `direct`, `through a group`, …
     pub how: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_block_reason_code_is_listed_for_the_metrics() {
+        let t: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let all = [
+            BlockReason::ProbableTypo {
+                looks_like: Email::from_observed("a@b.example"),
+            },
+            BlockReason::TeamNameMismatch {
+                declared: String::new(),
+                live: String::new(),
+            },
+            BlockReason::NoSeat { total: 1 },
+            BlockReason::PoolNotStarted { start: t },
+            BlockReason::PoolExpired { end: t },
+            BlockReason::RemovalGuard {
+                wanted: 2,
+                limit: 1,
+                max_unassign: Limit::Count(1),
+                holders: 4,
+            },
+            BlockReason::InviteGuard {
+                wanted: 2,
+                limit: 1,
+                max_invite: Limit::Count(1),
+                members: 4,
+            },
+            BlockReason::RemovalDelay { until: t },
+            BlockReason::NothingAssignable,
+            BlockReason::UnresolvedAlias,
+            BlockReason::EmptyDeclaration,
+            BlockReason::Suspended,
+        ];
+        let codes: Vec<&str> = all.iter().map(BlockReason::code).collect();
+        assert_eq!(codes, BlockReason::CODES);
+    }
 }

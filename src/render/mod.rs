@@ -157,6 +157,9 @@ pub fn describe_reason(reason: &BlockReason) -> String {
         BlockReason::NothingAssignable => {
             "none of the person's products can be assigned now".to_owned()
         }
+        BlockReason::UnresolvedAlias => {
+            "the alias matches no single pool of the team (see the blocker listing them)".to_owned()
+        }
     }
 }
 
