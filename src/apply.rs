@@ -281,11 +281,19 @@ fn failed(e: &crate::api::ApiError) -> Outcome {
     }
 }
 
-/// One log line per write, with what an admin needs to ask support.
+/// One log line per write, a sentence with what an admin needs to ask
+/// support as fields.
 fn log_outcome(team: &TeamId, change: &Change, outcome: &Outcome) {
     let action = change.verb();
     let user = change.email().as_str();
-    let product = change.product().map(|p| p.alias.0.as_str()).unwrap_or("");
+    let product = change.product().map(|p| p.alias.0.as_str());
+    let what = match change {
+        Change::Invite { email, .. } => format!("invite {email}"),
+        Change::Assign { email, product, .. } => format!("assign {} to {email}", product.alias),
+        Change::Unassign { email, product, .. } => {
+            format!("unassign {} from {email}", product.alias)
+        }
+    };
     match outcome {
         Outcome::Done {
             status,
@@ -293,17 +301,17 @@ fn log_outcome(team: &TeamId, change: &Change, outcome: &Outcome) {
             note,
             ..
         } => {
-            tracing::info!(%team, action, user, product, result = "done", note, status, request_id = %request_id, "write")
+            tracing::info!(%team, action, user, product, status, request_id = %request_id, "{what}: {note}")
         }
         Outcome::Failed {
             status,
             request_id,
             message,
         } => {
-            tracing::warn!(%team, action, user, product, result = "failed", status = ?status, request_id = ?request_id, error = %message, "write")
+            tracing::warn!(%team, action, user, product, status, request_id = request_id.as_deref(), "{what} failed: {message}")
         }
         Outcome::Skipped { reason } => {
-            tracing::warn!(%team, action, user, product, result = "skipped", reason = %reason, "write")
+            tracing::warn!(%team, action, user, product, "{what} skipped: {reason}")
         }
     }
 }

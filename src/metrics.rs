@@ -67,6 +67,8 @@ pub struct Metrics {
     pub degraded: Family<TeamLabel, Gauge>,
     pub config_load_errors: Counter,
     pub config_valid: Gauge,
+    pub declaration_loaded: Gauge,
+    pub login_valid: Gauge,
 }
 
 impl Default for Metrics {
@@ -156,8 +158,24 @@ impl Metrics {
             "1 when the files on disk are valid (else the last good declaration is in force)",
             config_valid.clone(),
         );
+        let declaration_loaded = Gauge::default();
+        registry.register(
+            "declaration_loaded",
+            "1 when a valid declaration is in force (0: none was ever valid, nothing is reconciled)",
+            declaration_loaded.clone(),
+        );
+        let login_valid = Gauge::default();
+        // Unknown until the first read: assume it works rather than alert.
+        login_valid.set(1);
+        registry.register(
+            "login_valid",
+            "0 when the login is lost (refused refresh token, no token): run flexsync login",
+            login_valid.clone(),
+        );
         Metrics {
             registry,
+            declaration_loaded,
+            login_valid,
             reconciles,
             reconcile_seconds,
             actions,

@@ -547,7 +547,12 @@ impl Client {
                 429 => {
                     stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                     throttles += 1;
-                    tracing::warn!(op, team = bucket, request_id = ?request_id, "HTTP 429: waiting for the rate window");
+                    tracing::warn!(
+                        op,
+                        team = bucket,
+                        request_id = request_id.as_deref().unwrap_or(""),
+                        "HTTP 429: waiting for the rate window"
+                    );
                     if throttles > 10 {
                         return Err(ApiError::RateLimited {
                             team: bucket.to_owned(),
@@ -584,7 +589,14 @@ impl Client {
                 s if (500..600).contains(&s) => match backoff.next() {
                     Some(delay) => {
                         stats.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(op, team = bucket, status = s, request_id = ?request_id, retry_in_ms = delay.as_millis() as u64, "server error; retrying");
+                        tracing::warn!(
+                            op,
+                            team = bucket,
+                            status = s,
+                            request_id = request_id.as_deref().unwrap_or(""),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "server error; retrying"
+                        );
                         self.clock.sleep(delay).await;
                         continue;
                     }

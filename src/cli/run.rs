@@ -129,7 +129,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         .await
         .map_err(|e| Error::Input(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, dry_run = args.dry_run, interval = ?args.interval, "serving /healthz /readyz /metrics /status");
+    tracing::info!(%addr, dry_run = args.dry_run, interval = %jiff::SignedDuration::try_from(args.interval).unwrap_or_default(), "serving /healthz /readyz /metrics /status");
     let settings = Settings {
         paths: args.paths,
         pacing: Pacing::new(args.interval),

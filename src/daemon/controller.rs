@@ -64,8 +64,13 @@ pub(super) struct Controller {
     in_force: Option<InForce>,
     teams: BTreeMap<TeamId, TeamRuntime>,
     candidate: Option<Candidate>,
+    /// A file event arrived: look then (events come in bursts).
+    look_at: Option<Instant>,
     pub running: tokio::task::JoinSet<PassResult>,
 }
+
+/// File events within this long of the first are read together.
+const EVENT_BATCH: Duration = Duration::from_millis(50);
 
 impl Controller {
     pub fn new(
@@ -84,25 +89,35 @@ impl Controller {
             in_force: None,
             teams: BTreeMap::new(),
             candidate: None,
+            look_at: None,
             running: tokio::task::JoinSet::new(),
         }
     }
 
-    pub fn has_declaration(&self) -> bool {
-        self.in_force.is_some()
+    /// When the files should be read next because of events or a change
+    /// that is settling, if at all.
+    pub fn next_look(&self) -> Option<Instant> {
+        let settle = self
+            .candidate
+            .as_ref()
+            .map(|c| c.since + self.settings.settle);
+        match (settle, self.look_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// When the files being settled should be read again, if any are.
-    pub fn settle_deadline(&self) -> Option<Instant> {
-        self.candidate
-            .as_ref()
-            .map(|c| c.since + self.settings.settle)
+    /// Something under the watched paths changed.
+    pub fn file_event(&mut self) {
+        self.look_at
+            .get_or_insert_with(|| Instant::now() + EVENT_BATCH);
     }
 
     /// Reads the files. Content already in force changes nothing (SIGHUP
     /// still makes every team due); new content is adopted only when it was
     /// read unchanged a settle window earlier.
     pub async fn look(&mut self, force: bool) {
+        self.look_at = None;
         // Off the event loop: a slow network filesystem must not stall
         // passes, signals or the watchdog.
         let paths = self.settings.paths.clone();
@@ -149,6 +164,9 @@ impl Controller {
             .declaration
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        if !decl.valid && !decl.errors.is_empty() {
+            tracing::info!("the declaration is valid again");
+        }
         decl.valid = true;
         decl.errors.clear();
     }
@@ -224,11 +242,13 @@ impl Controller {
             decl.loaded_at = Some(now);
             decl.git_commit = git_commit.clone();
         }
+        self.metrics.declaration_loaded.set(1);
         self.in_force = Some(InForce {
             desired: loaded.desired,
             digest,
             git_commit,
         });
+        super::systemd::status(&self.shared.summary());
     }
 
     fn report_invalid(&self, loaded: Loaded) {

@@ -27,7 +27,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -36,18 +36,49 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The controller's loop wakes at least this often; a loop that has not run
+/// for this long is stuck, and liveness fails so the supervisor restarts it.
+pub const LIVENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Liveness: the controller's loop is running (not merely the listener).
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.shared.since_beat() {
+        Some(d) if d > LIVENESS_LIMIT => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the controller loop has not run for {} s\n", d.as_secs()),
+        )
+            .into_response(),
+        _ => (StatusCode::OK, "ok\n").into_response(),
+    }
+}
+
+/// Readiness means "can serve /status, /metrics and /snapshot": true once
+/// the controller has read the declaration, whatever it found. Problems
+/// (no valid declaration, a lost login, failing teams) are listed in the
+/// body, /status and metrics, and alerted on; they do not take the pod out
+/// of its Service, which would hide /status exactly during an incident.
 async fn readyz(State(s): State<AppState>) -> Response {
-    let mut reasons = Vec::new();
+    if !s.shared.is_started() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false, "problems": ["starting"] })),
+        )
+            .into_response();
+    }
+    let mut problems = Vec::new();
     let decl = s.shared.declaration();
     if !decl.loaded {
-        reasons.push("no valid declaration loaded yet".to_owned());
+        problems.push("no valid declaration: nothing is reconciled (see /status)".to_owned());
+    } else if !decl.valid {
+        problems
+            .push("the declaration on disk is invalid; the last good one is in force".to_owned());
     }
     if let Some(e) = s.shared.credentials_error() {
-        reasons.push(format!("credentials: {e}"));
+        problems.push(format!("login lost: {e}"));
     }
     for t in s.shared.teams().values() {
         if t.failing() {
-            reasons.push(format!(
+            problems.push(format!(
                 "team {} is {}: {}",
                 t.id,
                 t.state,
@@ -55,15 +86,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
             ));
         }
     }
-    if reasons.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "reasons": reasons })),
-        )
-            .into_response()
-    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "ready": true, "problems": problems })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

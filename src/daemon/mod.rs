@@ -100,18 +100,21 @@ pub async fn run(
     reread.tick().await;
     let shutdown_grace = settings.shutdown_grace;
 
+    let mut heartbeat = tokio::time::interval(http::LIVENESS_LIMIT / 6);
     let mut ctl = Controller::new(settings, shared.clone(), metrics, client, shutdown.clone());
-    let mut announced_ready = false;
     ctl.look(true).await;
+    // Serving whatever the declaration: an invalid one is reported on
+    // /status, /readyz and metrics, and picked up once fixed; a start that
+    // waited for it would hang `systemctl start` and restart forever.
+    shared.mark_started();
+    shared.beat();
+    systemd::ready("serving; reading the declaration");
+    tracing::info!("flexsync is running");
     loop {
-        if !announced_ready && ctl.has_declaration() {
-            systemd::ready(&shared.summary());
-            announced_ready = true;
-            tracing::info!(summary = %shared.summary(), "flexsync is running");
-        }
+        shared.beat();
         ctl.start_due().await;
         let sleep_for = ctl.sleep_for();
-        let settle_at = ctl.settle_deadline();
+        let look_at = ctl.next_look();
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -121,14 +124,15 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "a reconcile task failed"),
                 }
             }
-            Some(()) = changes.recv() => ctl.look(false).await,
+            Some(()) = changes.recv() => ctl.file_event(),
             Some(()) = hangups.recv() => {
                 tracing::info!("SIGHUP: re-reading the declaration and reconciling every team");
                 ctl.look(true).await;
             }
             _ = reread.tick() => ctl.look(false).await,
-            _ = sleep_until(settle_at), if settle_at.is_some() => ctl.look(false).await,
+            _ = sleep_until(look_at), if look_at.is_some() => ctl.look(false).await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::ping(),
+            _ = heartbeat.tick() => {}
             _ = tokio::time::sleep(sleep_for) => {}
         }
     }

@@ -121,11 +121,7 @@ async fn run_inner(
     let read = client.fetch_observed(&id, &hint).await;
     let (mut observed_team, stats) = match read {
         Ok(r) => {
-            *pass
-                .shared
-                .credentials_error
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = None;
+            login_state(pass, None);
             r
         }
         Err(e) => {
@@ -133,11 +129,7 @@ async fn run_inner(
                 e,
                 ApiError::LoginRequired { .. } | ApiError::NotLoggedIn { .. }
             ) {
-                *pass
-                    .shared
-                    .credentials_error
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                login_state(pass, Some(e.to_string()));
             }
             return Err(e.to_string());
         }
@@ -340,4 +332,24 @@ fn record_blocked(pass: &Pass, team_plan: &plan::TeamPlan) {
             plan::Severity::Note => {}
         }
     }
+}
+
+/// Records whether the login works, saying so once when it changes: the
+/// service stays up without one and picks up a new token file by itself.
+fn login_state(pass: &Pass, error: Option<String>) {
+    pass.metrics.login_valid.set(i64::from(error.is_none()));
+    let mut current = pass
+        .shared
+        .credentials_error
+        .write()
+        .unwrap_or_else(|p| p.into_inner());
+    match (&*current, &error) {
+        (None, Some(e)) => tracing::error!(
+            "the login is lost: {e}. No team is reconciled until someone runs `flexsync login` \
+             with this service's token file; the service picks the new token up by itself"
+        ),
+        (Some(_), None) => tracing::info!("the login works again"),
+        _ => {}
+    }
+    *current = error;
 }

@@ -2,7 +2,9 @@
 //! controller writes; `/status`, `/readyz` and `/snapshot` read.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -80,9 +82,34 @@ pub struct Shared {
     /// The last token acquisition failed (e.g. the refresh token was
     /// refused): a human must log in again.
     pub credentials_error: RwLock<Option<String>>,
+    /// The controller has read the declaration once (valid or not).
+    pub started: AtomicBool,
+    /// When the controller's loop last ran: liveness.
+    pub heartbeat: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// The controller's loop is alive.
+    pub fn beat(&self) {
+        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// How long since the loop last ran (`None` before it first did).
+    pub fn since_beat(&self) -> Option<Duration> {
+        self.heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
     pub fn declaration(&self) -> DeclarationStatus {
         self.declaration
             .read()

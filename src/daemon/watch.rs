@@ -1,79 +1,167 @@
 //! File watching: editors' atomic renames, `git pull`, and Kubernetes
 //! ConfigMap `..data` symlink swaps all replace files rather than write
 //! them, so the parent directory is watched, not the files. Any event is
-//! only a hint: the controller re-reads and compares content hashes.
+//! only a hint: the controller re-reads, waits for the files to settle and
+//! compares content hashes.
+//!
+//! Paths are made absolute first: inotify reports absolute paths, and a
+//! relative root would never match them. Access events are ignored, so the
+//! service's own reads never wake it. No debouncing thread runs here: the
+//! controller's settle window is the debounce, and an idle service has no
+//! timer ticking on behalf of the watcher.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct Watcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _inner: RecommendedWatcher,
+}
+
+/// What one named path asks to be told about.
+#[derive(Clone, Debug)]
+struct Root {
+    /// Absolute, with `.` and `..` resolved lexically (never through
+    /// symlinks: a git-sync `current` link must stay the name watched).
+    path: PathBuf,
+    /// For a file: its name, matched in its directory.
+    file_name: Option<OsString>,
+}
+
+impl Root {
+    /// Whether an event on `p` may concern this root.
+    fn concerns(&self, p: &Path) -> bool {
+        match &self.file_name {
+            // The file itself, or the ConfigMap `..data` swap beside it.
+            Some(name) => {
+                p.parent() == self.path.parent()
+                    && (p.file_name() == Some(name.as_os_str())
+                        || p.file_name() == Some(std::ffi::OsStr::new("..data")))
+            }
+            // Anything under the directory, or the directory (or the link
+            // naming it) being replaced.
+            None => p.starts_with(&self.path),
+        }
+    }
+}
+
+/// `path` made absolute against `cwd`, `.` and `..` resolved lexically.
+pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        cwd.join(path)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Watches every path (a file's parent directory, or a directory
-/// recursively) and sends `()` on `tx` after changes settle.
+/// recursively plus its parent for swaps) and sends `()` on `tx` when
+/// something that may concern them changes.
 pub fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<Watcher> {
-    let names: Vec<Option<std::ffi::OsString>> = paths
+    let cwd = std::env::current_dir().map_err(notify::Error::io)?;
+    let roots: Vec<Root> = paths
         .iter()
         .map(|p| {
-            (!p.is_dir())
-                .then(|| p.file_name().map(|n| n.to_owned()))
-                .flatten()
+            let path = absolute(p, &cwd);
+            let file_name = (!path.is_dir())
+                .then(|| path.file_name().map(|n| n.to_owned()))
+                .flatten();
+            Root { path, file_name }
         })
         .collect();
-    let files: Vec<(PathBuf, Option<std::ffi::OsString>)> =
-        paths.iter().cloned().zip(names).collect();
-    let relevant = files.clone();
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(100),
-        None,
-        move |res: DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let hit = events.iter().any(|e| {
-                e.paths.iter().any(|p| {
-                    relevant.iter().any(|(root, name)| match name {
-                        // A watched file: its own name, or the ConfigMap
-                        // `..data` swap in its directory.
-                        Some(name) => {
-                            p.file_name() == Some(name.as_os_str())
-                                || p.file_name() == Some(std::ffi::OsStr::new("..data"))
-                        }
-                        None => p.starts_with(root),
-                    })
-                })
-            });
-            if hit {
-                // A full channel already holds a pending reload.
-                let _ = tx.try_send(());
-            }
-        },
-    )?;
-    for (path, name) in &files {
-        match name {
-            Some(_) => {
-                let parent = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                debouncer.watch(parent, RecursiveMode::NonRecursive)?;
-            }
+    let relevant = roots.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else {
+            // An overflow or error: re-read rather than miss a change.
+            let _ = tx.try_send(());
+            return;
+        };
+        // Reading the files (ours included) is not a change.
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let hit = event.need_rescan()
+            || event
+                .paths
+                .iter()
+                .any(|p| relevant.iter().any(|r| r.concerns(p)));
+        if hit {
+            // A full channel already holds a pending look.
+            let _ = tx.try_send(());
+        }
+    })?;
+    for root in &roots {
+        let parent = root.path.parent().unwrap_or(Path::new("/"));
+        match root.file_name {
+            Some(_) => watcher.watch(parent, RecursiveMode::NonRecursive)?,
             None => {
-                debouncer.watch(path, RecursiveMode::Recursive)?;
+                watcher.watch(&root.path, RecursiveMode::Recursive)?;
                 // A directory reached through a symlink that is swapped
-                // (git-sync's `current`) is replaced, not written: watch
-                // its parent for the swap too.
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    debouncer.watch(parent, RecursiveMode::NonRecursive)?;
-                }
+                // (git-sync's `current`) is replaced, not written: watch its
+                // parent for the swap too.
+                watcher.watch(parent, RecursiveMode::NonRecursive)?;
             }
         }
     }
-    Ok(Watcher {
-        _debouncer: debouncer,
-    })
+    Ok(Watcher { _inner: watcher })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_become_absolute_without_resolving_links() {
+        let cwd = Path::new("/srv/flexsync");
+        assert_eq!(
+            absolute(Path::new("teams"), cwd),
+            Path::new("/srv/flexsync/teams")
+        );
+        assert_eq!(
+            absolute(Path::new("./teams/"), cwd),
+            Path::new("/srv/flexsync/teams")
+        );
+        assert_eq!(
+            absolute(Path::new("../git/current/a.yaml"), cwd),
+            Path::new("/srv/git/current/a.yaml")
+        );
+        assert_eq!(
+            absolute(Path::new("/etc/x.yaml"), cwd),
+            Path::new("/etc/x.yaml")
+        );
+    }
+
+    #[test]
+    fn events_are_matched_to_what_was_named() {
+        let dir = Root {
+            path: PathBuf::from("/srv/teams"),
+            file_name: None,
+        };
+        assert!(dir.concerns(Path::new("/srv/teams/a.yaml")));
+        assert!(dir.concerns(Path::new("/srv/teams/sub/b.yaml")));
+        assert!(dir.concerns(Path::new("/srv/teams")));
+        assert!(!dir.concerns(Path::new("/srv/other.yaml")));
+        let file = Root {
+            path: PathBuf::from("/srv/teams/a.yaml"),
+            file_name: Some("a.yaml".into()),
+        };
+        assert!(file.concerns(Path::new("/srv/teams/a.yaml")));
+        assert!(file.concerns(Path::new("/srv/teams/..data")));
+        assert!(!file.concerns(Path::new("/srv/teams/b.yaml")));
+        assert!(!file.concerns(Path::new("/elsewhere/a.yaml")));
+    }
 }
