@@ -266,22 +266,3 @@ impl Observer for AuditTrail {
         }
     }
 }
-
-/// The commit of the git work tree holding `path`, if it is in one.
-pub fn git_commit(path: &Path) -> Option<String> {
-    let dir = if path.is_dir() { path } else { path.parent()? };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (out.status.success() && !commit.is_empty()).then_some(commit)
-}

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
+pub mod git;
 pub mod input_file;
 pub mod metrics;
 pub mod model;
@@ -37,6 +38,7 @@ pub mod render;
 pub mod report;
 pub mod sandbox;
 pub mod snapshot;
+pub mod telemetry;
 
 /// What can go wrong in a command, for the user.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

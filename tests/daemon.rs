@@ -936,3 +936,124 @@ async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_f
         svc.logs()
     );
 }
+
+#[tokio::test]
+async fn under_the_journal_error_lines_carry_their_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(
+        &dir,
+        "a.yaml",
+        "version: 1\nteam: { id: \"100001\" }\nusers: [ {email: nope} ]\n",
+    );
+    // Stand in for the journal's stream: systemd names it in JOURNAL_STREAM.
+    let log = s.path("journal.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let mut child = std::process::Command::new(served::bin())
+        .current_dir(s.dir.path())
+        .args([
+            "--api-url",
+            &s.api_url,
+            "--client-id",
+            "flexsync-sandbox",
+            "--token-file",
+        ])
+        .arg(&s.token_file)
+        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-log",
+            "audit.jsonl",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    eventually(10, "an error line", || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("invalid declaration")
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let error = text
+        .lines()
+        .find(|l| l.contains("invalid declaration"))
+        .unwrap();
+    assert!(error.starts_with("<3>"), "{text}");
+    let info = text
+        .lines()
+        .find(|l| l.contains("flexsync is running"))
+        .unwrap();
+    assert!(info.starts_with("<6>"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes in the journal");
+}
+
+#[tokio::test]
+async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_restart() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let svc = Service::start(&s, &dir, &["--reread", "1h"]);
+    svc.converged().await;
+
+    // 16 days later the refresh token has expired (they live 15 days).
+    s.admin(
+        Method::POST,
+        "/clock",
+        Some(json!({ "advanceSeconds": 16 * 24 * 3600 })),
+    )
+    .await;
+    eventually(10, "the lost login on /metrics", || async {
+        svc.get("/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == "flexsync_login_valid 0")
+    })
+    .await;
+    let (code, body) = svc.get("/readyz").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("login lost"), "{body}\n{}", svc.logs());
+
+    // Someone signs in again elsewhere and installs the login.
+    let fresh = s.path("fresh-token.json");
+    s.login_into(&fresh).await;
+    s.cmd()
+        .args(["login", "--from-file"])
+        .arg(&fresh)
+        .assert()
+        .success();
+    eventually(15, "the service works again", || async {
+        svc.get("/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == "flexsync_login_valid 1")
+    })
+    .await;
+    // Drift after the recovery is repaired: the service is really back.
+    s.admin(
+        Method::DELETE,
+        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
+        None,
+    )
+    .await;
+    eventually(10, "drift repaired", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    let logs = svc.logs();
+    assert_eq!(logs.matches("the login is lost").count(), 1, "{logs}");
+    assert!(logs.contains("the login works again"), "{logs}");
+}

@@ -387,6 +387,7 @@ impl TokenStore {
                 .write(true)
                 .create_new(true)
                 .open(&tmp)?;
+            files::owned_like_its_directory(&f, &tmp);
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &real)?;

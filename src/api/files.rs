@@ -39,12 +39,34 @@ pub(crate) fn private_file_options() -> OpenOptions {
 
 /// Opens (creating) a lock or state file for reading and writing.
 pub(crate) fn open_private(path: &Path) -> io::Result<File> {
-    private_file_options()
+    let file = private_file_options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
+        .open(path)?;
+    owned_like_its_directory(&file, path);
+    Ok(file)
+}
+
+/// Gives a file root just created in a service's directory to that
+/// directory's owner. `sudo flexsync login --token-file
+/// /var/lib/flexsync/token.json` under systemd's DynamicUser would otherwise
+/// leave a token (or lock) file the service cannot read. Anyone else cannot
+/// chown and needs nothing: their files are already theirs.
+pub(crate) fn owned_like_its_directory(file: &File, path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(meta), Ok(dir)) = (file.metadata(), std::fs::metadata(parent_dir(path))) else {
+            return;
+        };
+        if meta.uid() == 0 && dir.uid() != 0 {
+            let _ = std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid()));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
 }
 
 /// Takes the exclusive lock on `file`, waiting at most `max_wait`.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::api::ReadHint;
 use crate::apply::{self, Both, Observer};
-use crate::audit::{self, AuditLog, AuditTrail, RunInfo};
+use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::model::{Observed, TeamId};
 use crate::plan::{Change, Plan};
 use crate::planfile::SavedPlan;
@@ -136,7 +136,7 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
             let run = RunInfo {
                 command: "apply",
                 plan_digest: saved.digest().to_owned(),
-                git_commit: args.paths.first().and_then(|p| audit::git_commit(p)),
+                git_commit: args.paths.first().and_then(|p| crate::git::head_commit(p)),
                 overrides: planned.ctx.overrides,
             };
             (planned.plan, run, planned.ctx)

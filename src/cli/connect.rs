@@ -190,6 +190,46 @@ impl ConnectArgs {
         })
     }
 
+    /// `flexsync login --from-file`: installs tokens saved by `flexsync
+    /// login` elsewhere (a workstation with a browser) into this token
+    /// file, as a refresh does: under the lock, atomically, private, and
+    /// owned by the token directory's owner when run as root.
+    pub async fn import_login(&self, from: &Path) -> Result<PathBuf, Error> {
+        const MAX: u64 = crate::api::auth::MAX_TOKEN_FILE_BYTES;
+        let text = if from == Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::io::stdin(), MAX + 1),
+                &mut buf,
+            )?;
+            if buf.len() as u64 > MAX {
+                return Err(Error::Input(
+                    "the tokens on standard input are too large".into(),
+                ));
+            }
+            String::from_utf8(buf)
+                .map_err(|_| Error::Input("the tokens on standard input are not UTF-8".into()))?
+        } else {
+            crate::input_file::read_text_capped(from, MAX)
+                .map_err(|e| Error::Input(format!("--from-file {}: {e}", from.display())))?
+        };
+        let tokens: crate::api::auth::Tokens = serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "--from-file {}: not a token file written by `flexsync login` ({e})",
+                from.display()
+            ))
+        })?;
+        if tokens.refresh_token.is_none() {
+            return Err(Error::Input(format!(
+                "--from-file {}: it holds no refresh token, so the login would end within the hour",
+                from.display()
+            )));
+        }
+        let path = self.token_file.clone().unwrap_or_else(default_token_file);
+        TokenStore::new(path.clone()).save_async(&tokens).await?;
+        Ok(path)
+    }
+
     /// `flexsync login`: the browser flow, saving the tokens.
     pub async fn login(&self, callback: &str, open_browser: bool) -> Result<PathBuf, Error> {
         if self.sandbox {

@@ -121,6 +121,13 @@ struct LoginArgs {
     /// Only print the sign-in URL; do not try to open a browser.
     #[arg(long)]
     no_browser: bool,
+    /// Do not sign in: install the tokens a `flexsync login` saved elsewhere
+    /// (FILE, or - for standard input) into this token file, the way a
+    /// running service expects (locked, atomic, 0600, owned like its
+    /// directory when run as root). The service picks them up by itself.
+    /// Delete FILE afterwards: its refresh token now belongs here.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["callback_url", "no_browser"])]
+    from_file: Option<PathBuf>,
 }
 
 /// Parses argv and runs the command. Returns the process exit code.
@@ -171,20 +178,7 @@ fn init_logging(format: LogFormat) {
     } else {
         "warn,flexsync=info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_color())
-        // Its own complaint about a closed stderr would go to that same
-        // stderr through eprintln!, which panics.
-        .log_internal_errors(false);
-    // A second initialisation (tests calling run twice) is harmless.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    crate::telemetry::init(matches!(format, LogFormat::Json), default, stderr_color());
 }
 
 /// Terminal output that never fails: once the reader has gone (a closed
@@ -272,6 +266,15 @@ fn schema() -> Result<u8, Error> {
 }
 
 async fn login(args: LoginArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    if let Some(from) = &args.from_file {
+        let path = connect.import_login(from).await?;
+        let _ = writeln!(
+            Lenient(std::io::stderr()),
+            "Login installed in {} (readable by its owner only).",
+            path.display()
+        );
+        return Ok(0);
+    }
     let path = connect.login(&args.callback_url, !args.no_browser).await?;
     eprintln!(
         "Signed in. Tokens saved to {} (readable by you only).",

@@ -192,7 +192,7 @@ impl Controller {
             .settings
             .paths
             .first()
-            .and_then(|p| crate::audit::git_commit(p));
+            .and_then(|p| crate::git::head_commit(p));
         let before = self.in_force.as_ref().map(|f| &f.desired.teams);
         // Teams that left the declaration are forgotten (a running pass of
         // theirs stops before its next write); new ones are due now.

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 
 use serde_json::Value;
@@ -128,8 +128,23 @@ impl Served {
     }
 
     async fn login(&self) {
-        let mut login = self
-            .std_cmd()
+        self.login_into(&self.token_file).await;
+    }
+
+    /// Signs in through the sandbox's OAuth pages, saving into `token_file`.
+    pub async fn login_into(&self, token_file: &Path) {
+        let mut login = StdCommand::new(bin())
+            .current_dir(self.dir.path())
+            .args([
+                "--api-url",
+                &self.api_url,
+                "--client-id",
+                "flexsync-sandbox",
+                "--token-file",
+            ])
+            .arg(token_file)
+            .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
             .args([
                 "login",
                 "--no-browser",
