@@ -188,10 +188,10 @@ impl SavedPlan {
     /// Records a plan's executable changes with their fingerprints and the
     /// policy each team was planned with. Sealed with a plain digest; call
     /// [`SavedPlan::seal`] to key it.
-    pub fn new(
+    pub fn new<'a>(
         plan: &Plan,
         observed: &Observed,
-        desired: &crate::model::Desired,
+        desired: impl Fn(&TeamId) -> Option<&'a DesiredTeam>,
         desired_digest: String,
         target: String,
         overrides: &Overrides,
@@ -203,7 +203,7 @@ impl SavedPlan {
             .filter(|t| !t.changes.is_empty())
             .filter_map(|t| {
                 let live = observed.teams.get(&t.team_id)?;
-                let declared = desired.teams.get(&t.team_id)?;
+                let declared = desired(&t.team_id)?;
                 Some(save_team(t, live, declared, overrides))
             })
             .collect();

@@ -212,7 +212,7 @@ impl Planned {
         let mut saved = SavedPlan::new(
             &self.plan,
             &self.observed,
-            &self.desired,
+            |id| self.desired.teams.get(id),
             self.desired_digest.clone(),
             target_of(&self.ctx.source),
             &self.ctx.overrides,

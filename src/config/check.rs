@@ -13,8 +13,8 @@ use super::format::{LimitDecl, PolicyDecl, ProductDecl};
 use super::load::ParsedDocument;
 use crate::diagnostic::Diagnostic;
 use crate::model::{
-    Alias, Desired, DesiredTeam, DesiredUser, Email, Limit, Policy, ProductId, ProductSelector,
-    TeamId,
+    Alias, AliasSet, Desired, DesiredTeam, DesiredUser, Email, Limit, Policy, ProductId,
+    ProductSelector, TeamId,
 };
 
 /// A position in a file.
@@ -256,7 +256,7 @@ fn check_document(
                         email,
                         first_name: None,
                         last_name: None,
-                        products: BTreeSet::new(),
+                        products: AliasSet::default(),
                         replaces: BTreeSet::new(),
                     },
                     place,
@@ -331,8 +331,8 @@ fn product_refs(
     refs: &[Spanned<String>],
     references: &mut Vec<(Alias, Place)>,
     diags: &mut Vec<Diagnostic>,
-) -> BTreeSet<Alias> {
-    let mut out = BTreeSet::new();
+) -> AliasSet {
+    let mut out = AliasSet::default();
     for r in refs {
         let place = Place::of(file, r);
         let alias = Alias(r.value.trim().to_owned());

@@ -83,6 +83,42 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
     }
 }
 
+/// A cheap fingerprint of what `load(paths)` would read: every file's name,
+/// size, modification time and inode, and the walk's problems. Equal stamps
+/// mean nothing to parse again; the service's periodic re-read checks this
+/// first, so an idle service does not parse its declaration every minute.
+pub fn stamp(paths: &[PathBuf]) -> String {
+    use sha2::{Digest, Sha256};
+    let (files, problems) = load::expand_paths(paths);
+    let mut h = Sha256::new();
+    for file in &files {
+        h.update(file.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        match std::fs::metadata(file) {
+            Ok(m) => {
+                h.update(m.len().to_le_bytes());
+                if let Ok(t) = m.modified()
+                    && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
+                {
+                    h.update(d.as_nanos().to_le_bytes());
+                }
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    h.update(m.ino().to_le_bytes());
+                    h.update(m.dev().to_le_bytes());
+                    h.update(m.ctime_nsec().to_le_bytes());
+                }
+            }
+            Err(e) => h.update(e.to_string().as_bytes()),
+        }
+    }
+    for d in &problems {
+        h.update(d.message.as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
 /// Loads documents from text, for tests and tools that hold YAML in memory.
 pub fn load_str(name: &str, text: &str) -> Loaded {
     let mut sources = Sources::default();

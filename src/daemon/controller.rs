@@ -24,7 +24,7 @@ use crate::api::Client;
 use crate::apply::Halt;
 use crate::config::{self, Loaded};
 use crate::metrics::{self, Metrics};
-use crate::model::{Desired, TeamId};
+use crate::model::{DesiredTeam, TeamId};
 
 /// Per-team state owned by the controller.
 struct TeamRuntime {
@@ -41,7 +41,8 @@ struct TeamRuntime {
 
 /// The declaration in force.
 struct InForce {
-    desired: Desired,
+    /// Each team's declaration, shared with its passes.
+    teams: BTreeMap<TeamId, Arc<DesiredTeam>>,
     digest: String,
     git_commit: Option<String>,
 }
@@ -66,6 +67,8 @@ pub(super) struct Controller {
     candidate: Option<Candidate>,
     /// A file event arrived: look then (events come in bursts).
     look_at: Option<Instant>,
+    /// The files' stamp at the last full read.
+    last_stamp: Option<String>,
     pub running: tokio::task::JoinSet<PassResult>,
 }
 
@@ -90,6 +93,7 @@ impl Controller {
             teams: BTreeMap::new(),
             candidate: None,
             look_at: None,
+            last_stamp: None,
             running: tokio::task::JoinSet::new(),
         }
     }
@@ -121,6 +125,31 @@ impl Controller {
         // Off the event loop: a slow network filesystem must not stall
         // passes, signals or the watchdog.
         let paths = self.settings.paths.clone();
+        let stamp = match tokio::task::spawn_blocking(move || config::stamp(&paths)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the declaration failed");
+                return;
+            }
+        };
+        self.read(force, stamp).await;
+    }
+
+    /// The periodic re-read, the backstop for lost file events: files whose
+    /// names, sizes, times and inodes are as last read are not parsed again.
+    pub async fn reread(&mut self) {
+        let paths = self.settings.paths.clone();
+        let Ok(stamp) = tokio::task::spawn_blocking(move || config::stamp(&paths)).await else {
+            return;
+        };
+        if self.candidate.is_none() && self.last_stamp.as_ref() == Some(&stamp) {
+            return;
+        }
+        self.read(false, stamp).await;
+    }
+
+    async fn read(&mut self, force: bool, stamp: String) {
+        let paths = self.settings.paths.clone();
         let loaded = match tokio::task::spawn_blocking(move || config::load(&paths)).await {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -128,6 +157,7 @@ impl Controller {
                 return;
             }
         };
+        self.last_stamp = Some(stamp);
         let digest = loaded.digest();
         let in_force = self.in_force.as_ref().map(|f| f.digest.as_str());
         if loaded.is_valid() && in_force == Some(digest.as_str()) {
@@ -193,7 +223,7 @@ impl Controller {
             .paths
             .first()
             .and_then(|p| crate::git::head_commit(p));
-        let before = self.in_force.as_ref().map(|f| &f.desired.teams);
+        let before = self.in_force.as_ref().map(|f| &f.teams);
         // Teams that left the declaration are forgotten (a running pass of
         // theirs stops before its next write); new ones are due now.
         for (id, rt) in &self.teams {
@@ -211,7 +241,7 @@ impl Controller {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| loaded.desired.teams.contains_key(id));
         for (id, team) in &loaded.desired.teams {
-            let changed = before.and_then(|b| b.get(id)) != Some(team);
+            let changed = before.and_then(|b| b.get(id)).map(|t| &**t) != Some(team);
             let rt = self.teams.entry(id.clone()).or_insert_with(|| TeamRuntime {
                 schedule: TeamSchedule::new(now),
                 expectations: Some(Expectations::default()),
@@ -244,7 +274,12 @@ impl Controller {
         }
         self.metrics.declaration_loaded.set(1);
         self.in_force = Some(InForce {
-            desired: loaded.desired,
+            teams: loaded
+                .desired
+                .teams
+                .into_iter()
+                .map(|(id, t)| (id, Arc::new(t)))
+                .collect(),
             digest,
             git_commit,
         });
@@ -296,8 +331,7 @@ impl Controller {
         self.client.forget_teams().await;
         let delay = self.settings.removal_delay;
         for id in due {
-            let (Some(team), Some(rt)) = (force.desired.teams.get(&id), self.teams.get_mut(&id))
-            else {
+            let (Some(team), Some(rt)) = (force.teams.get(&id), self.teams.get_mut(&id)) else {
                 continue;
             };
             let (halt, token) = Halt::or_superseded(&self.shutdown);
@@ -310,6 +344,7 @@ impl Controller {
                 .filter(|until| *until > now);
             let pass = Pass {
                 team: team.clone(),
+                keep_snapshot: self.settings.snapshot_token.is_some(),
                 expectations: rt.expectations.take().unwrap_or_default(),
                 known_users: rt.known_users,
                 client: self.client.clone(),

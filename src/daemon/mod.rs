@@ -129,7 +129,7 @@ pub async fn run(
                 tracing::info!("SIGHUP: re-reading the declaration and reconciling every team");
                 ctl.look(true).await;
             }
-            _ = reread.tick() => ctl.look(false).await,
+            _ = reread.tick() => ctl.reread().await,
             _ = sleep_until(look_at), if look_at.is_some() => ctl.look(false).await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::ping(),
             _ = heartbeat.tick() => {}

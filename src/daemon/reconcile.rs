@@ -13,14 +13,17 @@ use crate::api::{ApiError, Client, ReadHint};
 use crate::apply::{self, Both, Halt, Observer};
 use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
-use crate::model::{Desired, DesiredTeam, Observed, TeamId};
+use crate::model::{DesiredTeam, Observed, TeamId};
 use crate::plan::{self, Change};
 use crate::planfile::SavedPlan;
 use crate::report::Outcome;
 
 /// Everything a pass needs; owned, so the pass runs as its own task.
 pub struct Pass {
-    pub team: DesiredTeam,
+    /// Shared with the declaration in force: a pass copies nothing.
+    pub team: Arc<DesiredTeam>,
+    /// Keep the raw read for /snapshot.
+    pub keep_snapshot: bool,
     pub expectations: Expectations,
     pub known_users: Option<u64>,
     pub client: Arc<Client>,
@@ -140,20 +143,26 @@ async fn run_inner(
     if stats.user_strategy == "list" {
         pass.known_users = Some(observed_team.users.len() as u64);
     }
-    let raw = observed_team.clone();
+    // Kept for /snapshot only, which wants what Autodesk said, not our
+    // overlay; without snapshots enabled, no second copy of the team.
+    let raw = pass.keep_snapshot.then(|| observed_team.clone());
     pass.expectations
         .overlay(&mut observed_team, now, pass.consistency_window);
     tracing::debug!(team = %id, calls = stats.calls, "team read");
 
-    let mut desired = Desired::default();
-    desired.teams.insert(id.clone(), pass.team.clone());
     let mut observed = Observed::default();
     observed.teams.insert(id.clone(), observed_team);
     let options = plan::Options {
         hold_removals_until: pass.hold_removals_until,
         ..plan::Options::at(now)
     };
-    let plan = plan::compute_with(&desired, &observed, &options);
+    let plan = plan::Plan {
+        teams: vec![plan::compute_team(
+            &pass.team,
+            observed.teams.get(&id),
+            &options,
+        )],
+    };
     let Some(team_plan) = plan.teams.first() else {
         return Err("the planner returned no plan for the team".into());
     };
@@ -184,7 +193,7 @@ async fn run_inner(
         });
         // The snapshot for pull-request previews is the raw read: what
         // Autodesk said, not our overlay.
-        t.observed = Some((raw, now));
+        t.observed = raw.map(|r| (r, now));
     });
 
     if pass.team.suspended {
@@ -200,9 +209,12 @@ async fn run_inner(
         return Ok("success");
     }
     if pass.dry_run {
-        for c in &team_plan.changes {
-            tracing::info!(team = %id, action = c.verb(), user = %c.email(), product = c.product().map(|p| p.alias.0.as_str()).unwrap_or(""), "drift (dry run: not applied)");
+        // A few examples, then the count: a big drift must not flood the log.
+        const SHOWN: usize = 20;
+        for c in team_plan.changes.iter().take(SHOWN) {
+            tracing::info!(team = %id, action = c.verb(), user = %c.email(), product = c.product().map(|p| p.alias.0.as_str()), "drift (dry run, not applied): {} {}", c.verb(), c.email());
         }
+        tracing::info!(team = %id, invite = summary.invite, assign = summary.assign, unassign = summary.unassign, "drift (dry run, not applied): {} change(s) in all", summary.changes());
         pass.shared.update_team(&id, |t| {
             t.state = "drift".into();
             t.last_error = None;
@@ -213,7 +225,7 @@ async fn run_inner(
     let saved = SavedPlan::new(
         &plan,
         &observed,
-        &desired,
+        |_| Some(&*pass.team),
         pass.desired_digest.clone(),
         "service".into(),
         &Default::default(),

@@ -57,12 +57,17 @@ pub fn compute_with(desired: &Desired, observed: &Observed, opts: &Options) -> P
     let teams = desired
         .teams
         .values()
-        .map(|dt| match observed.teams.get(&dt.id) {
-            Some(ot) => plan_team(dt, ot, opts),
-            None => unobserved(dt, opts.unreadable.get(&dt.id)),
-        })
+        .map(|dt| compute_team(dt, observed.teams.get(&dt.id), opts))
         .collect();
     Plan { teams }
+}
+
+/// One team's plan (the service plans team by team).
+pub fn compute_team(dt: &DesiredTeam, ot: Option<&ObservedTeam>, opts: &Options) -> TeamPlan {
+    match ot {
+        Some(ot) => plan_team(dt, ot, opts),
+        None => unobserved(dt, opts.unreadable.get(&dt.id)),
+    }
 }
 
 fn unobserved(dt: &DesiredTeam, read_error: Option<&String>) -> TeamPlan {

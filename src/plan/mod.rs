@@ -10,7 +10,7 @@ mod depends;
 mod guards;
 mod lookalike;
 
-pub use compute::{Options, compute, compute_with};
+pub use compute::{Options, compute, compute_team, compute_with};
 pub use depends::{Facts, fingerprint};
 
 use jiff::Timestamp;

@@ -53,17 +53,28 @@ pub fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
 
 impl Served {
     pub async fn start() -> Served {
+        Self::start_seeded(None).await
+    }
+
+    /// A sandbox started from `seed` (YAML, see docs/sandbox.md) instead of
+    /// the bundled one.
+    pub async fn start_seeded(seed: Option<&str>) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = StdCommand::new(bin())
-            .args([
-                "sandbox",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-endpoints",
-            ])
-            .arg("--state")
-            .arg(dir.path().join("state.json"))
+        let mut cmd = StdCommand::new(bin());
+        cmd.args([
+            "sandbox",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-endpoints",
+        ])
+        .arg("--state")
+        .arg(dir.path().join("state.json"));
+        if let Some(seed) = seed {
+            std::fs::write(dir.path().join("seed.yaml"), seed).unwrap();
+            cmd.arg("--seed").arg(dir.path().join("seed.yaml"));
+        }
+        let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
