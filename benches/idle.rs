@@ -8,7 +8,6 @@
 //! Sizes: `IDLE_SIZES=65,5000` (default 65,5000,10000).
 
 #[path = "../tests/served/mod.rs"]
-#[allow(dead_code)]
 mod served;
 
 use std::io::Read;
