@@ -460,14 +460,21 @@ impl AssignmentType {
     }
 }
 
-impl fmt::Display for AssignmentType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl AssignmentType {
+    /// How someone holds a product, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
             AssignmentType::Direct => "direct",
             AssignmentType::Group => "through a group",
             AssignmentType::Team => "through the team",
             AssignmentType::Inherited => "inherited",
-        })
+        }
+    }
+}
+
+impl fmt::Display for AssignmentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
     }
 }
 

@@ -159,21 +159,42 @@ fn hostile_files_get_a_clear_error_and_never_a_panic() {
 }
 
 #[test]
-fn a_ten_megabyte_file_is_refused_without_reading_it_all() {
+fn a_file_beyond_the_cap_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.yaml");
-    let line = "  - { email: someone@example.com, products: [ps] }\n";
-    let mut text = String::from("version: 1\nteam: { id: \"100001\" }\nusers:\n");
-    while text.len() < 10 * 1024 * 1024 + 1 {
-        text.push_str(line);
-    }
-    std::fs::write(&path, text).unwrap();
+    // Sparse: 40 MB of nothing, beyond any real team's declaration.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(40 * 1024 * 1024)
+        .unwrap();
     flexsync()
         .args(["validate"])
         .arg(&path)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("file is larger than 4 MiB"));
+        .stderr(predicate::str::contains("file is larger than 32 MiB"));
+}
+
+#[test]
+fn one_file_may_declare_a_hundred_thousand_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let mut text = String::from(
+        "version: 1\nteam: { id: \"100001\" }\nproducts:\n  ps: { productId: ps }\nusers:\n",
+    );
+    for i in 0..100_000 {
+        text.push_str(&format!(
+            "  - {{ email: dev{i}@example.com, firstName: Dev, lastName: \"Number {i}\", products: [ps] }}\n"
+        ));
+    }
+    assert!(text.len() > 8 * 1024 * 1024);
+    std::fs::write(&path, text).unwrap();
+    flexsync()
+        .args(["validate"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 team(s), 100000 user(s)"));
 }
 
 #[test]

@@ -17,9 +17,10 @@ use super::format::Document;
 use crate::diagnostic::{Diagnostic, Sources};
 use crate::input_file::{ReadError, read_capped, size_text};
 
-/// Desired-state files are hand-written; a few thousand users fit in well
-/// under a megabyte. The cap keeps a hostile 10 GB file from being read.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// A declaration of 100,000 people, with names, is about 10 MB (an export
+/// of such a team, in one file); no real team reaches the cap, which keeps
+/// a hostile 10 GB file from being read.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Directories below a named one are followed this deep: real layouts
 /// (teams/region/…, a ConfigMap mount, a git-sync worktree) use a handful.
@@ -388,7 +389,7 @@ mod tests {
         assert!(matches!(err, ReadError::TooLarge { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "it is larger than 4 MiB, the limit for this kind of file"
+            "it is larger than 32 MiB, the limit for this kind of file"
         );
         fs::write(&path, "four").unwrap();
         assert_eq!(read_capped(&path, 4).unwrap(), b"four");

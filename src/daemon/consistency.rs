@@ -11,6 +11,8 @@ use crate::model::{Assignment, AssignmentType, Email, ObservedTeam, ProductId, T
 use crate::plan::Change;
 use crate::report::Outcome;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 #[derive(Clone, Debug, PartialEq)]
 enum Fact {
     Member { id: UserId, email: Email },
@@ -18,10 +20,28 @@ enum Fact {
     NotHeld { user: UserId, product: ProductId },
 }
 
-/// What recent writes of one team established.
+/// What a fact is about: a later fact on the same subject replaces it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Subject {
+    Member(Email),
+    Holding(UserId, ProductId),
+}
+
+impl Fact {
+    fn subject(&self) -> Subject {
+        match self {
+            Fact::Member { email, .. } => Subject::Member(email.clone()),
+            Fact::Held { user, product } | Fact::NotHeld { user, product } => {
+                Subject::Holding(user.clone(), product.clone())
+            }
+        }
+    }
+}
+
+/// What recent writes of one team established, one fact per subject.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Expectations {
-    facts: Vec<(Fact, Timestamp)>,
+    facts: BTreeMap<Subject, (Fact, Timestamp)>,
 }
 
 impl Expectations {
@@ -61,8 +81,7 @@ impl Expectations {
                 product: product.id.clone(),
             },
         };
-        self.facts.retain(|(f, _)| !same_subject(f, &fact));
-        self.facts.push((fact, now));
+        self.facts.insert(fact.subject(), (fact, now));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,14 +90,30 @@ impl Expectations {
 
     /// Lays the remembered facts over a fresh read. Facts the read already
     /// shows, or older than `window`, are forgotten: after the window the
-    /// list is trusted again, so real drift is still repaired.
+    /// list is trusted again, so real drift is still repaired. Linear in the
+    /// team and the facts: the read is indexed once.
     pub fn overlay(&mut self, team: &mut ObservedTeam, now: Timestamp, window: Duration) {
+        if self.facts.is_empty() {
+            return;
+        }
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-        self.facts.retain(|(fact, at)| {
-            let fresh = now.duration_since(*at) < window;
-            fresh && !shown(fact, team)
-        });
-        for (fact, _) in &self.facts {
+        let members: HashSet<&Email> = team.users.iter().map(|u| &u.email).collect();
+        let held: HashMap<(&UserId, &ProductId), AssignmentType> = team
+            .assignments
+            .iter()
+            .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
+            .collect();
+        let shown = |fact: &Fact| match fact {
+            Fact::Member { email, .. } => members.contains(email),
+            Fact::Held { user, product } => held.contains_key(&(user, product)),
+            Fact::NotHeld { user, product } => {
+                !held.get(&(user, product)).is_some_and(|t| t.is_direct())
+            }
+        };
+        self.facts
+            .retain(|_, (fact, at)| now.duration_since(*at) < window && !shown(fact));
+        let mut removed: HashSet<(UserId, ProductId)> = HashSet::new();
+        for (fact, _) in self.facts.values() {
             match fact {
                 Fact::Member { id, email } => team.users.push(TeamUser {
                     id: id.clone(),
@@ -92,52 +127,17 @@ impl Expectations {
                     product_id: product.clone(),
                     assignment_type: AssignmentType::Direct,
                 }),
-                Fact::NotHeld { user, product } => team.assignments.retain(|a| {
-                    !(&a.user_id == user
-                        && &a.product_id == product
-                        && a.assignment_type.is_direct())
-                }),
+                Fact::NotHeld { user, product } => {
+                    removed.insert((user.clone(), product.clone()));
+                }
             }
         }
-    }
-}
-
-fn same_subject(a: &Fact, b: &Fact) -> bool {
-    match (a, b) {
-        (Fact::Member { email: x, .. }, Fact::Member { email: y, .. }) => x == y,
-        (
-            Fact::Held {
-                user: u1,
-                product: p1,
-            }
-            | Fact::NotHeld {
-                user: u1,
-                product: p1,
-            },
-            Fact::Held {
-                user: u2,
-                product: p2,
-            }
-            | Fact::NotHeld {
-                user: u2,
-                product: p2,
-            },
-        ) => u1 == u2 && p1 == p2,
-        _ => false,
-    }
-}
-
-/// Whether the read already shows the fact.
-fn shown(fact: &Fact, team: &ObservedTeam) -> bool {
-    match fact {
-        Fact::Member { email, .. } => team.users.iter().any(|u| &u.email == email),
-        Fact::Held { user, product } => team
-            .assignments
-            .iter()
-            .any(|a| &a.user_id == user && &a.product_id == product),
-        Fact::NotHeld { user, product } => !team.assignments.iter().any(|a| {
-            &a.user_id == user && &a.product_id == product && a.assignment_type.is_direct()
-        }),
+        if !removed.is_empty() {
+            team.assignments.retain(|a| {
+                !(a.assignment_type.is_direct()
+                    && removed.contains(&(a.user_id.clone(), a.product_id.clone())))
+            });
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! step [`Draft::block`]; [`finish`] orders the result and derives the
 //! holdings before and after.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use jiff::Timestamp;
 
@@ -111,17 +111,18 @@ pub(super) fn finding(severity: Severity, code: FindingCode, message: String) ->
 pub(super) struct Team<'a> {
     pub dt: &'a DesiredTeam,
     pub ot: &'a ObservedTeam,
-    pub by_email: BTreeMap<&'a Email, &'a TeamUser>,
-    pub by_id: BTreeMap<&'a UserId, &'a TeamUser>,
+    pub by_email: HashMap<&'a Email, &'a TeamUser>,
+    pub by_id: HashMap<&'a UserId, &'a TeamUser>,
     /// (user, product) → effective assignment type.
-    pub held: BTreeMap<(&'a UserId, &'a ProductId), AssignmentType>,
+    pub held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
     pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
     /// The managed products, by pool id.
     pub managed: BTreeMap<&'a ProductId, ProductRef>,
     /// Every alias with the pool it resolves to (merged aliases included).
     pub aliases: Vec<ProductRef>,
-    /// What each declared person must hold, by product id.
-    pub wanted: BTreeMap<&'a Email, BTreeSet<&'a ProductId>>,
+    /// What each declared person must hold, by product id (sorted, no
+    /// duplicates; usually one or two).
+    pub wanted: HashMap<&'a Email, Vec<&'a ProductId>>,
     /// How many declared people want each managed product.
     pub declared_holders: BTreeMap<&'a ProductId, usize>,
     /// People holding a managed product directly that the declaration does
@@ -162,7 +163,12 @@ impl Draft {
         }
         self.changes = kept;
         self.blocked.extend(moved.iter().cloned());
-        self.cascade();
+        if moved
+            .iter()
+            .any(|b| matches!(b.change, Change::Invite { .. }))
+        {
+            self.cascade();
+        }
         moved
     }
 
@@ -215,7 +221,7 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
 impl<'a> Team<'a> {
     fn new(dt: &'a DesiredTeam, ot: &'a ObservedTeam, draft: &mut Draft) -> Self {
         let by_email = ot.users.iter().map(|u| (&u.email, u)).collect();
-        let by_id: BTreeMap<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
+        let by_id: HashMap<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
         let held = ot
             .assignments
             .iter()
@@ -235,24 +241,27 @@ impl<'a> Team<'a> {
             })
             .collect();
 
-        let mut wanted: BTreeMap<&Email, BTreeSet<&ProductId>> = BTreeMap::new();
+        let mut wanted: HashMap<&Email, Vec<&ProductId>> = HashMap::with_capacity(dt.users.len());
         let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut declared_holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
         for user in dt.users.values() {
-            let entry = wanted.entry(&user.email).or_default();
+            let mut ids: Vec<&ProductId> = Vec::with_capacity(user.products.len());
             for alias in &user.products {
                 match products.get(alias.0.as_str()) {
-                    Some((_, pool)) => {
-                        if entry.insert(&pool.product_id) {
-                            *declared_holders.entry(&pool.product_id).or_default() += 1;
-                        }
-                    }
+                    Some((_, pool)) => ids.push(&pool.product_id),
                     None => unresolved
                         .entry(&alias.0)
                         .or_default()
                         .push(user.email.as_str()),
                 }
             }
+            // Two aliases may name one pool.
+            ids.sort();
+            ids.dedup();
+            for id in &ids {
+                *declared_holders.entry(id).or_default() += 1;
+            }
+            wanted.insert(&user.email, ids);
         }
         let unresolved_aliases = unresolved.keys().copied().collect();
         for (alias, emails) in unresolved {
@@ -278,7 +287,7 @@ impl<'a> Team<'a> {
             };
             let declared = wanted
                 .get(&user.email)
-                .is_some_and(|s| s.contains(&a.product_id));
+                .is_some_and(|s| s.contains(&&a.product_id));
             if !declared {
                 undeclared
                     .entry(&user.email)
@@ -364,8 +373,21 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
 
     let mut inherited_extra: Vec<String> = Vec::new();
     let mut kept_without_prune: Vec<String> = Vec::new();
-    // Sorted, so findings and changes do not depend on the API's order.
-    let mut assignments: Vec<_> = team.ot.assignments.iter().collect();
+    // Only the assignments nobody declared matter here; sorted, so findings
+    // and changes do not depend on the API's order.
+    let mut assignments: Vec<_> = team
+        .ot
+        .assignments
+        .iter()
+        .filter(|a| team.managed.contains_key(&a.product_id))
+        .filter(|a| {
+            !team.by_id.get(&a.user_id).is_some_and(|u| {
+                team.wanted
+                    .get(&u.email)
+                    .is_some_and(|set| set.contains(&&a.product_id))
+            })
+        })
+        .collect();
     assignments.sort();
     for a in assignments {
         let Some(product) = team.managed.get(&a.product_id) else {
@@ -383,13 +405,6 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
             );
             continue;
         };
-        let declared = team
-            .wanted
-            .get(&user.email)
-            .is_some_and(|set| set.contains(&a.product_id));
-        if declared {
-            continue;
-        }
         if !dt.policy.prune {
             // Only direct ones could ever be pruned; inherited ones are
             // not worth a mention here.
@@ -542,42 +557,67 @@ fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
     }
 }
 
-/// Holdings of managed products before and after the executable changes.
+/// Holdings of managed products before and after the executable changes,
+/// sorted by person and product. Built by sorting and one merge, not by
+/// maps of copied keys: a plan of 100,000 people holds 100,000 of these.
 fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>) {
-    let mut before: BTreeMap<(&Email, &str), String> = BTreeMap::new();
-    for a in &team.ot.assignments {
-        let (Some(product), Some(user)) =
-            (team.managed.get(&a.product_id), team.by_id.get(&a.user_id))
-        else {
+    let mut before: Vec<Holding> = team
+        .ot
+        .assignments
+        .iter()
+        .filter_map(|a| {
+            let product = team.managed.get(&a.product_id)?;
+            let user = team.by_id.get(&a.user_id)?;
+            Some(Holding {
+                email: user.email.clone(),
+                product: product.alias.0.clone(),
+                how: a.assignment_type.describe(),
+            })
+        })
+        .collect();
+    before.sort_unstable_by(|a, b| (&a.email, &a.product).cmp(&(&b.email, &b.product)));
+    before.dedup_by(|a, b| a.email == b.email && a.product == b.product);
+    let removed: HashSet<(&Email, &str)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Unassign { email, product, .. } => Some((email, product.alias.0.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut added: Vec<Holding> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Assign { email, product, .. } => Some(Holding {
+                email: email.clone(),
+                product: product.alias.0.clone(),
+                how: "direct",
+            }),
+            _ => None,
+        })
+        .collect();
+    added.sort_unstable_by(|a, b| (&a.email, &a.product).cmp(&(&b.email, &b.product)));
+    let mut after = Vec::with_capacity(before.len() + added.len());
+    let mut added = added.into_iter().peekable();
+    for h in &before {
+        while let Some(a) = added.next_if(|a| (&a.email, &a.product) < (&h.email, &h.product)) {
+            after.push(a);
+        }
+        if added
+            .peek()
+            .is_some_and(|a| a.email == h.email && a.product == h.product)
+        {
+            // Assigned directly over what was there (inherited): direct now.
+            if let Some(a) = added.next() {
+                after.push(a);
+            }
             continue;
-        };
-        before.insert(
-            (&user.email, product.alias.0.as_str()),
-            a.assignment_type.to_string(),
-        );
-    }
-    let mut after = before.clone();
-    for change in changes {
-        match change {
-            Change::Assign { email, product, .. } => {
-                after.insert((email, product.alias.0.as_str()), "direct".to_owned());
-            }
-            Change::Unassign { email, product, .. } => {
-                after.remove(&(email, product.alias.0.as_str()));
-            }
-            Change::Invite { .. } => {}
+        }
+        if !removed.contains(&(&h.email, h.product.as_str())) {
+            after.push(h.clone());
         }
     }
-    let to_vec = |m: BTreeMap<(&Email, &str), String>| {
-        m.into_iter()
-            .map(|((email, product), how)| Holding {
-                email: email.clone(),
-                product: product.to_owned(),
-                how,
-            })
-            .collect()
-    };
-    (to_vec(before), to_vec(after))
+    after.extend(added);
+    (before, after)
 }
 
 /// "a, b and 3 more" style lists keep findings readable for big teams.

@@ -9,7 +9,7 @@
 //! an invitation left with no assignment is dropped last; a wrong team name
 //! or `suspend` stops everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::compute::{Draft, Options, Team, list};
 use super::lookalike;
@@ -407,36 +407,50 @@ fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
 /// An invitation is worth sending only for an assignment that can go ahead,
 /// or when membership alone is declared.
 fn nothing_assignable(team: &Team<'_>, _: &Options, draft: &mut Draft) {
-    let assigning: BTreeSet<Email> = draft
-        .changes
-        .iter()
-        .filter(|c| matches!(c, Change::Assign { .. }))
-        .map(|c| c.email().clone())
-        .collect();
+    // Found first, then blocked: only the (few) emails blocked are copied.
+    let idle: HashSet<Email> = {
+        let assigning: HashSet<&Email> = draft
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Assign { .. }))
+            .map(Change::email)
+            .collect();
+        draft
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Invite { email, .. }
+                    if !assigning.contains(email)
+                        && team
+                            .dt
+                            .users
+                            .get(email)
+                            .is_some_and(|u| !u.products.is_empty()) =>
+                {
+                    Some(email.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    if idle.is_empty() {
+        return;
+    }
     let moved = draft.block(|c| match c {
-        Change::Invite { email, .. }
-            if !assigning.contains(email)
-                && team
-                    .dt
-                    .users
-                    .get(email)
-                    .is_some_and(|u| !u.products.is_empty()) =>
-        {
+        Change::Invite { email, .. } if idle.contains(email) => {
             Some(BlockReason::NothingAssignable)
         }
         _ => None,
     });
-    if !moved.is_empty() {
-        draft.finding(
-            Severity::Warning,
-            FindingCode::NothingAssignable,
-            format!(
-                "not invited, because none of the products declared for them can be assigned now \
-                 (see the blockers above): {}",
-                list(moved.iter().map(|b| b.change.email().as_str()))
-            ),
-        );
-    }
+    draft.finding(
+        Severity::Warning,
+        FindingCode::NothingAssignable,
+        format!(
+            "not invited, because none of the products declared for them can be assigned now \
+             (see the blockers above): {}",
+            list(moved.iter().map(|b| b.change.email().as_str()))
+        ),
+    );
 }
 
 /// A declaration pointed at the wrong team id changes nothing in it.

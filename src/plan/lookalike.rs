@@ -18,6 +18,7 @@
 //! O((n + m) · length), not O(n · m).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use crate::model::Email;
 
@@ -26,28 +27,33 @@ use crate::model::Email;
 /// sharing one local part).
 const MAX_CANDIDATES_PER_KEY: usize = 64;
 
-/// Holders' addresses, indexed for look-alike queries.
+/// Holders' addresses, indexed for look-alike queries. Keys are hashes of
+/// the local part's deletion neighbourhood, so indexing allocates no
+/// strings; a hash collision only adds a candidate, which `looks_alike`
+/// then rejects.
 pub struct Index<'a> {
-    by_key: HashMap<String, Vec<&'a Email>>,
+    by_key: HashMap<u64, Vec<&'a Email>>,
+    hasher: RandomState,
 }
 
 impl<'a> Index<'a> {
     pub fn new(emails: impl IntoIterator<Item = &'a Email>) -> Self {
-        let mut by_key: HashMap<String, Vec<&'a Email>> = HashMap::new();
+        let hasher = RandomState::new();
+        let mut by_key: HashMap<u64, Vec<&'a Email>> = HashMap::new();
         for email in emails {
             let (local, _) = split(email);
-            for key in keys(local) {
+            for key in keys(&hasher, local) {
                 by_key.entry(key).or_default().push(email);
             }
         }
-        Index { by_key }
+        Index { by_key, hasher }
     }
 
     /// Every indexed address that looks like `email`, sorted, without
     /// duplicates.
     pub fn matches(&self, email: &Email) -> Vec<&'a Email> {
         let (local, _) = split(email);
-        let mut out: Vec<&'a Email> = keys(local)
+        let mut out: Vec<&'a Email> = keys(&self.hasher, local)
             .filter_map(|k| self.by_key.get(&k))
             .flat_map(|v| v.iter().take(MAX_CANDIDATES_PER_KEY).copied())
             .filter(|candidate| looks_alike(candidate, email))
@@ -72,18 +78,23 @@ fn split(e: &Email) -> (&str, &str) {
     e.as_str().rsplit_once('@').unwrap_or((e.as_str(), ""))
 }
 
-/// The local part itself and each one-character deletion of it: two strings
-/// within one slip of each other always share one of these keys.
-fn keys(local: &str) -> impl Iterator<Item = String> + '_ {
-    let chars: Vec<(usize, char)> = local.char_indices().collect();
-    // A deletion may equal another address's whole local part: that is the
-    // inserted-character case, so both kinds share one key space.
-    std::iter::once(local.to_owned()).chain(chars.into_iter().map(move |(i, c)| {
-        let mut k = String::with_capacity(local.len());
-        k.push_str(&local[..i]);
-        k.push_str(&local[i + c.len_utf8()..]);
-        k
-    }))
+/// The local part itself and each one-character deletion of it, hashed:
+/// two strings within one slip of each other always share one of these.
+fn keys<'s>(hasher: &'s RandomState, local: &'s str) -> impl Iterator<Item = u64> + 's {
+    let hash = move |a: &str, b: &str| {
+        let mut h = hasher.build_hasher();
+        // A deletion may equal another address's whole local part (the
+        // inserted-character case), so both kinds hash the same way.
+        h.write(a.as_bytes());
+        h.write(b.as_bytes());
+        h.write_u8(0xff);
+        h.finish()
+    };
+    std::iter::once(hash(local, "")).chain(
+        local
+            .char_indices()
+            .map(move |(i, c)| hash(&local[..i], &local[i + c.len_utf8()..])),
+    )
 }
 
 /// Optimal-string-alignment distance exactly 1, where what differs is not

@@ -423,7 +423,7 @@ pub struct Holding {
     pub email: Email,
     pub product: String,
     /// `direct`, `through a group`, …
-    pub how: String,
+    pub how: &'static str,
 }
 
 #[cfg(test)]

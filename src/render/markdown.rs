@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use super::{Context, describe_reason, full_name, holding_lines, summary_line};
+use super::{Context, describe_reason, full_name, holdings_diff, summary_line};
 use crate::plan::{Change, Plan, Severity, TeamPlan};
 
 /// Rows of actions shown per team before eliding.
@@ -145,16 +145,8 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
             );
         }
     }
-    let before = holding_lines(&team.before);
-    let after = holding_lines(&team.after);
-    if before != after {
-        let diff = similar::TextDiff::from_lines(&before, &after);
-        let unified = diff
-            .unified_diff()
-            .context_radius(2)
-            .header("before", "after")
-            .to_string();
-        let lines: Vec<&str> = unified.lines().collect();
+    let lines = holdings_diff(&team.before, &team.after);
+    if !lines.is_empty() {
         let _ = writeln!(
             s,
             "<details><summary>Holdings of managed products, before → after</summary>\n\n\

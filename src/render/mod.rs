@@ -194,11 +194,47 @@ fn count(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// The holdings of a team as lines, for a diff.
-pub fn holding_lines(h: &[crate::plan::Holding]) -> String {
-    let mut s = String::new();
-    for h in h {
-        s.push_str(&format!("{}  {}  ({})\n", h.email, h.product, h.how));
+/// The holdings that differ before and after, as unified-diff lines
+/// (`--- before`, `+++ after`, then `-`/`+` lines). Both lists are sorted by
+/// person and product, so one merge walk finds the differences in linear
+/// time, for any number of changes.
+pub fn holdings_diff(
+    before: &[crate::plan::Holding],
+    after: &[crate::plan::Holding],
+) -> Vec<String> {
+    use std::cmp::Ordering;
+    let line = |sign: char, h: &crate::plan::Holding| {
+        format!("{sign}{}  {}  ({})", h.email, h.product, h.how)
+    };
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < before.len() || j < after.len() {
+        let order = match (before.get(i), after.get(j)) {
+            (Some(b), Some(a)) => (&b.email, &b.product).cmp(&(&a.email, &a.product)),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        match order {
+            Ordering::Less => {
+                out.push(line('-', &before[i]));
+                i += 1;
+            }
+            Ordering::Greater => {
+                out.push(line('+', &after[j]));
+                j += 1;
+            }
+            Ordering::Equal => {
+                if before[i].how != after[j].how {
+                    out.push(line('-', &before[i]));
+                    out.push(line('+', &after[j]));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
     }
-    s
+    if !out.is_empty() {
+        out.splice(0..0, ["--- before".to_owned(), "+++ after".to_owned()]);
+    }
+    out
 }
