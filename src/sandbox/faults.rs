@@ -185,6 +185,7 @@ pub(crate) async fn fault_layer(
             None => StatusCode::BAD_GATEWAY.into_response(),
         },
         Some(Fault::TooManyRequests) => {
+            super::lock(&sb.inner.counters).forced429();
             let reset = super::clock::seconds_to_next_minute(sb.now());
             Problem::rate_limited(RateInfo {
                 allowed: false,
