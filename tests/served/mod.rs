@@ -51,26 +51,27 @@ pub fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
     panic!("no line with {needle:?}");
 }
 
+/// `flexsync sandbox serve` on `listen` with its state in `state`; returns the
+/// process once it serves, and its API URL.
+fn serve_sandbox(listen: &str, state: &std::path::Path) -> (Child, String) {
+    let mut child = StdCommand::new(bin())
+        .args(["sandbox", "serve", "--listen", listen, "--admin-endpoints"])
+        .arg("--state")
+        .arg(state)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let line = line_with(&mut err, "Sandbox serving");
+    let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    (child, api_url)
+}
+
 impl Served {
     pub async fn start() -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = StdCommand::new(bin())
-            .args([
-                "sandbox",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-endpoints",
-            ])
-            .arg("--state")
-            .arg(dir.path().join("state.json"))
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let line = line_with(&mut err, "Sandbox serving");
-        let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+        let (child, api_url) = serve_sandbox("127.0.0.1:0", &dir.path().join("state.json"));
         let base = api_url.trim_end_matches("/team-admin/v1").to_owned();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -87,6 +88,21 @@ impl Served {
         };
         served.login().await;
         served
+    }
+
+    /// Kills the sandbox at once (SIGKILL), as a crash would; its state file
+    /// holds every change it answered.
+    pub fn kill_sandbox(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Serves the sandbox again on the same port and state file.
+    pub fn restart_sandbox(&mut self) {
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        let (child, api_url) = serve_sandbox(&listen, &self.dir.path().join("state.json"));
+        assert_eq!(api_url, self.api_url);
+        self.child = child;
     }
 
     fn std_cmd(&self) -> StdCommand {
