@@ -365,3 +365,41 @@ async fn changes_and_stats_count_what_the_world_does_not_show() {
     assert_eq!(stats["refreshRefused"], 1);
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limit_headers_can_be_switched_off() {
+    let ts = start(|c| {
+        c.admin_endpoints = true;
+        c.limits.team_per_minute = 1;
+    })
+    .await;
+    let t = ts.login().await;
+    let res = ts
+        .get(&format!("/teams/{ENG}/users"), &t.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("x-ratelimit-remaining"));
+    let (status, _) = call(
+        ts.http
+            .put(ts.url("/_sandbox/settings"))
+            .json(&json!({"quirks": {"rateLimitHeaders": false}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let res = ts
+        .get(&format!("/teams/{ENG}/users"), &t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(
+        !res.headers()
+            .keys()
+            .any(|k| k.as_str().starts_with("x-ratelimit-")),
+        "{:?}",
+        res.headers()
+    );
+    ts.stop().await;
+}
