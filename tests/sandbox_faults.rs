@@ -159,6 +159,30 @@ async fn dropped_connections_give_no_answer() {
 }
 
 #[tokio::test]
+async fn a_drop_after_handling_loses_the_answer_not_the_write() {
+    let ts = start(|c| c.admin_endpoints = true).await;
+    let t = ts.login().await;
+    put_faults(&ts, json!({"dropAfterShare": 1.0})).await;
+    let err = ts
+        .post(
+            &format!("/teams/{ENG}/users"),
+            &t.access,
+            json!({"email": "lost@example.com"}),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.status().is_none(), "no HTTP status at all: {err}");
+    put_faults(&ts, json!({})).await;
+    let (_, invitations) = call(ts.http.get(ts.url("/_sandbox/invitations"))).await;
+    assert_eq!(
+        invitations[ENG]["lost@example.com"], 1,
+        "the write was made"
+    );
+    ts.stop().await;
+}
+
+#[tokio::test]
 async fn added_latency_delays_answers() {
     // The one test that takes real time: a bounded 50 ms.
     let ts = start(|c| c.admin_endpoints = true).await;
