@@ -861,10 +861,13 @@ async fn server_errors() -> Row {
     sc.finish("injected 5xx").await
 }
 
-/// Connections closed without an answer, reads and writes alike.
+/// Connections closed without an answer, reads and writes alike: some
+/// before the request is handled, some after (the write is made, the answer
+/// lost, so the retry finds it done).
 async fn dropped_connections() -> Row {
     let mut sc = Scenario::prepare().await;
-    sc.faults(json!({ "dropShare": 0.3 })).await;
+    sc.faults(json!({ "dropShare": 0.15, "dropAfterShare": 0.15 }))
+        .await;
     let f = sc.spawn_apply("apply", &[]).wait().await;
     sc.fault_run(f, true);
     sc.finish("dropped connections").await
