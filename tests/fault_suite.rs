@@ -30,7 +30,8 @@
 //!   claim a change the sandbox did not make. **no intent**: made writes
 //!   without an intent line.
 //! - **panics**: flexsync processes that exited 101 or said "panicked".
-//! - **lockout**: refresh tokens the sandbox refused (spent or unknown).
+//! - **spent refresh**: refresh tokens the sandbox refused because they were
+//!   already spent (or unknown): a lockout, or a narrow escape from one.
 //! - **failed runs**: runs that had to succeed and did not (the rerun
 //!   always; the fault run when the fault leaves nothing to fail).
 //! - **conv**: `plan --detailed-exitcode` exits 0 after the one rerun.
@@ -211,6 +212,11 @@ impl Finished {
             ("server error; retrying", "5xx retried"),
             ("HTTP 429", "429s"),
             ("rate budget spent", "budget waits"),
+            ("access token refreshed", "refreshed tokens"),
+            (
+                "using the tokens another flexsync process saved",
+                "took another's tokens",
+            ),
         ]
         .iter()
         .filter_map(|(needle, label)| {
@@ -563,7 +569,7 @@ impl Scenario {
             .max()
             .unwrap_or(0);
         let over_budget = busiest.saturating_sub(BUDGET);
-        let lockouts = sum("refreshRefused");
+        let spent_refresh = sum("refreshRefused");
 
         // The audit log against the writes made.
         let lines = s.audit_all();
@@ -683,7 +689,7 @@ impl Scenario {
             audit_delta,
             no_intent,
             panics,
-            lockouts,
+            spent_refresh,
             failed_runs: failed,
             converged,
             notes,
@@ -707,7 +713,7 @@ struct Row {
     audit_delta: usize,
     no_intent: usize,
     panics: usize,
-    lockouts: u64,
+    spent_refresh: u64,
     failed_runs: Vec<String>,
     converged: bool,
     notes: Vec<String>,
@@ -730,7 +736,7 @@ impl Row {
             audit_delta: 0,
             no_intent: 0,
             panics: 0,
-            lockouts: 0,
+            spent_refresh: 0,
             failed_runs: Vec::new(),
             converged: false,
             notes: Vec::new(),
@@ -750,7 +756,7 @@ impl Row {
             && self.audited == self.made
             && self.no_intent == 0
             && self.panics == 0
-            && self.lockouts == 0
+            && self.spent_refresh == 0
             && self.failed_runs.is_empty()
             && self.converged
     }
@@ -770,7 +776,7 @@ fn table(rows: &[Row]) -> String {
         "audit Δ",
         "no intent",
         "panics",
-        "lockout",
+        "spent refresh",
         "failed runs",
         "conv",
     ];
@@ -795,7 +801,7 @@ fn table(rows: &[Row]) -> String {
                 r.audit_delta.to_string(),
                 r.no_intent.to_string(),
                 r.panics.to_string(),
-                r.lockouts.to_string(),
+                r.spent_refresh.to_string(),
                 r.failed_runs.len().to_string(),
                 if r.converged { "yes" } else { "NO" }.to_owned(),
             ]
@@ -1093,18 +1099,34 @@ async fn token_rotated_by_another_process() -> Row {
         Some(json!({ "advanceSeconds": 3660 })),
     )
     .await;
+    // Slow answers until the first refresh is through, so the second
+    // process has surely sent the expired token too by then.
+    sc.faults(json!({ "latencyMs": 500, "includeOauth": true }))
+        .await;
     let decl = sc.decl_arg();
     let apply = sc.spawn_apply("apply", &[]);
     let plan = sc.spawn("plan", &["plan".into(), decl]);
+    until(60, "a refresh", || async {
+        sc.stats().await["refreshed"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    sc.faults(json!({})).await;
     let (apply, plan) = (apply.wait().await, plan.wait().await);
+    // Each needed new tokens: one refreshed, the other took what it saved.
+    for p in [&apply, &plan] {
+        assert!(
+            p.stderr.contains("access token refreshed")
+                || p.stderr
+                    .contains("using the tokens another flexsync process saved"),
+            "{} never renewed its tokens: {}",
+            p.what,
+            p.stderr
+        );
+    }
     sc.fault_run(apply, true);
     sc.fault_run(plan, true);
     let refreshed = sc.stats().await["refreshed"].as_u64().unwrap();
     sc.notes.push(format!("{refreshed} refresh(es) granted"));
-    assert!(
-        refreshed >= 1,
-        "nobody refreshed: the scenario tested nothing"
-    );
     assert_ne!(std::fs::read(&sc.s.token_file).unwrap(), before);
     sc.finish("token rotated by another").await
 }
