@@ -1115,7 +1115,7 @@ async fn token_rotated_by_another_process() -> Row {
     .await;
     // Slow answers until the first refresh is through, so the second
     // process has surely sent the expired token too by then.
-    sc.faults(json!({ "latencyMs": 500, "includeOauth": true }))
+    sc.faults(json!({ "latencyMs": 1000, "includeOauth": true }))
         .await;
     let decl = sc.decl_arg();
     let apply = sc.spawn_apply("apply", &[]);
