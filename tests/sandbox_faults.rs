@@ -159,6 +159,30 @@ async fn dropped_connections_give_no_answer() {
 }
 
 #[tokio::test]
+async fn a_drop_after_handling_loses_the_answer_not_the_write() {
+    let ts = start(|c| c.admin_endpoints = true).await;
+    let t = ts.login().await;
+    put_faults(&ts, json!({"dropAfterShare": 1.0})).await;
+    let err = ts
+        .post(
+            &format!("/teams/{ENG}/users"),
+            &t.access,
+            json!({"email": "lost@example.com"}),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.status().is_none(), "no HTTP status at all: {err}");
+    put_faults(&ts, json!({})).await;
+    let (_, invitations) = call(ts.http.get(ts.url("/_sandbox/invitations"))).await;
+    assert_eq!(
+        invitations[ENG]["lost@example.com"], 1,
+        "the write was made"
+    );
+    ts.stop().await;
+}
+
+#[tokio::test]
 async fn added_latency_delays_answers() {
     // The one test that takes real time: a bounded 50 ms.
     let ts = start(|c| c.admin_endpoints = true).await;
@@ -296,5 +320,110 @@ async fn settings_endpoint_changes_delay_and_quirks_at_run_time() {
     ))
     .await;
     assert_eq!(user["status"], "PENDING");
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn changes_and_stats_count_what_the_world_does_not_show() {
+    let ts = start(|c| {
+        c.admin_endpoints = true;
+        c.limits.team_per_minute = 3;
+    })
+    .await;
+    let t = ts.login().await;
+    // A real change, a convergent repeat (no change), a drift by another admin.
+    for _ in 0..2 {
+        call(ts.post(
+            &format!("/teams/{ENG}/assignments"),
+            &t.access,
+            json!({"userId": "US1000000005", "productId": "prod_flex_platform"}),
+        ))
+        .await;
+    }
+    call(
+        ts.http
+            .delete(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
+            .query(&[
+                ("userId", "US1000000001"),
+                ("productId", "prod_flex_platform"),
+            ]),
+    )
+    .await;
+    let (_, changes) = call(ts.http.get(ts.url("/_sandbox/changes"))).await;
+    let seen: Vec<String> = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {}",
+                c["by"], c["action"], c["email"], c["productId"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            r#""api" "assign" "erin@example.com" "prod_flex_platform""#,
+            r#""admin" "unassign" "alice@example.com" "prod_flex_platform""#,
+        ]
+    );
+
+    // One call left in the window, then the limiter's 429; a forced one apart.
+    call(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
+    let (status, _) = call(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    put_faults(&ts, json!({"forced429": 1})).await;
+    call(ts.get("/teams", &t.access)).await;
+    // A refresh token works once.
+    assert_eq!(ts.refresh(&t.refresh).await.status(), StatusCode::OK);
+    assert_eq!(
+        ts.refresh(&t.refresh).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let (_, stats) = call(ts.http.get(ts.url("/_sandbox/stats"))).await;
+    assert_eq!(stats["rateLimited"][ENG], 1);
+    assert_eq!(stats["busiestWindow"][ENG], 3);
+    assert_eq!(stats["forced429"], 1);
+    assert_eq!(stats["refreshed"], 1);
+    assert_eq!(stats["refreshRefused"], 1);
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_headers_can_be_switched_off() {
+    let ts = start(|c| {
+        c.admin_endpoints = true;
+        c.limits.team_per_minute = 1;
+    })
+    .await;
+    let t = ts.login().await;
+    let res = ts
+        .get(&format!("/teams/{ENG}/users"), &t.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("x-ratelimit-remaining"));
+    let (status, _) = call(
+        ts.http
+            .put(ts.url("/_sandbox/settings"))
+            .json(&json!({"quirks": {"rateLimitHeaders": false}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let res = ts
+        .get(&format!("/teams/{ENG}/users"), &t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    assert!(
+        !res.headers()
+            .keys()
+            .any(|k| k.as_str().starts_with("x-ratelimit-")),
+        "{:?}",
+        res.headers()
+    );
     ts.stop().await;
 }

@@ -20,7 +20,8 @@ use super::clock::format_api_time;
 use super::config::Quirks;
 use super::faults::FaultSettings;
 use super::problem::Problem;
-use super::state::Outcome;
+use super::state::ChangeAction::{Assign, Invite, Unassign};
+use super::state::{ChangeSource, Outcome};
 use super::{Sandbox, lock};
 
 pub(crate) fn routes() -> Router<Sandbox> {
@@ -30,6 +31,8 @@ pub(crate) fn routes() -> Router<Sandbox> {
         .route("/_sandbox/faults", get(faults).put(set_faults))
         .route("/_sandbox/settings", get(settings).put(set_settings))
         .route("/_sandbox/invitations", get(invitations))
+        .route("/_sandbox/changes", get(changes))
+        .route("/_sandbox/stats", get(stats))
         .route(
             "/_sandbox/teams/{team_id}/assignments",
             post(assign).delete(unassign),
@@ -161,6 +164,64 @@ async fn invitations(State(sb): State<Sandbox>) -> Response {
     axum::Json(lock(&sb.inner.world).invitations()).into_response()
 }
 
+async fn changes(State(sb): State<Sandbox>) -> Response {
+    axum::Json(lock(&sb.inner.world).changes.clone()).into_response()
+}
+
+async fn stats(State(sb): State<Sandbox>) -> Response {
+    axum::Json(&*lock(&sb.inner.counters)).into_response()
+}
+
+/// What the sandbox refused or injected since it started, for `GET /_sandbox/stats`:
+/// nothing in the world shows a 429. Not saved, like the rate counters themselves.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Counters {
+    /// 429s the team limiter sent (budget really spent), by team id.
+    rate_limited: BTreeMap<String, u64>,
+    /// The most calls a team's limiter let through in one window, by team id: how
+    /// close clients came to the limit.
+    busiest_window: BTreeMap<String, u32>,
+    /// 429s the List Teams limiter sent, by OAuth client id.
+    rate_limited_list_teams: BTreeMap<String, u64>,
+    /// 429s sent by the `forced429` fault (not counted above).
+    forced429: u64,
+    /// Refresh-token grants answered with new tokens.
+    refreshed: u64,
+    /// Refresh-token grants refused: the token was unknown, expired or already used.
+    refresh_refused: u64,
+}
+
+impl Counters {
+    pub fn team_used(&mut self, team: &str, calls: u32) {
+        let busiest = self.busiest_window.entry(team.to_owned()).or_default();
+        *busiest = (*busiest).max(calls);
+    }
+
+    pub fn team_refused(&mut self, team: &str) {
+        *self.rate_limited.entry(team.to_owned()).or_default() += 1;
+    }
+
+    pub fn list_teams_refused(&mut self, client_id: &str) {
+        *self
+            .rate_limited_list_teams
+            .entry(client_id.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn forced429(&mut self) {
+        self.forced429 += 1;
+    }
+
+    pub fn refreshed(&mut self) {
+        self.refreshed += 1;
+    }
+
+    pub fn refresh_refused(&mut self) {
+        self.refresh_refused += 1;
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AssignmentRef {
@@ -191,7 +252,21 @@ async fn assign(
     }
     let now = sb.now();
     let quirks = sb.quirks();
-    let result = saved(sb.mutate(|w| w.assign(&team_id, &a.user_id, &a.product_id, now, &quirks)))?;
+    let result = saved(sb.mutate(|w| {
+        let result = w.assign(&team_id, &a.user_id, &a.product_id, now, &quirks);
+        if let Ok((_, Outcome::Created)) = &result {
+            let product = Some(a.product_id.as_str());
+            w.record_change(
+                now,
+                &team_id,
+                Assign,
+                &a.user_id,
+                product,
+                ChangeSource::Admin,
+            );
+        }
+        result
+    }))?;
     match result {
         Ok((_, outcome)) => Ok(match outcome {
             Outcome::Created => StatusCode::CREATED,
@@ -216,7 +291,22 @@ async fn unassign(
         return Err(unknown_team(&team_id));
     }
     let now = sb.now();
-    match saved(sb.mutate(|w| w.unassign(&team_id, &a.user_id, &a.product_id, now)))? {
+    let result = saved(sb.mutate(|w| {
+        let result = w.unassign(&team_id, &a.user_id, &a.product_id, now);
+        if result.is_ok() {
+            let product = Some(a.product_id.as_str());
+            w.record_change(
+                now,
+                &team_id,
+                Unassign,
+                &a.user_id,
+                product,
+                ChangeSource::Admin,
+            );
+        }
+        result
+    }))?;
+    match result {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(r) => Err(refused(r)),
     }
@@ -238,7 +328,14 @@ async fn add_user(
     body: Bytes,
 ) -> AdminResult {
     let u: NewUser = parse(&body)?;
-    let added = saved(sb.mutate(|w| w.add_user(&team_id, &u.email, &u.first_name, &u.last_name)))?;
+    let now = sb.now();
+    let added = saved(sb.mutate(|w| {
+        let added = w.add_user(&team_id, &u.email, &u.first_name, &u.last_name);
+        if let Some((user, Outcome::Created)) = &added {
+            w.record_change(now, &team_id, Invite, &user.id, None, ChangeSource::Admin);
+        }
+        added
+    }))?;
     match added {
         Some((user, outcome)) => {
             let status = match outcome {

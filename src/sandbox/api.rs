@@ -20,8 +20,10 @@ use super::config::{AuthErrorFormat, ForeignTeamFilter, Quirks, UnassignSuccess}
 use super::oauth::Caller;
 use super::problem::{Problem, add_rate_headers, aps_error};
 use super::ratelimit::{Bucket, RateInfo};
+use super::state::ChangeAction::{Assign, Invite, Unassign};
 use super::state::{
-    EffectiveAssignment, MemberStatus, Outcome, PoolView, Refusal, Role, Source, UserView,
+    ChangeSource, EffectiveAssignment, MemberStatus, Outcome, PoolView, Refusal, Role, Source,
+    UserView,
 };
 use super::{API_BASE_PATH, Sandbox, lock};
 
@@ -302,8 +304,10 @@ fn enter_team(
         sb.now(),
     );
     if !info.allowed {
+        lock(&sb.inner.counters).team_refused(team_id);
         return Err(Problem::rate_limited(info).into());
     }
+    lock(&sb.inner.counters).team_used(team_id, info.limit.saturating_sub(info.remaining));
     Ok(info)
 }
 
@@ -458,6 +462,7 @@ async fn list_teams(
         sb.now(),
     );
     if !info.allowed {
+        lock(&sb.inner.counters).list_teams_refused(&caller.client_id);
         return Err(Problem::rate_limited(info).into());
     }
     let params = Params::from(query).map_err(|p| p.with_rate(info))?;
@@ -562,8 +567,15 @@ async fn add_user(
     })();
     let (email, first, last) = parsed.map_err(|p| p.with_rate(info))?;
     let quirks = sb.quirks();
+    let now = sb.now();
     let added = sb
-        .mutate(|w| w.add_user(&team_id, &email, &first, &last))
+        .mutate(|w| {
+            let added = w.add_user(&team_id, &email, &first, &last);
+            if let Some((user, Outcome::Created)) = &added {
+                w.record_change(now, &team_id, Invite, &user.id, None, ChangeSource::Api);
+            }
+            added
+        })
         .map_err(internal)?;
     match added {
         Some((user, outcome)) => {
@@ -670,7 +682,18 @@ async fn assign(
             if let Ok(horizon) = now.saturating_sub(delay) {
                 w.prune_history(horizon);
             }
-            w.assign(&team_id, &user, &product, now, &quirks)
+            let result = w.assign(&team_id, &user, &product, now, &quirks);
+            if let Ok((_, Outcome::Created)) = &result {
+                w.record_change(
+                    now,
+                    &team_id,
+                    Assign,
+                    &user,
+                    Some(&product),
+                    ChangeSource::Api,
+                );
+            }
+            result
         })
         .map_err(internal)?;
     match result {
@@ -719,7 +742,18 @@ async fn unassign(
             if let Ok(horizon) = now.saturating_sub(delay) {
                 w.prune_history(horizon);
             }
-            w.unassign(&team_id, &user, &product, now)
+            let result = w.unassign(&team_id, &user, &product, now);
+            if result.is_ok() {
+                w.record_change(
+                    now,
+                    &team_id,
+                    Unassign,
+                    &user,
+                    Some(&product),
+                    ChangeSource::Api,
+                );
+            }
+            result
         })
         .map_err(internal)?;
     match result {

@@ -169,6 +169,9 @@ pub struct Quirks {
     pub auth_error_format: AuthErrorFormat,
     /// Whether a pool that has not started reports `assignedQuantity: null`.
     pub unstarted_pool_assigned_null: bool,
+    /// Whether responses carry the `X-RateLimit-*` headers. Their names and meanings
+    /// are unknown, so a client must keep within the limit without them.
+    pub rate_limit_headers: bool,
 }
 
 impl Default for Quirks {
@@ -186,6 +189,7 @@ impl Default for Quirks {
             wrap_single_in_data: false,
             auth_error_format: AuthErrorFormat::ApsError,
             unstarted_pool_assigned_null: true,
+            rate_limit_headers: true,
         }
     }
 }

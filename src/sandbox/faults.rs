@@ -17,6 +17,9 @@ pub struct FaultSettings {
     pub error503_share: f64,
     /// Share (0.0–1.0) of requests whose connection is closed without any answer.
     pub drop_share: f64,
+    /// Share (0.0–1.0) of requests that are handled (a write takes effect) and whose
+    /// connection is then closed before the answer: the client cannot know it succeeded.
+    pub drop_after_share: f64,
     /// Delay added before every affected request is handled, in milliseconds.
     pub latency_ms: u64,
     /// The next N affected requests get `429` (as if another integration drained the bucket).
@@ -35,6 +38,7 @@ impl FaultSettings {
             ("error500Share", self.error500_share),
             ("error503Share", self.error503_share),
             ("dropShare", self.drop_share),
+            ("dropAfterShare", self.drop_after_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must be between 0 and 1, got {v}"));
@@ -53,6 +57,7 @@ impl FaultSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
     Drop,
+    DropAfter,
     TooManyRequests,
     Internal,
     Unavailable,
@@ -63,6 +68,7 @@ pub(crate) enum Fault {
 pub(crate) struct FaultState {
     pub settings: FaultSettings,
     acc_drop: f64,
+    acc_drop_after: f64,
     acc_500: f64,
     acc_503: f64,
 }
@@ -84,6 +90,9 @@ impl FaultState {
     pub fn next(&mut self) -> Option<Fault> {
         if tick(&mut self.acc_drop, self.settings.drop_share) {
             return Some(Fault::Drop);
+        }
+        if tick(&mut self.acc_drop_after, self.settings.drop_after_share) {
+            return Some(Fault::DropAfter);
         }
         if self.settings.forced429 > 0 {
             self.settings.forced429 -= 1;
@@ -184,7 +193,19 @@ pub(crate) async fn fault_layer(
             // Served without `serve` (a bare router): the closest thing is a gateway error.
             None => StatusCode::BAD_GATEWAY.into_response(),
         },
+        Some(Fault::DropAfter) => {
+            let killer = req.extensions().get::<ConnectionKiller>().cloned();
+            let _answer = next.run(req).await;
+            match killer {
+                Some(killer) => {
+                    killer.0.notify_one();
+                    std::future::pending().await
+                }
+                None => StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
         Some(Fault::TooManyRequests) => {
+            super::lock(&sb.inner.counters).forced429();
             let reset = super::clock::seconds_to_next_minute(sb.now());
             Problem::rate_limited(RateInfo {
                 allowed: false,

@@ -142,6 +142,8 @@ pub(crate) struct Inner {
     pub world: Mutex<World>,
     pub runtime: Mutex<Runtime>,
     pub limiter: Mutex<RateLimiter>,
+    /// 429s and refused refreshes, for `/_sandbox/stats`. Locked after `world` when both are.
+    pub counters: Mutex<admin::Counters>,
     pub state_file: Option<PathBuf>,
     /// Held while any handle lives, so no other process writes the same file.
     _state_lock: Option<persist::StateLock>,
@@ -211,6 +213,7 @@ impl Sandbox {
                 world: Mutex::new(world),
                 runtime: Mutex::new(runtime),
                 limiter: Mutex::new(RateLimiter::default()),
+                counters: Mutex::new(admin::Counters::default()),
                 state_file,
                 _state_lock: state_lock,
             }),

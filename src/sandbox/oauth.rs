@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::OAuthClient;
 use super::problem::oauth_error;
-use super::{Sandbox, ids};
+use super::{Sandbox, ids, lock};
 
 pub(crate) const AUTHORIZE_PATH: &str = "/authentication/v2/authorize";
 pub(crate) const TOKEN_PATH: &str = "/authentication/v2/token";
@@ -479,6 +479,7 @@ fn refresh(
         // A used token is gone, so reuse lands here too: rotation makes every refresh
         // token single-use.
         let Some(grant) = grant else {
+            lock(&sb.inner.counters).refresh_refused();
             return Err(invalid_grant(
                 "the refresh token is unknown, expired or already used",
             ));
@@ -500,6 +501,7 @@ fn refresh(
             None => grant.scopes.clone(),
         };
         w.oauth.refresh_tokens.remove(presented);
+        lock(&sb.inner.counters).refreshed();
         Ok(issue(
             sb,
             w,

@@ -185,6 +185,22 @@ pub(crate) fn valid_request_id(raw: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// Middleware on every route: drops the `X-RateLimit-*` headers when
+/// `quirks.rate_limit_headers` is off (`Retry-After` stays: it is standard HTTP).
+pub(crate) async fn rate_headers_layer(
+    axum::extract::State(sb): axum::extract::State<super::Sandbox>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    if !sb.quirks().rate_limit_headers {
+        for name in [X_RATE_LIMIT, X_RATE_REMAINING, X_RATE_RESET] {
+            res.headers_mut().remove(name);
+        }
+    }
+    res
+}
+
 /// Middleware on every route: settles the request id, echoes it, renders problems.
 pub(crate) async fn request_id_layer(req: Request, next: Next) -> Response {
     let id = req

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::faults::{ConnectionKiller, fault_layer};
-use super::problem::{Problem, request_id_layer};
+use super::problem::{Problem, rate_headers_layer, request_id_layer};
 use super::{Sandbox, admin, api, oauth};
 
 pub(crate) fn router(sb: &Sandbox) -> Router {
@@ -32,6 +32,10 @@ pub(crate) fn router(sb: &Sandbox) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_id_layer))
+        .layer(middleware::from_fn_with_state(
+            sb.clone(),
+            rate_headers_layer,
+        ))
         .with_state(sb.clone())
 }
 

@@ -27,6 +27,46 @@ pub struct World {
     pub next_user_number: u64,
     /// Codes and tokens, so a restart does not log the client out.
     pub oauth: OAuthState,
+    /// Every change made to a team, oldest first (at most [`MAX_CHANGES`]). Saved with
+    /// the rest, so a count of writes made survives a restart.
+    #[serde(default)]
+    pub changes: Vec<ChangeRecord>,
+}
+
+/// How many [`ChangeRecord`]s the world keeps; the oldest go first, so a long
+/// rehearsal cannot grow the state file without bound.
+pub const MAX_CHANGES: usize = 10_000;
+
+/// One change to a team: what `GET /_sandbox/changes` lists, so a test can count the
+/// writes a client made from the server's side rather than from the client's report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRecord {
+    pub at: Timestamp,
+    pub team: String,
+    pub action: ChangeAction,
+    pub user_id: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    pub by: ChangeSource,
+}
+
+/// What changed: a new member (an invitation), a direct assignment made or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeAction {
+    Invite,
+    Assign,
+    Unassign,
+}
+
+/// Who made a change: a Team Admin API call, or `/_sandbox/` acting as another admin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeSource {
+    Api,
+    Admin,
 }
 
 /// An Autodesk account.
@@ -558,6 +598,37 @@ impl World {
             team.direct
                 .retain(|d| d.removed_at.is_none_or(|r| r > horizon));
         }
+    }
+
+    /// Records a change that just happened (the caller knows it did: `Created`, or a
+    /// removal), naming the user by id and email.
+    pub fn record_change(
+        &mut self,
+        at: Timestamp,
+        team: &str,
+        action: ChangeAction,
+        user_id: &str,
+        product_id: Option<&str>,
+        by: ChangeSource,
+    ) {
+        let email = self
+            .accounts
+            .get(user_id)
+            .map(|a| a.email.to_ascii_lowercase())
+            .unwrap_or_default();
+        if self.changes.len() >= MAX_CHANGES {
+            let excess = self.changes.len() + 1 - MAX_CHANGES;
+            self.changes.drain(..excess);
+        }
+        self.changes.push(ChangeRecord {
+            at,
+            team: team.to_owned(),
+            action,
+            user_id: user_id.to_owned(),
+            email,
+            product_id: product_id.map(str::to_owned),
+            by,
+        });
     }
 
     /// Invitations sent per team and lower-cased email.

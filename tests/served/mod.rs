@@ -51,6 +51,31 @@ pub fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
     panic!("no line with {needle:?}");
 }
 
+/// `flexsync sandbox serve` on `listen` with its state in `state`; returns the
+/// process once it serves, and its API URL.
+fn serve_sandbox(
+    listen: &str,
+    state: &std::path::Path,
+    seed: Option<&std::path::Path>,
+) -> (Child, String) {
+    let mut cmd = StdCommand::new(bin());
+    cmd.args(["sandbox", "serve", "--listen", listen, "--admin-endpoints"])
+        .arg("--state")
+        .arg(state);
+    if let Some(seed) = seed {
+        cmd.arg("--seed").arg(seed);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let line = line_with(&mut err, "Sandbox serving");
+    let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    (child, api_url)
+}
+
 impl Served {
     pub async fn start() -> Served {
         Self::start_seeded(None).await
@@ -60,28 +85,16 @@ impl Served {
     /// the bundled one.
     pub async fn start_seeded(seed: Option<&str>) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = StdCommand::new(bin());
-        cmd.args([
-            "sandbox",
-            "serve",
-            "--listen",
+        let seed_file = seed.map(|seed| {
+            let path = dir.path().join("seed.yaml");
+            std::fs::write(&path, seed).unwrap();
+            path
+        });
+        let (child, api_url) = serve_sandbox(
             "127.0.0.1:0",
-            "--admin-endpoints",
-        ])
-        .arg("--state")
-        .arg(dir.path().join("state.json"));
-        if let Some(seed) = seed {
-            std::fs::write(dir.path().join("seed.yaml"), seed).unwrap();
-            cmd.arg("--seed").arg(dir.path().join("seed.yaml"));
-        }
-        let mut child = cmd
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let line = line_with(&mut err, "Sandbox serving");
-        let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+            &dir.path().join("state.json"),
+            seed_file.as_deref(),
+        );
         let base = api_url.trim_end_matches("/team-admin/v1").to_owned();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -98,6 +111,21 @@ impl Served {
         };
         served.login().await;
         served
+    }
+
+    /// Kills the sandbox at once (SIGKILL), as a crash would; its state file
+    /// holds every change it answered.
+    pub fn kill_sandbox(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Serves the sandbox again on the same port and state file.
+    pub fn restart_sandbox(&mut self) {
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        let (child, api_url) = serve_sandbox(&listen, &self.dir.path().join("state.json"), None);
+        assert_eq!(api_url, self.api_url);
+        self.child = child;
     }
 
     fn std_cmd(&self) -> StdCommand {
