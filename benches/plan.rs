@@ -7,8 +7,9 @@
 //! double the time. No assertion: machines differ. `benches/callgrind.sh`
 //! counts instructions instead, which do not depend on the machine's load.
 //!
-//! `PLAN_BENCH_SIZES=10000` picks sizes; `PLAN_BENCH_ONLY=load|plan` runs
-//! one phase once (for callgrind).
+//! `PLAN_BENCH_SIZES=10000` picks sizes; `PLAN_BENCH_ONLY=setup|load|plan`
+//! runs up to that phase once (for callgrind: the differences between the
+//! three counts are the parse and the plan).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -86,6 +87,10 @@ fn main() {
         for &users in &sizes {
             let yaml = desired_yaml(users, true);
             let obs = observed(users);
+            if only == "setup" {
+                black_box((&yaml, &obs));
+                continue;
+            }
             let loaded = config::load_str("bench.yaml", &yaml);
             if only == "plan" {
                 black_box(plan::compute(&loaded.desired, &obs, now));

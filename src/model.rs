@@ -47,14 +47,16 @@ opaque_id!(
     Alias
 );
 
-/// An email address in canonical (lower-case) form.
+/// An email address in canonical (lower-case) form. Shared (`Arc<str>`):
+/// plans copy each person's address into every change, finding and
+/// holding, and copying a pointer is what keeps a 100,000-person plan fast.
 ///
 /// Autodesk matches people by email and admins type them with any casing, so
 /// flexsync compares emails case-insensitively everywhere by storing them
 /// lower-cased once, here.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
-pub struct Email(String);
+pub struct Email(std::sync::Arc<str>);
 
 impl Email {
     /// Parses and checks an email typed by an admin.
@@ -89,13 +91,13 @@ impl Email {
         {
             return Err(EmailError::BadDomain);
         }
-        Ok(Email(trimmed.to_lowercase()))
+        Ok(Email(trimmed.to_lowercase().into()))
     }
 
     /// Wraps an email reported by the API. The API is the authority on what
     /// exists, so it is only canonicalised, never rejected.
     pub fn from_observed(raw: &str) -> Email {
-        Email(raw.trim().to_lowercase())
+        Email(raw.trim().to_lowercase().into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -111,7 +113,7 @@ impl From<String> for Email {
 
 impl From<Email> for String {
     fn from(e: Email) -> Self {
-        e.0
+        e.0.to_string()
     }
 }
 

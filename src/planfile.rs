@@ -17,6 +17,7 @@
 //! of it holds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -647,7 +648,7 @@ fn load_change(t: &SavedTeam, s: &SavedChange) -> Result<Change, String> {
         "assign" => Ok(Change::Assign {
             email,
             user_id: s.user_id.clone().map(UserId),
-            product: product()?,
+            product: Arc::new(product()?),
         }),
         "unassign" => Ok(Change::Unassign {
             email,
@@ -656,7 +657,7 @@ fn load_change(t: &SavedTeam, s: &SavedChange) -> Result<Change, String> {
                     .clone()
                     .ok_or_else(|| format!("unassign {} has no userId", s.email))?,
             ),
-            product: product()?,
+            product: Arc::new(product()?),
         }),
         other => Err(format!("unknown action {other:?}")),
     }

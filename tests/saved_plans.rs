@@ -58,11 +58,11 @@ fn forged_unassign(
     let change = Change::Unassign {
         email: Email::parse(email).unwrap(),
         user_id: UserId(user.into()),
-        product: ProductRef {
+        product: std::sync::Arc::new(ProductRef {
             alias: flexsync::model::Alias(alias.into()),
             id: flexsync::model::ProductId(id.into()),
             name: name.into(),
-        },
+        }),
     };
     SavedChange {
         action: "unassign".into(),

@@ -186,7 +186,7 @@ mod tests {
         let change = Change::Assign {
             email: Email::from_observed("a@x.io"),
             user_id: Some(UserId("U1".into())),
-            product,
+            product: std::sync::Arc::new(product),
         };
         let mut e = Expectations::default();
         let now = t("2026-11-26T10:00:00Z");

@@ -9,6 +9,7 @@
 //! holdings before and after.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -116,8 +117,8 @@ pub(super) struct Team<'a> {
     /// (user, product) → effective assignment type.
     pub held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
     pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
-    /// The managed products, by pool id.
-    pub managed: BTreeMap<&'a ProductId, ProductRef>,
+    /// The managed products, by pool id (shared by every change naming one).
+    pub managed: BTreeMap<&'a ProductId, Arc<ProductRef>>,
     /// Every alias with the pool it resolves to (merged aliases included).
     pub aliases: Vec<ProductRef>,
     /// What each declared person must hold, by product id (sorted, no
@@ -229,9 +230,9 @@ impl<'a> Team<'a> {
             .collect();
         let pools = ot.pools.iter().map(|p| (&p.product_id, p)).collect();
         let products = resolve_products(dt, ot, draft);
-        let managed: BTreeMap<&ProductId, ProductRef> = products
+        let managed: BTreeMap<&ProductId, Arc<ProductRef>> = products
             .values()
-            .map(|(p, pool)| (&pool.product_id, p.clone()))
+            .map(|(p, pool)| (&pool.product_id, Arc::new(p.clone())))
             .collect();
         let aliases = products
             .iter()
@@ -360,11 +361,11 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
                 change: Change::Assign {
                     email: user.email.clone(),
                     user_id: on_team.map(|u| u.id.clone()),
-                    product: ProductRef {
+                    product: Arc::new(ProductRef {
                         alias: alias.clone(),
                         id: ProductId(String::new()),
                         name,
-                    },
+                    }),
                 },
                 reason: BlockReason::UnresolvedAlias,
             });

@@ -394,7 +394,7 @@ fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
             );
         }
         draft.seats.push(SeatUsage {
-            product: product.clone(),
+            product: (**product).clone(),
             total,
             before: in_use,
             after: in_use.saturating_sub(freed) + granted,

@@ -13,6 +13,8 @@ mod lookalike;
 pub use compute::{Options, compute, compute_team, compute_with};
 pub use depends::{Facts, fingerprint};
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use crate::model::{Alias, Email, Limit, ProductId, TeamId, UserId};
@@ -178,13 +180,13 @@ pub enum Change {
     Assign {
         email: Email,
         user_id: Option<UserId>,
-        product: ProductRef,
+        product: Arc<ProductRef>,
     },
     /// Unassign Product (DIRECT assignments only).
     Unassign {
         email: Email,
         user_id: UserId,
-        product: ProductRef,
+        product: Arc<ProductRef>,
     },
 }
 
