@@ -2,22 +2,37 @@
 //!
 //! # Layout
 //!
-//! Data flows left to right; only the shell (`cli`) touches argv, files and
-//! the terminal.
+//! Data flows left to right. A functional core (`config` after reading
+//! bytes, `plan`, `render`, `daemon::schedule`, `daemon::consistency`)
+//! decides; a shell does the I/O: `cli` reads argv, the environment and the
+//! terminal; `api` speaks HTTP to Autodesk and keeps the token store;
+//! `daemon` owns signals, the file watcher, systemd and its listener;
+//! `input_file`, `audit`, `planfile` and `sandbox`'s persistence read and
+//! write files.
 //!
 //! ```text
 //! desired/*.yaml --config::load--> Desired  --+
 //!                                             +--plan::compute--> Plan --render--> text / Markdown / JSON
-//! snapshot.json --snapshot-------> Observed --+
+//! Team Admin API --api::Client---> Observed --+        |
+//!  (or snapshot.json, the sandbox)                     +--apply::execute--> ApplyReport --> audit log
 //! ```
 //!
 //! - [`model`]: the vocabulary (ids, emails, desired and observed state); a leaf.
 //! - [`config`]: YAML files → validated [`model::Desired`], with diagnostics.
 //! - [`diagnostic`]: problems with `file:line:column`, rendered for people or JSON.
+//! - [`input_file`]: reading files flexsync did not write: regular only, capped.
 //! - [`snapshot`]: the observed-state file format.
-//! - [`plan`]: the pure planner and the plan as data.
+//! - [`plan`]: the pure planner (guards as an ordered list) and the plan as data.
+//! - [`planfile`]: saved plans: sealed, checked against their policy and the live team.
 //! - [`render`]: text, Markdown and JSON views of a plan.
-//! - [`api`]: the Team Admin API client (OAuth, budget, retries, reads).
+//! - [`api`]: the Team Admin API client (OAuth, token store, budget, retries, reads).
+//! - [`apply`]: carries out a plan's executable changes; decides nothing.
+//! - [`report`]: what each change's write came to.
+//! - [`audit`]: the append-only audit log (intent and outcome lines).
+//! - [`git`]: the commit a declaration's checkout is at, read from `.git`.
+//! - [`daemon`]: `flexsync run`, the service.
+//! - [`metrics`]: the service's Prometheus metrics.
+//! - [`telemetry`]: logging (text, JSON, journald priorities).
 //! - [`sandbox`]: a local simulator of the Team Admin API; shares no code with `api`.
 //! - [`cli`]: the command line; wires the rest together.
 
