@@ -8,44 +8,19 @@
 //! step [`Draft::block`]; [`finish`] orders the result and derives the
 //! holdings before and after.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 use jiff::Timestamp;
 
+use super::draft::{Draft, finding, list};
 use super::guards::GUARDS;
+use super::team::Team;
 use super::{
-    BlockReason, Blocked, Change, Finding, FindingCode, Holding, Overrides, Plan, ProductRef,
-    SeatUsage, Severity, TeamPlan,
+    BlockReason, Blocked, Change, FindingCode, Holding, Options, Plan, ProductRef, Severity,
+    TeamPlan,
 };
-use crate::model::{
-    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId, ProductPool,
-    ProductSelector, TeamId, TeamUser, UserId,
-};
-
-/// What a plan is made with besides the two states.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    pub now: Timestamp,
-    /// One-run overrides of the teams' guards.
-    pub overrides: Overrides,
-    /// Unassignments wait until then (the service's removal delay after a
-    /// declaration change); `None` lets them through.
-    pub hold_removals_until: Option<Timestamp>,
-    /// Teams whose read failed, with why: their blocker says so.
-    pub unreadable: BTreeMap<TeamId, String>,
-}
-
-impl Options {
-    pub fn at(now: Timestamp) -> Self {
-        Options {
-            now,
-            overrides: Overrides::default(),
-            hold_removals_until: None,
-            unreadable: BTreeMap::new(),
-        }
-    }
-}
+use crate::model::{Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId};
+use std::sync::Arc;
 
 /// Computes the minimal plan that makes every declared team match its
 /// declaration. Teams absent from `observed` get a blocker and no changes.
@@ -99,116 +74,6 @@ fn unobserved(dt: &DesiredTeam, read_error: Option<&String>) -> TeamPlan {
         after: Vec::new(),
     }
 }
-
-pub(super) fn finding(severity: Severity, code: FindingCode, message: String) -> Finding {
-    Finding {
-        severity,
-        code,
-        message,
-    }
-}
-
-/// One team's declaration and live state, indexed once for the guards.
-pub(super) struct Team<'a> {
-    pub dt: &'a DesiredTeam,
-    pub ot: &'a ObservedTeam,
-    pub by_email: HashMap<&'a Email, &'a TeamUser>,
-    pub by_id: HashMap<&'a UserId, &'a TeamUser>,
-    /// (user, product) → effective assignment type.
-    pub held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
-    pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
-    /// The managed products, by pool id (shared by every change naming one).
-    pub managed: BTreeMap<&'a ProductId, Arc<ProductRef>>,
-    /// Every alias with the pool it resolves to (merged aliases included).
-    pub aliases: Vec<ProductRef>,
-    /// What each declared person must hold, by product id (sorted, no
-    /// duplicates; usually one or two).
-    pub wanted: HashMap<&'a Email, Vec<&'a ProductId>>,
-    /// How many declared people want each managed product.
-    pub declared_holders: BTreeMap<&'a ProductId, usize>,
-    /// People holding a managed product directly that the declaration does
-    /// not give them (pruned or not), with those products: the other half
-    /// of a probable typo.
-    pub undeclared: BTreeMap<&'a Email, Vec<&'a ProductId>>,
-    /// Today's direct assignments of managed products: the removal guard's
-    /// base.
-    pub direct_holdings: usize,
-    /// Declared renames (old address, new address).
-    pub renames: BTreeSet<(&'a Email, &'a Email)>,
-    /// Aliases that resolve to no single pool.
-    pub unresolved: BTreeSet<&'a str>,
-}
-
-/// The changes of one team while the guards sort them.
-#[derive(Default)]
-pub(super) struct Draft {
-    pub changes: Vec<Change>,
-    pub blocked: Vec<Blocked>,
-    pub findings: Vec<Finding>,
-    /// Filled by the seats guard.
-    pub seats: Vec<SeatUsage>,
-}
-
-impl Draft {
-    /// The one partition step: every change `why` gives a reason for moves
-    /// to `blocked`, in order; they are returned for the guard's message.
-    /// Assignments that were waiting for a now-blocked invitation follow it.
-    pub fn block(&mut self, mut why: impl FnMut(&Change) -> Option<BlockReason>) -> Vec<Blocked> {
-        let mut kept = Vec::with_capacity(self.changes.len());
-        let mut moved = Vec::new();
-        for change in self.changes.drain(..) {
-            match why(&change) {
-                Some(reason) => moved.push(Blocked { change, reason }),
-                None => kept.push(change),
-            }
-        }
-        self.changes = kept;
-        self.blocked.extend(moved.iter().cloned());
-        if moved
-            .iter()
-            .any(|b| matches!(b.change, Change::Invite { .. }))
-        {
-            self.cascade();
-        }
-        moved
-    }
-
-    /// Assignments that wait for an invitation that is blocked are blocked
-    /// for the same reason: they could not be sent without the user id.
-    fn cascade(&mut self) {
-        let inviting: BTreeSet<Email> = self
-            .changes
-            .iter()
-            .filter(|c| matches!(c, Change::Invite { .. }))
-            .map(|c| c.email().clone())
-            .collect();
-        let orphaned = |c: &Change| matches!(c, Change::Assign { user_id: None, email, .. } if !inviting.contains(email));
-        if !self.changes.iter().any(orphaned) {
-            return;
-        }
-        let reasons: BTreeMap<Email, BlockReason> = self
-            .blocked
-            .iter()
-            .filter(|b| matches!(b.change, Change::Invite { .. }))
-            .map(|b| (b.change.email().clone(), b.reason.clone()))
-            .collect();
-        let (kept, waiting): (Vec<Change>, Vec<Change>) =
-            self.changes.drain(..).partition(|c| !orphaned(c));
-        self.changes = kept;
-        self.blocked.extend(waiting.into_iter().map(|change| {
-            let reason = reasons
-                .get(change.email())
-                .cloned()
-                .unwrap_or(BlockReason::NothingAssignable);
-            Blocked { change, reason }
-        }));
-    }
-
-    pub fn finding(&mut self, severity: Severity, code: FindingCode, message: String) {
-        self.findings.push(finding(severity, code, message));
-    }
-}
-
 fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
     let mut draft = Draft::default();
     let team = Team::new(dt, ot, &mut draft);
@@ -218,108 +83,6 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
     }
     finish(&team, draft)
 }
-
-impl<'a> Team<'a> {
-    fn new(dt: &'a DesiredTeam, ot: &'a ObservedTeam, draft: &mut Draft) -> Self {
-        let by_email = ot.users.iter().map(|u| (&u.email, u)).collect();
-        let by_id: HashMap<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
-        let held = ot
-            .assignments
-            .iter()
-            .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
-            .collect();
-        let pools = ot.pools.iter().map(|p| (&p.product_id, p)).collect();
-        let products = resolve_products(dt, ot, draft);
-        let managed: BTreeMap<&ProductId, Arc<ProductRef>> = products
-            .values()
-            .map(|(p, pool)| (&pool.product_id, Arc::new(p.clone())))
-            .collect();
-        let aliases = products
-            .iter()
-            .map(|(alias, (p, _))| ProductRef {
-                alias: crate::model::Alias((*alias).to_owned()),
-                ..p.clone()
-            })
-            .collect();
-
-        let mut wanted: HashMap<&Email, Vec<&ProductId>> = HashMap::with_capacity(dt.users.len());
-        let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut declared_holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
-        for user in dt.users.values() {
-            let mut ids: Vec<&ProductId> = Vec::with_capacity(user.products.len());
-            for alias in &user.products {
-                match products.get(alias.0.as_str()) {
-                    Some((_, pool)) => ids.push(&pool.product_id),
-                    None => unresolved
-                        .entry(&alias.0)
-                        .or_default()
-                        .push(user.email.as_str()),
-                }
-            }
-            // Two aliases may name one pool.
-            ids.sort();
-            ids.dedup();
-            for id in &ids {
-                *declared_holders.entry(id).or_default() += 1;
-            }
-            wanted.insert(&user.email, ids);
-        }
-        let unresolved_aliases = unresolved.keys().copied().collect();
-        for (alias, emails) in unresolved {
-            draft.finding(
-                Severity::Blocker,
-                FindingCode::UnresolvedAlias,
-                format!(
-                    "`{alias}` cannot be assigned to {}, because it resolves to no single pool",
-                    list(emails.into_iter())
-                ),
-            );
-        }
-
-        let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
-        let mut direct_holdings = 0;
-        for a in &ot.assignments {
-            if !a.assignment_type.is_direct() || !managed.contains_key(&a.product_id) {
-                continue;
-            }
-            direct_holdings += 1;
-            let Some(user) = by_id.get(&a.user_id) else {
-                continue;
-            };
-            let declared = wanted
-                .get(&user.email)
-                .is_some_and(|s| s.contains(&&a.product_id));
-            if !declared {
-                undeclared
-                    .entry(&user.email)
-                    .or_default()
-                    .push(&a.product_id);
-            }
-        }
-        let renames = dt
-            .users
-            .values()
-            .flat_map(|u| u.replaces.iter().map(move |old| (old, &u.email)))
-            .collect();
-        Team {
-            dt,
-            ot,
-            by_email,
-            by_id,
-            held,
-            pools,
-            managed,
-            aliases,
-            wanted,
-            declared_holders,
-            undeclared,
-            direct_holdings,
-            renames,
-            unresolved: unresolved_aliases,
-        }
-    }
-}
-
 /// Every write the declaration asks for, before any guard: invitations and
 /// assignments for declared people, and with prune, unassignments of direct
 /// assignments nobody declared (never of protected people or inherited
@@ -456,84 +219,6 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
         );
     }
 }
-
-/// Resolves each alias to one pool. Aliases matching no pool or several are
-/// blockers; two aliases meaning one pool are merged under the first.
-fn resolve_products<'a>(
-    dt: &'a DesiredTeam,
-    ot: &'a ObservedTeam,
-    draft: &mut Draft,
-) -> BTreeMap<&'a str, (ProductRef, &'a ProductPool)> {
-    let mut out = BTreeMap::new();
-    let mut by_pool: BTreeMap<&ProductId, &str> = BTreeMap::new();
-    for (alias, selector) in &dt.products {
-        let mut matches: Vec<&ProductPool> = ot
-            .pools
-            .iter()
-            .filter(|p| match selector {
-                ProductSelector::Id(id) => p.product_id == *id,
-                ProductSelector::Name(n) => p.product_name == *n,
-            })
-            .collect();
-        matches.sort_by(|a, b| a.product_id.cmp(&b.product_id));
-        match matches.as_slice() {
-            [pool] => {
-                if let Some(first) = by_pool.get(&pool.product_id) {
-                    draft.finding(
-                        Severity::Warning,
-                        FindingCode::AliasesMerged,
-                        format!(
-                            "aliases `{first}` and `{alias}` both mean {}; they are treated as one product",
-                            pool.product_name
-                        ),
-                    );
-                    let merged = out.get(*first).cloned();
-                    if let Some(m) = merged {
-                        out.insert(alias.0.as_str(), m);
-                    }
-                    continue;
-                }
-                by_pool.insert(&pool.product_id, &alias.0);
-                let product = ProductRef {
-                    alias: alias.clone(),
-                    id: pool.product_id.clone(),
-                    name: pool.product_name.clone(),
-                };
-                out.insert(alias.0.as_str(), (product, *pool));
-            }
-            [] => draft.finding(
-                Severity::Blocker,
-                FindingCode::AliasMatchesNoPool,
-                format!(
-                    "product alias `{alias}` ({selector}) matches no product pool of team {}; \
-                     pools: {}",
-                    dt.id,
-                    list(
-                        ot.pools
-                            .iter()
-                            .map(|p| format!("{} ({})", p.product_name, p.product_id))
-                            .collect::<BTreeSet<_>>()
-                            .iter()
-                            .map(String::as_str)
-                    )
-                ),
-            ),
-            several => draft.finding(
-                Severity::Blocker,
-                FindingCode::AliasMatchesSeveralPools,
-                format!(
-                    "product alias `{alias}` ({selector}) matches {} pools of team {} ({}); \
-                     use productId to pick one",
-                    several.len(),
-                    dt.id,
-                    list(several.iter().map(|p| p.product_id.0.as_str()))
-                ),
-            ),
-        }
-    }
-    out
-}
-
 /// Orders the outcome and derives the holdings before and after.
 fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
     draft
@@ -619,23 +304,4 @@ fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>)
     }
     after.extend(added);
     (before, after)
-}
-
-/// "a, b and 3 more" style lists keep findings readable for big teams.
-pub(super) fn list<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    const SHOWN: usize = 10;
-    let mut shown = Vec::with_capacity(SHOWN);
-    let mut more = 0usize;
-    for item in items {
-        if shown.len() < SHOWN {
-            shown.push(item);
-        } else {
-            more += 1;
-        }
-    }
-    match (shown.is_empty(), more) {
-        (true, _) => "none".to_owned(),
-        (false, 0) => shown.join(", "),
-        (false, n) => format!("{} and {n} more", shown.join(", ")),
-    }
 }

@@ -11,8 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::compute::{Draft, Options, Team, list};
+use super::Options;
+use super::draft::{Draft, list};
 use super::lookalike;
+use super::team::Team;
 use super::{BlockReason, Blocked, Change, FindingCode, SeatUsage, Severity};
 use crate::model::{Alias, Email, PoolActivity};
 

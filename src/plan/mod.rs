@@ -7,12 +7,15 @@
 
 mod compute;
 mod depends;
+mod draft;
 mod guards;
 mod lookalike;
+mod team;
 
-pub use compute::{Options, compute, compute_team, compute_with};
+pub use compute::{compute, compute_team, compute_with};
 pub use depends::{Facts, fingerprint};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -95,6 +98,30 @@ impl TeamPlan {
             .filter(|f| f.severity == Severity::Warning)
             .count();
         s
+    }
+}
+
+/// What a plan is made with besides the two states.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub now: Timestamp,
+    /// One-run overrides of the teams' guards.
+    pub overrides: Overrides,
+    /// Unassignments wait until then (the service's removal delay after a
+    /// declaration change); `None` lets them through.
+    pub hold_removals_until: Option<Timestamp>,
+    /// Teams whose read failed, with why: their blocker says so.
+    pub unreadable: BTreeMap<TeamId, String>,
+}
+
+impl Options {
+    pub fn at(now: Timestamp) -> Self {
+        Options {
+            now,
+            overrides: Overrides::default(),
+            hold_removals_until: None,
+            unreadable: BTreeMap::new(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::{AuthErrorFormat, ForeignTeamFilter, Quirks, UnassignSuccess};
-use super::oauth::Caller;
+use super::grants::Caller;
 use super::problem::{Problem, add_rate_headers, aps_error};
 use super::ratelimit::{Bucket, RateInfo};
 use super::state::ChangeAction::{Assign, Invite, Unassign};

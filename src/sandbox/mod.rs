@@ -37,6 +37,7 @@ mod api;
 mod clock;
 mod config;
 mod faults;
+mod grants;
 mod ids;
 mod oauth;
 mod persist;

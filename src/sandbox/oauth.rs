@@ -14,72 +14,16 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::config::OAuthClient;
+use super::grants::{AuthCode, Grant};
 use super::problem::oauth_error;
 use super::{Sandbox, ids, lock};
 
 pub(crate) const AUTHORIZE_PATH: &str = "/authentication/v2/authorize";
 pub(crate) const TOKEN_PATH: &str = "/authentication/v2/token";
-
-/// Codes and tokens issued so far (persisted with the world).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OAuthState {
-    pub codes: BTreeMap<String, AuthCode>,
-    pub access_tokens: BTreeMap<String, Grant>,
-    pub refresh_tokens: BTreeMap<String, Grant>,
-}
-
-/// An authorization code waiting to be exchanged.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthCode {
-    pub client_id: String,
-    pub account_id: String,
-    pub redirect_uri: String,
-    pub scopes: Vec<String>,
-    pub code_challenge: Option<String>,
-    pub expires_at: Timestamp,
-}
-
-/// What an access or refresh token stands for.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Grant {
-    pub client_id: String,
-    pub account_id: String,
-    pub scopes: Vec<String>,
-    pub expires_at: Timestamp,
-}
-
-/// The caller behind a valid bearer token.
-#[derive(Clone, Debug)]
-pub(crate) struct Caller {
-    pub account_id: String,
-    pub client_id: String,
-    pub scopes: Vec<String>,
-}
-
-impl OAuthState {
-    /// The caller of a live access token.
-    pub(crate) fn caller(&self, token: &str, now: Timestamp) -> Option<Caller> {
-        let g = self.access_tokens.get(token)?;
-        (now < g.expires_at).then(|| Caller {
-            account_id: g.account_id.clone(),
-            client_id: g.client_id.clone(),
-            scopes: g.scopes.clone(),
-        })
-    }
-
-    fn prune(&mut self, now: Timestamp) {
-        self.codes.retain(|_, c| c.expires_at > now);
-        self.access_tokens.retain(|_, g| g.expires_at > now);
-        self.refresh_tokens.retain(|_, g| g.expires_at > now);
-    }
-}
 
 pub(crate) fn routes() -> Router<Sandbox> {
     Router::new()

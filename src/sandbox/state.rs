@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Precedence, Quirks};
-use super::oauth::OAuthState;
+use super::grants::OAuthState;
 
 /// Everything the sandbox persists.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -1,0 +1,255 @@
+//! The import rules ARCHITECTURE.md states, checked on the source text (in
+//! the spirit of rust-analyzer's tidy tests): a rule that only lives in a
+//! document is broken by the first hurried change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Top-level modules of the library.
+fn modules() -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("src").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        out.insert(name, path);
+    }
+    out
+}
+
+fn rust_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_owned()];
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The code of a file without its `#[cfg(test)]` module (tests may use
+/// anything) and without comments.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Which top-level modules `text` names as `crate::NAME`.
+fn crate_refs(text: &str, known: &BTreeMap<String, PathBuf>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if known.contains_key(&name) {
+            out.insert(name);
+        }
+    }
+    // `use crate::{a, b::c}` groups.
+    for (i, _) in text.match_indices("crate::{") {
+        let rest = &text[i + "crate::{".len()..];
+        let group = &rest[..rest.find('}').unwrap_or(rest.len())];
+        for part in group.split(',') {
+            let name: String = part
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if known.contains_key(&name) {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let known = modules();
+    known
+        .iter()
+        .map(|(name, path)| {
+            let mut refs = BTreeSet::new();
+            for f in rust_files(path) {
+                refs.extend(crate_refs(&code(&f), &known));
+            }
+            refs.remove(name);
+            (name.clone(), refs)
+        })
+        .collect()
+}
+
+#[test]
+fn modules_import_only_what_architecture_md_allows() {
+    let imports = imports();
+    let may_not: &[(&str, &[&str])] = &[
+        // The vocabulary is a leaf.
+        ("model", &["*"]),
+        // The planner performs no I/O: the model is all it knows.
+        ("plan", &["*except model"]),
+        (
+            "config",
+            &[
+                "api", "plan", "render", "apply", "daemon", "sandbox", "cli", "planfile", "audit",
+            ],
+        ),
+        (
+            "render",
+            &[
+                "config", "api", "apply", "daemon", "sandbox", "cli", "audit", "planfile",
+            ],
+        ),
+        // The client and the sandbox are written independently from the
+        // API reference; neither may lean on the other.
+        (
+            "api",
+            &[
+                "config", "plan", "render", "apply", "daemon", "sandbox", "cli", "planfile",
+                "audit",
+            ],
+        ),
+        (
+            "sandbox",
+            &[
+                "api", "plan", "config", "render", "apply", "daemon", "cli", "planfile", "audit",
+                "metrics",
+            ],
+        ),
+        ("apply", &["config", "render", "daemon", "cli", "sandbox"]),
+        ("daemon", &["cli", "sandbox"]),
+    ];
+    let mut broken = Vec::new();
+    for (module, rules) in may_not {
+        let used = imports.get(*module).cloned().unwrap_or_default();
+        for dep in &used {
+            let refused = rules.iter().any(|r| {
+                *r == "*" || *r == dep || r.strip_prefix("*except ").is_some_and(|ok| ok != dep)
+            });
+            if refused {
+                broken.push(format!("{module} imports {dep}"));
+            }
+        }
+    }
+    for (module, used) in &imports {
+        if module != "cli" && used.contains("cli") {
+            broken.push(format!("{module} imports cli (only main may)"));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "import rules broken:\n{}",
+        broken.join("\n")
+    );
+}
+
+/// Depth-first search for a cycle in `graph`.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut c = path[at..].to_vec();
+            c.push(node.to_owned());
+            return Some(c);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(c) = visit(node, graph, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn no_import_circle_between_modules() {
+    if let Some(c) = cycle(&imports()) {
+        panic!("import circle: {}", c.join(" -> "));
+    }
+}
+
+#[test]
+fn no_import_circle_between_the_files_of_a_module() {
+    for (module, path) in modules() {
+        if !path.is_dir() {
+            continue;
+        }
+        let files: BTreeMap<String, PathBuf> = rust_files(&path)
+            .into_iter()
+            .filter(|f| f.parent() == Some(path.as_path()))
+            .map(|f| (f.file_stem().unwrap().to_string_lossy().into_owned(), f))
+            .filter(|(n, _)| n != "mod")
+            .collect();
+        let mut graph = BTreeMap::new();
+        for (name, file) in &files {
+            let text = code(file);
+            let mut deps = BTreeSet::new();
+            for sibling in files.keys().filter(|s| *s != name) {
+                let named = [
+                    format!("super::{sibling}::"),
+                    format!("super::{sibling}}}"),
+                    format!("super::{sibling},"),
+                    format!("super::{sibling};"),
+                    format!("crate::{module}::{sibling}::"),
+                    format!("crate::{module}::{sibling};"),
+                ];
+                if named.iter().any(|n| text.contains(n.as_str()))
+                    || text.contains(&format!("super::{{{sibling}"))
+                {
+                    deps.insert(sibling.clone());
+                }
+            }
+            graph.insert(name.clone(), deps);
+        }
+        if let Some(c) = cycle(&graph) {
+            panic!("import circle in src/{module}/: {}", c.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn the_tidy_checks_see_a_broken_rule() {
+    // The checker itself: a planner that reached for the API would be seen.
+    let known = modules();
+    let refs = crate_refs(
+        "use crate::{api::Client, model};\nfn f() { crate::plan::x(); }",
+        &known,
+    );
+    assert!(refs.contains("api") && refs.contains("model") && refs.contains("plan"));
+    let mut g = BTreeMap::new();
+    g.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));
+    g.insert("b".to_owned(), BTreeSet::from(["a".to_owned()]));
+    assert!(cycle(&g).is_some());
+}
