@@ -19,7 +19,9 @@ use super::{
     BlockReason, Blocked, Change, FindingCode, Holding, Options, Plan, ProductRef, Severity,
     TeamPlan,
 };
-use crate::model::{Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId};
+use crate::model::{
+    Assignment, Desired, DesiredTeam, DesiredUser, Email, Observed, ObservedTeam, ProductId,
+};
 use std::sync::Arc;
 
 /// Computes the minimal plan that makes every declared team match its
@@ -88,72 +90,68 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
 /// assignments nobody declared (never of protected people or inherited
 /// assignments, which are only noted).
 fn propose(team: &Team<'_>, draft: &mut Draft) {
-    let dt = team.dt;
-    for user in dt.users.values() {
-        let on_team = team.by_email.get(&user.email);
-        if on_team.is_none() {
-            draft.changes.push(Change::Invite {
+    for user in team.dt.users.values() {
+        propose_for(team, user, draft);
+    }
+    propose_removals(team, draft);
+}
+
+/// One declared person: an invitation if they are not on the team, an
+/// assignment of each product they lack, and a blocked row for each alias
+/// that resolves to no single pool (so every format says who goes without).
+fn propose_for(team: &Team<'_>, user: &DesiredUser, draft: &mut Draft) {
+    let on_team = team.by_email.get(&user.email);
+    if on_team.is_none() {
+        draft.changes.push(Change::Invite {
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+        });
+    }
+    let user_id = || on_team.map(|u| u.id.clone());
+    for pid in team.wanted.get(&user.email).into_iter().flatten() {
+        let holds = on_team.is_some_and(|u| team.held.contains_key(&(&u.id, *pid)));
+        if let (false, Some(product)) = (holds, team.managed.get(pid)) {
+            draft.changes.push(Change::Assign {
                 email: user.email.clone(),
-                first_name: user.first_name.clone(),
-                last_name: user.last_name.clone(),
-            });
-        }
-        for pid in team.wanted.get(&user.email).into_iter().flatten() {
-            let holds = on_team.is_some_and(|u| team.held.contains_key(&(&u.id, *pid)));
-            if let (false, Some(product)) = (holds, team.managed.get(pid)) {
-                draft.changes.push(Change::Assign {
-                    email: user.email.clone(),
-                    user_id: on_team.map(|u| u.id.clone()),
-                    product: product.clone(),
-                });
-            }
-        }
-        // Products whose alias resolves to no single pool show as blocked
-        // rows, so every format says who goes without.
-        for alias in user
-            .products
-            .iter()
-            .filter(|a| team.unresolved.contains(a.0.as_str()))
-        {
-            let name = dt
-                .products
-                .get(alias)
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            draft.blocked.push(Blocked {
-                change: Change::Assign {
-                    email: user.email.clone(),
-                    user_id: on_team.map(|u| u.id.clone()),
-                    product: Arc::new(ProductRef {
-                        alias: alias.clone(),
-                        id: ProductId(String::new()),
-                        name,
-                    }),
-                },
-                reason: BlockReason::UnresolvedAlias,
+                user_id: user_id(),
+                product: product.clone(),
             });
         }
     }
+    for alias in user
+        .products
+        .iter()
+        .filter(|a| team.unresolved.contains(a.0.as_str()))
+    {
+        let name = team
+            .dt
+            .products
+            .get(alias)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        draft.blocked.push(Blocked {
+            change: Change::Assign {
+                email: user.email.clone(),
+                user_id: user_id(),
+                product: Arc::new(ProductRef {
+                    alias: alias.clone(),
+                    id: ProductId(String::new()),
+                    name,
+                }),
+            },
+            reason: BlockReason::UnresolvedAlias,
+        });
+    }
+}
 
+/// With prune, an unassignment of every direct assignment of a managed
+/// product nobody declared, except protected people's; what stays is noted.
+fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
+    let policy = &team.dt.policy;
     let mut inherited_extra: Vec<String> = Vec::new();
     let mut kept_without_prune: Vec<String> = Vec::new();
-    // Only the assignments nobody declared matter here; sorted, so findings
-    // and changes do not depend on the API's order.
-    let mut assignments: Vec<_> = team
-        .ot
-        .assignments
-        .iter()
-        .filter(|a| team.managed.contains_key(&a.product_id))
-        .filter(|a| {
-            !team.by_id.get(&a.user_id).is_some_and(|u| {
-                team.wanted
-                    .get(&u.email)
-                    .is_some_and(|set| set.contains(&&a.product_id))
-            })
-        })
-        .collect();
-    assignments.sort();
-    for a in assignments {
+    for a in undeclared_assignments(team) {
         let Some(product) = team.managed.get(&a.product_id) else {
             continue;
         };
@@ -169,15 +167,13 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
             );
             continue;
         };
-        if !dt.policy.prune {
+        if !policy.prune {
             // Only direct ones could ever be pruned; inherited ones are
             // not worth a mention here.
             if a.assignment_type.is_direct() {
                 kept_without_prune.push(format!("{} ({})", user.email, product.alias));
             }
-            continue;
-        }
-        if dt.policy.protect.contains(&user.email) {
+        } else if policy.protect.contains(&user.email) {
             draft.finding(
                 Severity::Note,
                 FindingCode::Protected,
@@ -219,6 +215,28 @@ fn propose(team: &Team<'_>, draft: &mut Draft) {
         );
     }
 }
+
+/// Assignments of managed products that the declaration does not give
+/// their holder, sorted so findings and changes do not depend on the API's
+/// order.
+fn undeclared_assignments<'a>(team: &Team<'a>) -> Vec<&'a Assignment> {
+    let mut out: Vec<&Assignment> = team
+        .ot
+        .assignments
+        .iter()
+        .filter(|a| team.managed.contains_key(&a.product_id))
+        .filter(|a| {
+            !team.by_id.get(&a.user_id).is_some_and(|u| {
+                team.wanted
+                    .get(&u.email)
+                    .is_some_and(|set| set.contains(&&a.product_id))
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Orders the outcome and derives the holdings before and after.
 fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
     draft

@@ -15,8 +15,8 @@ use super::Options;
 use super::draft::{Draft, list};
 use super::lookalike;
 use super::team::Team;
-use super::{BlockReason, Blocked, Change, FindingCode, SeatUsage, Severity};
-use crate::model::{Alias, Email, PoolActivity};
+use super::{BlockReason, Blocked, Change, FindingCode, ProductRef, SeatUsage, Severity};
+use crate::model::{Alias, Email, PoolActivity, ProductId, ProductPool};
 
 /// One guard: reads the team, blocks changes in the draft.
 pub(super) type Guard = fn(&Team<'_>, &Options, &mut Draft);
@@ -314,7 +314,7 @@ fn pool_dates(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
 /// Limited pools: assignments beyond the free seats (after this plan's
 /// unassignments free theirs) are blocked, in email order.
 fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
-    let mut freed_by: BTreeMap<&crate::model::ProductId, u64> = BTreeMap::new();
+    let mut freed_by: BTreeMap<&ProductId, u64> = BTreeMap::new();
     for c in &draft.changes {
         if let Change::Unassign { product, .. } = c
             && let Some((pid, _)) = team.managed.get_key_value(&product.id)
@@ -329,80 +329,102 @@ fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
         let Some(total) = pool.total_quantity.filter(|_| !pool.unlimited) else {
             continue;
         };
-        let in_use = match pool.assigned_quantity {
-            Some(n) => n,
-            None => {
-                let counted = team.held.keys().filter(|(_, p)| p == pid).count() as u64;
-                // A pool that has not started may report no count (the API
-                // says so); only an active one is worth a warning.
-                if pool.activity(opts.now) == PoolActivity::Active {
-                    draft.finding(
-                        Severity::Warning,
-                        FindingCode::NoAssignedQuantity,
-                        format!(
-                            "{} reports no assigned quantity; counting {counted} listed assignment(s) instead",
-                            pool.product_name
-                        ),
-                    );
-                }
-                counted
-            }
-        };
+        let in_use = seats_in_use(team, pool, opts, draft);
         let freed = freed_by.get(pid).copied().unwrap_or(0);
-        let free_now = total.saturating_sub(in_use);
-        let mut free = total.saturating_sub(in_use.saturating_sub(freed));
-        let mut granted = 0u64;
-        let mut on_freed_seats = Vec::new();
-        let refused = draft.block(|c| match c {
-            Change::Assign { product, email, .. } if product.id == **pid => {
-                if free == 0 {
-                    return Some(BlockReason::NoSeat { total });
-                }
-                free -= 1;
-                granted += 1;
-                if granted > free_now {
-                    on_freed_seats.push(email.to_string());
-                }
-                None
+        let usage = grant_seats(product, pool, total, in_use, freed, draft);
+        draft.seats.push(usage);
+    }
+}
+
+/// Seats a pool says are in use, or the listed assignments when it does
+/// not say (a pool that has not started may not: only an active one is
+/// worth a warning).
+fn seats_in_use(team: &Team<'_>, pool: &ProductPool, opts: &Options, draft: &mut Draft) -> u64 {
+    if let Some(n) = pool.assigned_quantity {
+        return n;
+    }
+    let counted = team
+        .held
+        .keys()
+        .filter(|(_, p)| **p == pool.product_id)
+        .count() as u64;
+    if pool.activity(opts.now) == PoolActivity::Active {
+        draft.finding(
+            Severity::Warning,
+            FindingCode::NoAssignedQuantity,
+            format!(
+                "{} reports no assigned quantity; counting {counted} listed assignment(s) instead",
+                pool.product_name
+            ),
+        );
+    }
+    counted
+}
+
+/// Lets assignments into `pool` through while seats last (after `freed`
+/// come back from this plan's unassignments), blocks the rest, and says
+/// who relies on freed seats and who goes without.
+fn grant_seats(
+    product: &ProductRef,
+    pool: &ProductPool,
+    total: u64,
+    in_use: u64,
+    freed: u64,
+    draft: &mut Draft,
+) -> SeatUsage {
+    let free_now = total.saturating_sub(in_use);
+    let mut free = total.saturating_sub(in_use.saturating_sub(freed));
+    let mut granted = 0u64;
+    let mut on_freed_seats = Vec::new();
+    let refused = draft.block(|c| match c {
+        Change::Assign { product, email, .. } if product.id == pool.product_id => {
+            if free == 0 {
+                return Some(BlockReason::NoSeat { total });
             }
-            _ => None,
-        });
-        if !on_freed_seats.is_empty() {
-            // The API reports one effective type per person and product, so
-            // a person who also holds the product through a group looks
-            // like a direct holder: unassigning them frees no seat.
-            draft.finding(
-                Severity::Warning,
-                FindingCode::ReliesOnFreedSeats,
-                format!(
-                    "{} for {} relies on seats this plan's unassignments free; if someone unassigned also holds {} through a group, no seat is freed and Autodesk refuses the assignment (the next plan then shows it blocked)",
-                    pool.product_name,
-                    list(on_freed_seats.iter().map(String::as_str)),
-                    pool.product_name
-                ),
-            );
+            free -= 1;
+            granted += 1;
+            if granted > free_now {
+                on_freed_seats.push(email.to_string());
+            }
+            None
         }
-        let short = refused.len() as u64;
-        if short > 0 {
-            draft.finding(
-                Severity::Blocker,
-                FindingCode::NoSeats,
-                format!(
-                    "{} has {total} seat(s) and {} would be in use; {short} more needed: not assigned to {}",
-                    pool.product_name,
-                    in_use - freed.min(in_use) + granted,
-                    list(refused.iter().map(|b| b.change.email().as_str()))
-                ),
-            );
-        }
-        draft.seats.push(SeatUsage {
-            product: (**product).clone(),
-            total,
-            before: in_use,
-            after: in_use.saturating_sub(freed) + granted,
-            freed,
-            short,
-        });
+        _ => None,
+    });
+    if !on_freed_seats.is_empty() {
+        // The API reports one effective type per person and product, so a
+        // person who also holds the product through a group looks like a
+        // direct holder: unassigning them frees no seat.
+        draft.finding(
+            Severity::Warning,
+            FindingCode::ReliesOnFreedSeats,
+            format!(
+                "{} for {} relies on seats this plan's unassignments free; if someone unassigned also holds {} through a group, no seat is freed and Autodesk refuses the assignment (the next plan then shows it blocked)",
+                pool.product_name,
+                list(on_freed_seats.iter().map(String::as_str)),
+                pool.product_name
+            ),
+        );
+    }
+    let short = refused.len() as u64;
+    if short > 0 {
+        draft.finding(
+            Severity::Blocker,
+            FindingCode::NoSeats,
+            format!(
+                "{} has {total} seat(s) and {} would be in use; {short} more needed: not assigned to {}",
+                pool.product_name,
+                in_use - freed.min(in_use) + granted,
+                list(refused.iter().map(|b| b.change.email().as_str()))
+            ),
+        );
+    }
+    SeatUsage {
+        product: product.clone(),
+        total,
+        before: in_use,
+        after: in_use.saturating_sub(freed) + granted,
+        freed,
+        short,
     }
 }
 

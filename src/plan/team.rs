@@ -66,60 +66,9 @@ impl<'a> Team<'a> {
             })
             .collect();
 
-        let mut wanted: HashMap<&Email, Vec<&ProductId>> = HashMap::with_capacity(dt.users.len());
-        let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut declared_holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
-        for user in dt.users.values() {
-            let mut ids: Vec<&ProductId> = Vec::with_capacity(user.products.len());
-            for alias in &user.products {
-                match products.get(alias.0.as_str()) {
-                    Some((_, pool)) => ids.push(&pool.product_id),
-                    None => unresolved
-                        .entry(&alias.0)
-                        .or_default()
-                        .push(user.email.as_str()),
-                }
-            }
-            // Two aliases may name one pool.
-            ids.sort();
-            ids.dedup();
-            for id in &ids {
-                *declared_holders.entry(id).or_default() += 1;
-            }
-            wanted.insert(&user.email, ids);
-        }
-        let unresolved_aliases = unresolved.keys().copied().collect();
-        for (alias, emails) in unresolved {
-            draft.finding(
-                Severity::Blocker,
-                FindingCode::UnresolvedAlias,
-                format!(
-                    "`{alias}` cannot be assigned to {}, because it resolves to no single pool",
-                    list(emails.into_iter())
-                ),
-            );
-        }
-
-        let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
-        let mut direct_holdings = 0;
-        for a in &ot.assignments {
-            if !a.assignment_type.is_direct() || !managed.contains_key(&a.product_id) {
-                continue;
-            }
-            direct_holdings += 1;
-            let Some(user) = by_id.get(&a.user_id) else {
-                continue;
-            };
-            let declared = wanted
-                .get(&user.email)
-                .is_some_and(|s| s.contains(&&a.product_id));
-            if !declared {
-                undeclared
-                    .entry(&user.email)
-                    .or_default()
-                    .push(&a.product_id);
-            }
-        }
+        let declared = Declared::of(dt, &products, draft);
+        let (undeclared, direct_holdings) =
+            undeclared_holders(ot, &by_id, &managed, &declared.wanted);
         let renames = dt
             .users
             .values()
@@ -134,14 +83,102 @@ impl<'a> Team<'a> {
             pools,
             managed,
             aliases,
-            wanted,
-            declared_holders,
+            wanted: declared.wanted,
+            declared_holders: declared.holders,
             undeclared,
             direct_holdings,
             renames,
-            unresolved: unresolved_aliases,
+            unresolved: declared.unresolved,
         }
     }
+}
+
+/// What the declaration asks for, resolved to pools.
+struct Declared<'a> {
+    wanted: HashMap<&'a Email, Vec<&'a ProductId>>,
+    holders: BTreeMap<&'a ProductId, usize>,
+    unresolved: BTreeSet<&'a str>,
+}
+
+impl<'a> Declared<'a> {
+    /// Each person's products by pool id (sorted, no duplicates: two
+    /// aliases may name one pool), how many want each pool, and the aliases
+    /// that name no single pool (a blocker each).
+    fn of(
+        dt: &'a DesiredTeam,
+        products: &BTreeMap<&'a str, (ProductRef, &'a ProductPool)>,
+        draft: &mut Draft,
+    ) -> Self {
+        let mut wanted: HashMap<&Email, Vec<&ProductId>> = HashMap::with_capacity(dt.users.len());
+        let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
+        for user in dt.users.values() {
+            let mut ids: Vec<&ProductId> = Vec::with_capacity(user.products.len());
+            for alias in &user.products {
+                match products.get(alias.0.as_str()) {
+                    Some((_, pool)) => ids.push(&pool.product_id),
+                    None => unresolved
+                        .entry(&alias.0)
+                        .or_default()
+                        .push(user.email.as_str()),
+                }
+            }
+            ids.sort();
+            ids.dedup();
+            for id in &ids {
+                *holders.entry(id).or_default() += 1;
+            }
+            wanted.insert(&user.email, ids);
+        }
+        let aliases = unresolved.keys().copied().collect();
+        for (alias, emails) in unresolved {
+            draft.finding(
+                Severity::Blocker,
+                FindingCode::UnresolvedAlias,
+                format!(
+                    "`{alias}` cannot be assigned to {}, because it resolves to no single pool",
+                    list(emails.into_iter())
+                ),
+            );
+        }
+        Declared {
+            wanted,
+            holders,
+            unresolved: aliases,
+        }
+    }
+}
+
+/// People holding a managed product directly that the declaration does not
+/// give them (the other half of a probable typo), and today's direct
+/// assignments of managed products (the removal guard's base).
+fn undeclared_holders<'a>(
+    ot: &'a ObservedTeam,
+    by_id: &HashMap<&'a UserId, &'a TeamUser>,
+    managed: &BTreeMap<&'a ProductId, Arc<ProductRef>>,
+    wanted: &HashMap<&'a Email, Vec<&'a ProductId>>,
+) -> (BTreeMap<&'a Email, Vec<&'a ProductId>>, usize) {
+    let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
+    let mut direct_holdings = 0;
+    for a in &ot.assignments {
+        if !a.assignment_type.is_direct() || !managed.contains_key(&a.product_id) {
+            continue;
+        }
+        direct_holdings += 1;
+        let Some(user) = by_id.get(&a.user_id) else {
+            continue;
+        };
+        let declared = wanted
+            .get(&user.email)
+            .is_some_and(|s| s.contains(&&a.product_id));
+        if !declared {
+            undeclared
+                .entry(&user.email)
+                .or_default()
+                .push(&a.product_id);
+        }
+    }
+    (undeclared, direct_holdings)
 }
 
 /// Resolves each alias to one pool. Aliases matching no pool or several are
