@@ -324,6 +324,69 @@ fn one_plan_in_two_formats() {
     assert_eq!(v["summary"]["assign"], 5);
 }
 
+/// `--detailed-exitcode` and the JSON's `status` tell CI plainly whether a
+/// pull request is blocked: 3 and "blocked" win over 2 and "changes".
+#[test]
+fn a_blocker_is_exit_code_3_and_status_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("plan.json");
+    let plan = |files: &[&str], detailed: bool| {
+        let mut cmd = flexsync();
+        cmd.arg("plan")
+            .args(files)
+            .args(["--observed", "examples/snapshot.json"])
+            .args(["--format", "markdown", "--json-out"])
+            .arg(&json);
+        if detailed {
+            cmd.arg("--detailed-exitcode");
+        }
+        let code = cmd.output().unwrap().status.code();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (code, v)
+    };
+
+    // Blockers, and changes that could still be made: blocked wins.
+    let (code, v) = plan(&["tests/fixtures/blocked.yaml"], true);
+    assert_eq!(code, Some(3));
+    assert_eq!(v["status"], "blocked");
+    assert_eq!(v["teams"][0]["status"], "blocked");
+    assert!(v["summary"]["blockers"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["summary"]["assign"].as_u64().unwrap() > 0, "{v}");
+    // Without the flag, a plan that was made exits 0 as before.
+    assert_eq!(plan(&["tests/fixtures/blocked.yaml"], false).0, Some(0));
+
+    // One team blocked, another only changing: the pull request is blocked,
+    // and each team says which it is.
+    let (code, v) = plan(
+        &[
+            "tests/fixtures/blocked.yaml",
+            "examples/multi-team/manufacturing.yaml",
+        ],
+        true,
+    );
+    assert_eq!(code, Some(3));
+    assert_eq!(v["status"], "blocked");
+    assert_eq!(v["teams"][0]["status"], "blocked");
+    assert_eq!(v["teams"][1]["id"], "100002");
+    assert_eq!(v["teams"][1]["status"], "changes");
+
+    let (code, v) = plan(&["examples/platform-services.yaml"], true);
+    assert_eq!(code, Some(2));
+    assert_eq!(v["status"], "changes");
+    assert_eq!(v["summary"]["blockers"], 0);
+
+    let converged = dir.path().join("design.yaml");
+    std::fs::write(
+        &converged,
+        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
+    )
+    .unwrap();
+    let (code, v) = plan(&[converged.to_str().unwrap()], true);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["status"], "in_sync");
+    assert_eq!(v["teams"][0]["status"], "in_sync");
+}
+
 #[test]
 fn text_output_is_plain_when_piped() {
     flexsync()
@@ -381,6 +444,12 @@ fn help_documents_every_flag() {
     for flag in ["--observed", "--format", "--detailed-exitcode"] {
         assert!(help.contains(flag), "{flag} missing from help");
     }
+    // The exit-code contract CI relies on, in words (clap rewraps lines).
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("3 when the plan has a blocker"),
+        "exit code 3 missing from help: {help}"
+    );
 }
 
 #[test]

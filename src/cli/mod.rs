@@ -23,8 +23,8 @@ pub use connect::ConnectArgs;
 /// Declarative, reviewed assignment of Autodesk Flex products to the members
 /// of Autodesk teams.
 ///
-/// Exit codes: 0 success; 1 error or invalid input; 2 (plan with
-/// --detailed-exitcode) there are changes.
+/// Exit codes: 0 success; 1 error or invalid input; with plan
+/// --detailed-exitcode, 2 there are changes and 3 the plan has a blocker.
 #[derive(Debug, Parser)]
 #[command(name = "flexsync", version, about, long_about)]
 pub struct Cli {

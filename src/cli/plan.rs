@@ -9,6 +9,7 @@ use crate::api::{ApiError, ReadHint, ReadStats};
 use crate::model::{Desired, Limit, Observed, TeamId};
 use crate::plan::{self, Overrides, Plan};
 use crate::planfile::{PlanKey, SavedPlan};
+use crate::render::json::Status;
 use crate::render::{self, Context, Format, Source};
 use crate::snapshot::Snapshot;
 
@@ -28,8 +29,11 @@ pub struct PlanArgs {
     /// comments, json for machines (see README for its fields).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on
-    /// error (like terraform plan -detailed-exitcode).
+    /// Exit 0 when there is nothing to do, 2 when there are changes and no
+    /// blocker, 3 when the plan has a blocker (some declared change cannot
+    /// be made; this wins over 2), 1 on error (like terraform plan
+    /// -detailed-exitcode, plus 3). The JSON's `status` says the same:
+    /// in_sync, changes, blocked.
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Also write the plan as JSON to FILE (e.g. Markdown for a comment on
@@ -369,11 +373,22 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             saved.digest()
         );
     }
-    Ok(if report_unreadable(&planned.unreadable) {
-        1
-    } else if args.detailed_exitcode && !planned.plan.is_empty() {
-        2
+    if report_unreadable(&planned.unreadable) {
+        return Ok(1);
+    }
+    Ok(if args.detailed_exitcode {
+        detailed_exitcode(&planned.plan)
     } else {
         0
     })
+}
+
+/// `--detailed-exitcode`: 3 blocked, 2 changes, 0 in sync; from the same
+/// [`Status`] the JSON reports.
+fn detailed_exitcode(plan: &Plan) -> u8 {
+    match Status::of(&plan.summary()) {
+        Status::Blocked => 3,
+        Status::Changes => 2,
+        Status::InSync => 0,
+    }
 }

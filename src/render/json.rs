@@ -12,10 +12,48 @@ use crate::plan::{self, Change, Plan, Severity};
 /// Bump when a consumer's parser would break.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// What a plan means for a pull request, in one word: the JSON's `status`
+/// and `plan --detailed-exitcode` both come from here, so they cannot
+/// disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing to do, no blocker.
+    InSync,
+    /// Changes to make, no blocker.
+    Changes,
+    /// At least one blocker: some declared change cannot be made (whatever
+    /// else the plan would do), so the pull request should not merge as is.
+    Blocked,
+}
+
+impl Status {
+    /// Blockers win over changes: a plan that can only partly be carried
+    /// out must not read as ready.
+    pub fn of(s: &plan::Summary) -> Status {
+        if s.blockers > 0 {
+            Status::Blocked
+        } else if s.changes() > 0 {
+            Status::Changes
+        } else {
+            Status::InSync
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InSync => "in_sync",
+            Status::Changes => "changes",
+            Status::Blocked => "blocked",
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonPlan<'a> {
     format_version: u32,
+    /// `in_sync`, `changes` or `blocked` ([`Status`]).
+    status: &'static str,
     source: JsonSource<'a>,
     summary: JsonSummary,
     teams: Vec<JsonTeam<'a>>,
@@ -57,6 +95,7 @@ struct JsonSummary {
 struct JsonTeam<'a> {
     id: &'a str,
     name: &'a str,
+    status: &'static str,
     summary: JsonSummary,
     cost: JsonCost,
     findings: Vec<JsonFinding<'a>>,
@@ -131,10 +170,12 @@ pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()>
             captured_at: captured_at.map(|t| t.to_string()),
         },
     };
+    let totals = plan.summary();
     let doc = JsonPlan {
         format_version: FORMAT_VERSION,
+        status: Status::of(&totals).as_str(),
         source,
-        summary: summary(&plan.summary()),
+        summary: summary(&totals),
         teams: plan.teams.iter().map(|t| team(t, ctx)).collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
@@ -154,10 +195,12 @@ fn summary(s: &plan::Summary) -> JsonSummary {
 
 fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
     let (apply_calls, min_minutes) = ctx.apply_estimate(t.changes.len());
+    let totals = t.summary();
     JsonTeam {
         id: &t.team_id.0,
         name: &t.team_name,
-        summary: summary(&t.summary()),
+        status: Status::of(&totals).as_str(),
+        summary: summary(&totals),
         cost: JsonCost {
             read_calls: ctx.read_calls.get(&t.team_id).copied(),
             apply_calls,
