@@ -5,6 +5,7 @@
 mod apply;
 mod connect;
 mod inspect;
+mod notify;
 mod plan;
 mod run;
 mod sandbox;
