@@ -86,6 +86,9 @@ pub async fn run(mut pass: Pass) -> PassResult {
         .budget_remaining
         .get_or_create(&label)
         .set(pass.client.budget_remaining(&id) as i64);
+    // From 0, not from the first 429: increase() cannot see a counter's
+    // first step, so the rate-limit alert would miss it.
+    drop(pass.metrics.rate_limited.get_or_create(&label));
     let result = match &outcome {
         Ok(kind) => kind,
         Err(_) => "failure",
