@@ -349,6 +349,9 @@ async fn a_lost_login_is_told_once_and_its_return_too() {
     assert!(lost.get("team").is_none(), "{lost}");
     assert_eq!(lost["severity"], "critical");
 
+    // The URL is rotated (a Secret updated in place): no restart needed.
+    std::fs::write(&file, format!("{base}/rotated/{}", SECRETS[1])).unwrap();
+
     let fresh = s.path("fresh-token.json");
     s.login_into(&fresh).await;
     s.cmd()
@@ -357,18 +360,20 @@ async fn a_lost_login_is_told_once_and_its_return_too() {
         .assert()
         .success();
     svc.hangup();
-    eventually(15, "login_restored posted", || async {
-        inbox.count("json/", "login_restored") == 1
+    eventually(15, "login_restored posted to the new URL", || async {
+        inbox.count("rotated/", "login_restored") == 1
     })
     .await;
-    assert_eq!(
+    let events = |hook| {
         inbox
-            .posts("json/")
+            .posts(hook)
             .iter()
             .map(|b| b["event"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>(),
-        ["login_lost", "login_restored"]
-    );
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(events("json/"), ["login_lost"]);
+    assert_eq!(events("rotated/"), ["login_restored"]);
+    assert!(!svc.logs().contains(SECRETS[1]));
 }
 
 #[test]

@@ -133,6 +133,8 @@ pub struct Webhook {
     /// Secret updated in place) is used without a restart.
     pub file: PathBuf,
     url: Secret,
+    /// A local receiver: reached directly, never through a proxy.
+    loopback: bool,
 }
 
 impl fmt::Debug for Webhook {
@@ -141,6 +143,7 @@ impl fmt::Debug for Webhook {
             .field("format", &self.format)
             .field("file", &self.file)
             .field("url", &self.url)
+            .field("loopback", &self.loopback)
             .finish()
     }
 }
@@ -148,10 +151,12 @@ impl fmt::Debug for Webhook {
 impl Webhook {
     /// Reads and checks the URL in `file`.
     pub fn from_file(format: Format, file: &Path) -> Result<Webhook, NotifyError> {
+        let (url, loopback) = read_url(file)?;
         Ok(Webhook {
             format,
             file: file.to_path_buf(),
-            url: read_url(file)?,
+            url,
+            loopback,
         })
     }
 
@@ -161,7 +166,8 @@ impl Webhook {
     }
 }
 
-fn read_url(file: &Path) -> Result<Secret, NotifyError> {
+/// The URL in `file`, and whether it is on this machine.
+fn read_url(file: &Path) -> Result<(Secret, bool), NotifyError> {
     let path = || file.display().to_string();
     let text = crate::input_file::read_text_capped(file, MAX_URL_FILE_BYTES).map_err(|source| {
         NotifyError::Read {
@@ -188,7 +194,7 @@ fn read_url(file: &Path) -> Result<Secret, NotifyError> {
         "http" => return Err(NotifyError::NotHttps { path: path() }),
         _ => return Err(NotifyError::NotUrl { path: path() }),
     }
-    Ok(Secret::new(text))
+    Ok((Secret::new(text), loopback))
 }
 
 /// What `flexsync run` was told about notifications.
@@ -927,25 +933,27 @@ pub fn start(settings: NotifySettings, metrics: Arc<Metrics>) -> Notifier {
     if settings.webhooks.is_empty() {
         return Notifier::disabled();
     }
-    let http = match reqwest::Client::builder()
-        // A redirect would carry the payload somewhere nobody configured.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
-        .user_agent(concat!("flexsync/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client for notifications; none will be sent");
-            return Notifier::disabled();
-        }
-    };
     let mut queues = Vec::new();
     for webhook in settings.webhooks {
-        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
         let label = webhook.label();
-        tokio::spawn(deliver(webhook, rx, http.clone(), metrics.clone()));
+        let mut builder = reqwest::Client::builder()
+            // A redirect would carry the payload somewhere nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("flexsync/", env!("CARGO_PKG_VERSION")));
+        if webhook.loopback {
+            builder = builder.no_proxy();
+        }
+        let http = match builder.build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(webhook = %label, error = %e, "cannot build the HTTP client of a webhook; it gets no notification");
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+        tokio::spawn(deliver(webhook, rx, http, metrics.clone()));
         queues.push((label, tx));
     }
     let (tx, rx) = mpsc::channel(OBSERVATION_QUEUE);
@@ -1012,7 +1020,7 @@ async fn deliver(
     let label = webhook.label();
     while let Some(event) = rx.recv().await {
         match read_url(&webhook.file) {
-            Ok(url) => webhook.url = url,
+            Ok((url, _)) => webhook.url = url,
             Err(e) => {
                 tracing::warn!(webhook = %label, error = %e, "cannot read the webhook URL again; using the one read before");
             }
@@ -1201,6 +1209,7 @@ mod tests {
             ["team_degraded", "team_recovered", "team_degraded"]
         );
         assert_eq!(d.held(), 7);
+        assert_eq!(d.held_total(), 7);
         // Another team is not held back by the first one.
         assert_eq!(d.observe(&guarded("2", 1), at(600)).len(), 1);
         // Nothing is due before the first send leaves the window.
