@@ -95,4 +95,7 @@ for d in docs:
 sys.exit(not ok)
 EOF
 done
+echo "== deploy: alerting rules, PrometheusRule, Grafana dashboard"
+bash deploy/monitoring/check.sh
+
 echo "deploy checks passed"

@@ -51,6 +51,13 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `sent`, `failed` (after the retries), `dropped` (a webhook's queue
+    /// was full), `held` (the rate limit held an event back).
+    pub result: String,
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -69,6 +76,7 @@ pub struct Metrics {
     pub config_valid: Gauge,
     pub declaration_loaded: Gauge,
     pub login_valid: Gauge,
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -172,8 +180,21 @@ impl Metrics {
             "0 when the login is lost (refused refresh token, no token): run flexsync login",
             login_valid.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        // Every result from the start, so a rate over them is defined.
+        for result in ["sent", "failed", "dropped", "held"] {
+            drop(notifications.get_or_create(&NotificationLabels {
+                result: result.to_owned(),
+            }));
+        }
+        registry.register(
+            "notifications",
+            "Webhook notifications by result (sent, failed, dropped, held by the rate limit)",
+            notifications.clone(),
+        );
         Metrics {
             registry,
+            notifications,
             declaration_loaded,
             login_valid,
             reconciles,
@@ -203,6 +224,15 @@ impl Metrics {
                 })
                 .set(by_reason.get(code).copied().unwrap_or(0));
         }
+    }
+
+    /// The notifications counter of `result`.
+    pub fn notification(&self, result: &str) -> Counter {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                result: result.to_owned(),
+            })
+            .clone()
     }
 
     /// OpenMetrics text.

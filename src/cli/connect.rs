@@ -23,6 +23,14 @@ pub struct ConnectArgs {
     /// `flexsync sandbox reset` restores it). No Autodesk account needed.
     #[arg(long, global = true)]
     pub sandbox: bool,
+    /// Rehearse on a copy of live teams: like --sandbox, but the sandbox
+    /// starts in memory from SNAPSHOT (`flexsync snapshot`, or the service's
+    /// /snapshot) for this one command, and what the command changes is
+    /// thrown away when it ends. .flexsync/sandbox.json is not touched. To
+    /// keep a rehearsal across commands, serve it: `flexsync sandbox serve
+    /// --from-snapshot`.
+    #[arg(long, global = true, value_name = "SNAPSHOT")]
+    pub sandbox_from_snapshot: Option<PathBuf>,
     /// Team Admin API base URL. Plain http is refused except on loopback.
     #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
           default_value = api::DEFAULT_API_URL)]
@@ -65,12 +73,18 @@ pub struct Connection {
 pub struct EmbeddedSandbox {
     pub base_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// A rehearsal's token file: its tokens die with the sandbox.
+    throwaway_tokens: Option<PathBuf>,
 }
 
 impl Drop for EmbeddedSandbox {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(path) = self.throwaway_tokens.take() {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("json.lock"));
         }
     }
 }
@@ -122,6 +136,14 @@ fn budget_dir(tokens: &TokenSource) -> PathBuf {
 }
 
 impl ConnectArgs {
+    /// `--sandbox-from-snapshot` is a sandbox for every purpose (the audit
+    /// log's default, a saved plan's target): called once after parsing.
+    pub fn imply_sandbox(&mut self) {
+        if self.sandbox_from_snapshot.is_some() {
+            self.sandbox = true;
+        }
+    }
+
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
         if let Some(path) = &self.client_secret_file {
             let text = read_secret_file(path, "--client-secret-file")?;
@@ -280,25 +302,40 @@ fn try_open_browser(url: &str) {
         .spawn();
 }
 
+/// The embedded sandbox of `--sandbox`, on its state file. It owns the file
+/// (an exclusive lock) until the server task ends, after its last save.
+fn open_embedded() -> Result<Sandbox, Error> {
+    let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
+    Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default()).map_err(|e| match e {
+        SandboxError::Locked { .. } => Error::Input(format!(
+            "{e}. Wait for that process to finish, or stop it. To use one sandbox from \
+             several processes, serve it with `flexsync sandbox serve --state {SANDBOX_STATE}` \
+             (it then owns the state) and point them all at it with --api-url; see docs/sandbox.md"
+        )),
+        e => Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")),
+    })
+}
+
 /// Starts the embedded sandbox and logs in to it the way a real login
 /// works: authorize (auto-approved), callback listener, code + PKCE exchange.
 async fn connect_sandbox(
     args: &ConnectArgs,
     observer: Option<Arc<dyn CallObserver>>,
 ) -> Result<Connection, Error> {
-    let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
-    // The sandbox owns its state file (an exclusive lock) until the server
-    // task ends, after its last save.
-    let sandbox = Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default()).map_err(|e| {
-        match e {
-            SandboxError::Locked { .. } => Error::Input(format!(
-                "{e}. Wait for that process to finish, or stop it. To use one sandbox from \
-                 several processes, serve it with `flexsync sandbox serve --state {SANDBOX_STATE}` \
-                 (it then owns the state) and point them all at it with --api-url; see docs/sandbox.md"
-            )),
-            e => Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")),
+    let (sandbox, token_file, throwaway) = match &args.sandbox_from_snapshot {
+        // In memory, with tokens of its own: a rehearsal leaves nothing
+        // behind and never disturbs the embedded sandbox of --sandbox.
+        Some(snapshot) => {
+            let seed = super::sandbox::rehearsal_seed(snapshot)?;
+            let tokens = PathBuf::from(format!(
+                ".flexsync/rehearsal-token-{}.json",
+                std::process::id()
+            ));
+            let sandbox = Sandbox::new(&seed, SandboxConfig::default());
+            (sandbox, tokens.clone(), Some(tokens))
         }
-    })?;
+        None => (open_embedded()?, PathBuf::from(SANDBOX_TOKENS), None),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
@@ -313,6 +350,7 @@ async fn connect_sandbox(
     let embedded = EmbeddedSandbox {
         base_url: base_url.clone(),
         stop: Some(tx),
+        throwaway_tokens: throwaway,
     };
     // No shared budget: one process at a time runs the embedded sandbox
     // (its lock), and each run serves on a new port with fresh counts.
@@ -339,7 +377,7 @@ async fn connect_sandbox(
     approve
         .await
         .map_err(|e| Error::Input(format!("sandbox login: {e}")))??;
-    let store = TokenStore::new(Path::new(SANDBOX_TOKENS).to_path_buf());
+    let store = TokenStore::new(token_file);
     store.save_async(&tokens).await?;
     let source = TokenSource::stored(store, oauth);
     let mut client = Client::new(config, http, Arc::new(source), Arc::new(SystemClock));

@@ -5,6 +5,7 @@
 mod apply;
 mod connect;
 mod inspect;
+mod notify;
 mod plan;
 mod run;
 mod sandbox;
@@ -134,7 +135,7 @@ struct LoginArgs {
 pub fn run() -> Result<u8, Error> {
     // clap exits 2 on a usage error, which --detailed-exitcode means
     // "there are changes": a typo must read as an error (1) instead.
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -142,6 +143,7 @@ pub fn run() -> Result<u8, Error> {
         }
     };
     init_logging(cli.log_format);
+    cli.connect.imply_sandbox();
     let outcome = match cli.command {
         Command::Validate(args) => validate(args),
         Command::Schema => schema(),

@@ -59,6 +59,8 @@ pub struct RunArgs {
     /// Invitations and assignments do not wait. 0s turns it off.
     #[arg(long, default_value = "60s", value_parser = parse_delay, value_name = "DURATION")]
     pub removal_delay: Duration,
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 fn parse_delay(s: &str) -> Result<Duration, String> {
@@ -99,6 +101,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    // Before connecting: a webhook that cannot work is a reason not to start.
+    let notify = args.notify.settings()?;
     let snapshot_token = match &args.snapshot_token_file {
         Some(path) => {
             let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
@@ -114,6 +118,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    let notify = daemon::notify::start(notify, metrics.clone());
     let conn = connect.connect_observed(Some(metrics.clone())).await?;
     let audit_path = args
         .audit_log
@@ -141,6 +146,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         shutdown_grace: Duration::from_secs(25),
         audit,
         snapshot_token,
+        notify,
     };
     let shutdown = CancellationToken::new();
     daemon::cancel_on_termination(shutdown.clone());

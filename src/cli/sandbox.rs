@@ -1,6 +1,6 @@
 //! `flexsync sandbox serve|reset`: the local Team Admin API simulator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError, Seed, serve};
@@ -29,6 +29,13 @@ pub enum SandboxCommand {
         /// bundled seed.
         #[arg(long, value_name = "FILE")]
         seed: Option<PathBuf>,
+        /// Start from a snapshot of live teams (`flexsync snapshot`, or the
+        /// service's /snapshot) instead of a seed, to rehearse a change on
+        /// a copy of the real team: apply it here, inspect, throw it away.
+        /// The admin (Ada, the default login) administers every team of it.
+        /// With --state, the file must not exist yet.
+        #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+        from_snapshot: Option<PathBuf>,
         /// Mount the /_sandbox/ endpoints (clock, faults, drift, state).
         #[arg(long)]
         admin_endpoints: bool,
@@ -42,6 +49,9 @@ pub enum SandboxCommand {
         /// Seed YAML to restore from. Default: the bundled seed.
         #[arg(long, value_name = "FILE")]
         seed: Option<PathBuf>,
+        /// Restore from a snapshot of live teams instead of a seed.
+        #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+        from_snapshot: Option<PathBuf>,
     },
 }
 
@@ -54,7 +64,10 @@ fn state_error(e: SandboxError) -> Error {
     }
 }
 
-fn seed(path: Option<&PathBuf>) -> Result<Seed, Error> {
+fn seed(path: Option<&PathBuf>, snapshot: Option<&PathBuf>) -> Result<Seed, Error> {
+    if let Some(file) = snapshot {
+        return rehearsal_seed(file);
+    }
     match path {
         Some(p) => Seed::from_file(p),
         None => Seed::bundled(),
@@ -62,32 +75,65 @@ fn seed(path: Option<&PathBuf>) -> Result<Seed, Error> {
     .map_err(|e| Error::Input(e.to_string()))
 }
 
+/// The world of a snapshot, saying on stderr what it holds and what could
+/// not be copied exactly.
+pub(super) fn rehearsal_seed(file: &Path) -> Result<Seed, Error> {
+    let (seed, report) = Seed::from_snapshot_file(file).map_err(|e| Error::Input(e.to_string()))?;
+    let captured = report
+        .captured_at
+        .map(|t| format!(", captured {t}"))
+        .unwrap_or_default();
+    eprintln!(
+        "Rehearsal: a sandbox copy of {} team(s), {} member(s), from {}{captured}; nothing \
+         reaches Autodesk.",
+        report.teams,
+        report.members,
+        file.display()
+    );
+    for note in &report.notes {
+        eprintln!("  note: {note}");
+    }
+    Ok(seed)
+}
+
 pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
     match cmd {
         SandboxCommand::Reset {
             state,
             seed: seed_file,
+            from_snapshot,
         } => {
-            let seed = seed(seed_file.as_ref())?;
+            let seed = seed(seed_file.as_ref(), from_snapshot.as_ref())?;
             if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
             Sandbox::reset(&state, &seed).map_err(state_error)?;
-            eprintln!("Sandbox state {} restored from the seed.", state.display());
+            let from = if from_snapshot.is_some() {
+                "the snapshot"
+            } else {
+                "the seed"
+            };
+            eprintln!("Sandbox state {} restored from {from}.", state.display());
             Ok(0)
         }
         SandboxCommand::Serve {
             listen,
             state,
             seed: seed_file,
+            from_snapshot,
             admin_endpoints,
         } => {
-            let seed = seed(seed_file.as_ref())?;
+            let seed = seed(seed_file.as_ref(), from_snapshot.as_ref())?;
             let config = SandboxConfig {
                 admin_endpoints,
                 ..SandboxConfig::default()
             };
             let sandbox = match &state {
+                // A rehearsal starts from the snapshot, never from (or over)
+                // an earlier state.
+                Some(path) if from_snapshot.is_some() => {
+                    Sandbox::create(path, &seed, config).map_err(state_error)?
+                }
                 Some(path) => Sandbox::open(path, &seed, config).map_err(state_error)?,
                 None => Sandbox::new(&seed, config),
             };

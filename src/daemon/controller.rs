@@ -16,6 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use super::consistency::Expectations;
+use super::notify::Observation;
 use super::reconcile::{self, Pass, PassResult};
 use super::schedule::TeamSchedule;
 use super::state::Shared;
@@ -189,6 +190,9 @@ impl Controller {
 
     fn mark_valid(&self) {
         self.metrics.config_valid.set(1);
+        self.settings
+            .notify
+            .observe(Observation::Declaration { problem: None });
         let mut decl = self
             .shared
             .declaration
@@ -240,6 +244,9 @@ impl Controller {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| loaded.desired.teams.contains_key(id));
+        self.settings.notify.observe(Observation::Declared {
+            teams: loaded.desired.teams.keys().cloned().collect(),
+        });
         for (id, team) in &loaded.desired.teams {
             let changed = before.and_then(|b| b.get(id)).map(|t| &**t) != Some(team);
             let rt = self.teams.entry(id.clone()).or_insert_with(|| TeamRuntime {
@@ -300,6 +307,12 @@ impl Controller {
             }
         }
         self.metrics.config_valid.set(0);
+        self.settings.notify.observe(Observation::Declaration {
+            problem: loaded
+                .diagnostics
+                .first()
+                .map(|d| format!("{}: {}", d.place(), d.message)),
+        });
         let mut decl = self
             .shared
             .declaration
@@ -357,6 +370,7 @@ impl Controller {
                 hold_removals_until,
                 desired_digest: force.digest.clone(),
                 git_commit: force.git_commit.clone(),
+                notify: self.settings.notify.clone(),
             };
             self.running.spawn(reconcile::run(pass));
         }
@@ -402,6 +416,12 @@ impl Controller {
             .degraded
             .get_or_create(&metrics::team(&result.team.0))
             .set(i64::from(schedule.degraded));
+        self.settings.notify.observe(Observation::Health {
+            team: result.team.clone(),
+            degraded: schedule.degraded,
+            failures: schedule.failures,
+            error: result.outcome.as_ref().err().cloned(),
+        });
         self.shared.update_team(&result.team, |t| {
             t.next_run = Some(schedule.next_at);
             t.failures = schedule.failures;

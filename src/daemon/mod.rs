@@ -7,6 +7,8 @@
 //! - [`reconcile`]: one pass of one team;
 //! - [`watch`]: file events → reload hints;
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/status`, `/snapshot`;
+//! - [`notify`]: webhooks told when a team degrades, a guard blocks, seats
+//!   run out, the login is lost (deduplicated, rate-limited, never waited on);
 //! - [`state`]: what the controller shares with the endpoints;
 //! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING.
 //!
@@ -18,6 +20,7 @@
 pub mod consistency;
 mod controller;
 pub mod http;
+pub mod notify;
 pub mod reconcile;
 pub mod schedule;
 pub mod state;
@@ -59,6 +62,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub audit: Arc<AuditLog>,
     pub snapshot_token: Option<Secret>,
+    /// Where conditions people must hear about are reported.
+    pub notify: notify::Notifier,
 }
 
 /// Runs until `shutdown` is cancelled, then stops gracefully.

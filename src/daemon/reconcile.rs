@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::consistency::Expectations;
+use super::notify::{Notifier, Observation, PlanSignals};
 use super::state::{AppliedCounts, PlanCounts, Shared};
 use crate::api::{ApiError, Client, ReadHint};
 use crate::apply::{self, Both, Halt, Observer};
@@ -40,6 +41,7 @@ pub struct Pass {
     pub hold_removals_until: Option<Timestamp>,
     pub desired_digest: String,
     pub git_commit: Option<String>,
+    pub notify: Notifier,
 }
 
 /// What a pass hands back to the controller.
@@ -84,6 +86,9 @@ pub async fn run(mut pass: Pass) -> PassResult {
         .budget_remaining
         .get_or_create(&label)
         .set(pass.client.budget_remaining(&id) as i64);
+    // From 0, not from the first 429: increase() cannot see a counter's
+    // first step, so the rate-limit alert would miss it.
+    drop(pass.metrics.rate_limited.get_or_create(&label));
     let result = match &outcome {
         Ok(kind) => kind,
         Err(_) => "failure",
@@ -330,6 +335,10 @@ fn record_blocked(pass: &Pass, team_plan: &plan::TeamPlan) {
         *by_reason.entry(b.reason.code()).or_default() += 1;
     }
     pass.metrics.record_blocked(&id.0, &by_reason);
+    pass.notify.observe(Observation::Plan {
+        team: id.clone(),
+        signals: PlanSignals::of(team_plan),
+    });
     for f in &team_plan.findings {
         match f.severity {
             plan::Severity::Blocker => {
@@ -350,6 +359,9 @@ fn record_blocked(pass: &Pass, team_plan: &plan::TeamPlan) {
 /// service stays up without one and picks up a new token file by itself.
 fn login_state(pass: &Pass, error: Option<String>) {
     pass.metrics.login_valid.set(i64::from(error.is_none()));
+    pass.notify.observe(Observation::Login {
+        lost: error.clone(),
+    });
     let mut current = pass
         .shared
         .credentials_error

@@ -10,6 +10,7 @@
 //! - `config`: [`SandboxConfig`] and every knob, including [`Quirks`].
 //! - `clock`: the [`Clock`] trait, a real clock that can be moved, and a [`ManualClock`].
 //! - `seed`: the YAML seed format and the bundled default ([`Seed`]).
+//! - `rehearsal`: a world from a snapshot of live teams ([`Seed::from_snapshot`]).
 //! - `state`: the world (accounts, teams, pools, groups, assignments) and its rules.
 //! - `persist`: the JSON state file, written atomically.
 //! - `ratelimit`: fixed UTC-minute windows per team and per OAuth client.
@@ -43,6 +44,7 @@ mod oauth;
 mod persist;
 mod problem;
 mod ratelimit;
+mod rehearsal;
 mod seed;
 mod server;
 mod state;
@@ -60,6 +62,7 @@ pub use config::{
 };
 pub use faults::FaultSettings;
 pub use persist::MAX_STATE_BYTES;
+pub use rehearsal::{MAX_SNAPSHOT_MEMBERS, REHEARSAL_ADMIN, Rehearsal};
 pub use seed::{DEFAULT_SEED_YAML, MAX_GENERATED_USERS, MAX_SEED_BYTES, MAX_SEED_MEMBERS, Seed};
 pub use server::serve;
 
@@ -112,6 +115,15 @@ pub enum SandboxError {
         path: String,
         holder: Option<String>,
     },
+    /// A snapshot to rehearse on is not valid, or does not fit the sandbox.
+    #[error("{place}: invalid snapshot: {message}")]
+    SnapshotInvalid { place: String, message: String },
+    /// A state file that must be new exists already.
+    #[error(
+        "{path} exists: remove it to start again from the snapshot, or serve it without \
+         --from-snapshot to go on with it"
+    )]
+    StateExists { path: String },
     /// The state file is not a sandbox state file.
     #[error("{path}:{line}:{column}: invalid sandbox state: {message}")]
     StateSyntax {
@@ -188,6 +200,26 @@ impl Sandbox {
             sandbox.save()?;
             Ok(sandbox)
         }
+    }
+
+    /// A sandbox persisted in a new `state_file`, starting from `seed`; an
+    /// existing file is [`SandboxError::StateExists`] (a rehearsal never
+    /// continues from, nor overwrites, state it did not start).
+    pub fn create(
+        state_file: impl Into<PathBuf>,
+        seed: &Seed,
+        config: SandboxConfig,
+    ) -> Result<Self, SandboxError> {
+        let path = state_file.into();
+        let lock = persist::lock(&path)?;
+        if path.exists() {
+            return Err(SandboxError::StateExists {
+                path: path.display().to_string(),
+            });
+        }
+        let sandbox = Self::build(seed.world(), config, Some((path, lock)));
+        sandbox.save()?;
+        Ok(sandbox)
     }
 
     /// Overwrites `state_file` with the world of `seed` (`flexsync sandbox reset`),

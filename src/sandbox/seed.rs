@@ -108,6 +108,11 @@ impl Seed {
         Ok(Self { world })
     }
 
+    /// A seed of a world built elsewhere (a snapshot's).
+    pub(crate) fn from_world(world: World) -> Self {
+        Self { world }
+    }
+
     /// The world this seed describes.
     pub(crate) fn world(&self) -> World {
         self.world.clone()

@@ -3,6 +3,7 @@
 //! setting of the end-to-end tests.
 #![allow(dead_code)] // each test crate uses a different part
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -58,13 +59,21 @@ fn serve_sandbox(
     state: &std::path::Path,
     seed: Option<&std::path::Path>,
 ) -> (Child, String) {
+    let seed_args = seed.map(|s| vec![OsString::from("--seed"), s.as_os_str().to_owned()]);
+    serve_sandbox_with(listen, state, &seed_args.unwrap_or_default())
+}
+
+/// The same, with more arguments for `sandbox serve`.
+fn serve_sandbox_with(
+    listen: &str,
+    state: &std::path::Path,
+    extra: &[OsString],
+) -> (Child, String) {
     let mut cmd = StdCommand::new(bin());
     cmd.args(["sandbox", "serve", "--listen", listen, "--admin-endpoints"])
         .arg("--state")
-        .arg(state);
-    if let Some(seed) = seed {
-        cmd.arg("--seed").arg(seed);
-    }
+        .arg(state)
+        .args(extra);
     let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -90,11 +99,25 @@ impl Served {
             std::fs::write(&path, seed).unwrap();
             path
         });
-        let (child, api_url) = serve_sandbox(
-            "127.0.0.1:0",
-            &dir.path().join("state.json"),
-            seed_file.as_deref(),
-        );
+        let seed_args = seed_file.map(|f| vec![OsString::from("--seed"), f.into_os_string()]);
+        Self::start_with(dir, &seed_args.unwrap_or_default()).await
+    }
+
+    /// A sandbox started from a snapshot of live teams (`--from-snapshot`).
+    pub async fn start_from_snapshot(snapshot: &Path) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            OsString::from("--from-snapshot"),
+            snapshot.as_os_str().to_owned(),
+        ];
+        Self::start_with(dir, &args).await
+    }
+
+    /// Serves a sandbox with its state in `dir`, `sandbox serve` given `args`,
+    /// and logs in to it.
+    async fn start_with(dir: tempfile::TempDir, args: &[OsString]) -> Served {
+        let (child, api_url) =
+            serve_sandbox_with("127.0.0.1:0", &dir.path().join("state.json"), args);
         let base = api_url.trim_end_matches("/team-admin/v1").to_owned();
         let http = reqwest::Client::builder()
             .no_proxy()
