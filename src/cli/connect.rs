@@ -9,9 +9,7 @@ use crate::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
 use crate::api::{self, CallObserver, Client, ClientConfig, SystemClock, login};
 use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError, Seed};
 
-/// Where the embedded sandbox keeps its state, relative to the working
-/// directory (ignored by git).
-pub const SANDBOX_STATE: &str = ".flexsync/sandbox.json";
+use super::sandbox::SANDBOX_STATE;
 const SANDBOX_TOKENS: &str = ".flexsync/sandbox-token.json";
 
 /// How to reach Autodesk (or the sandbox). Shared by every live command.

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError, Seed, serve};
 
-use super::connect::SANDBOX_STATE;
+/// Where the embedded sandbox keeps its state, relative to the working
+/// directory (ignored by git).
+pub const SANDBOX_STATE: &str = ".flexsync/sandbox.json";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxCommand {
