@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use super::state::Shared;
 use crate::api::auth::Secret;
 use crate::metrics::Metrics;
-use crate::model::{Observed, TeamId};
-use crate::snapshot::Snapshot;
+use crate::model::TeamId;
+use crate::snapshot::{Snapshot, SnapshotTeam};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -143,21 +143,19 @@ fn refusal(s: &AppState, headers: &HeaderMap) -> Option<Response> {
 }
 
 fn snapshot_of(s: &AppState, only: Option<&TeamId>) -> Option<Snapshot> {
-    let mut observed = Observed::default();
-    let mut oldest: Option<jiff::Timestamp> = None;
+    let mut teams = Vec::new();
     for (id, t) in s.shared.teams() {
         if only.is_some_and(|o| o != &id) {
             continue;
         }
         if let Some((team, at)) = t.observed {
-            oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            observed.teams.insert(id, team);
+            teams.push(SnapshotTeam::read(team, Some(at)));
         }
     }
-    if observed.teams.is_empty() {
+    if teams.is_empty() {
         return None;
     }
-    Some(Snapshot::new(&observed, oldest))
+    Some(Snapshot::of_teams(teams, Vec::new()))
 }
 
 async fn snapshot_all(State(s): State<AppState>, headers: HeaderMap) -> Response {
