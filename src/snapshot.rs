@@ -9,6 +9,7 @@
 //! (`missing`, with why). Format 1 files are still read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,8 @@ pub struct Snapshot {
     /// shown to reviewers so they know its age.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured_at: Option<Timestamp>,
-    pub teams: Vec<SnapshotTeam>,
+    /// Shared: the service serves the teams it holds without copying them.
+    pub teams: Vec<Arc<SnapshotTeam>>,
     /// Teams asked for that could not be read, with why (format 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingTeam>,
@@ -127,7 +129,7 @@ impl Snapshot {
             teams: observed
                 .teams
                 .values()
-                .map(|t| SnapshotTeam::read(t.clone(), captured_at))
+                .map(|t| Arc::new(SnapshotTeam::read(t.clone(), captured_at)))
                 .collect(),
             missing: Vec::new(),
         }
@@ -135,7 +137,7 @@ impl Snapshot {
 
     /// Teams read at their own times (the service); `capturedAt` is the
     /// oldest read, so the header never understates the age.
-    pub fn of_teams(teams: Vec<SnapshotTeam>, missing: Vec<MissingTeam>) -> Self {
+    pub fn of_teams(teams: Vec<Arc<SnapshotTeam>>, missing: Vec<MissingTeam>) -> Self {
         Snapshot {
             format_version: FORMAT_VERSION,
             captured_at: teams.iter().filter_map(|t| t.observed_at).min(),
@@ -294,14 +296,16 @@ mod tests {
     #[test]
     fn capture_time_is_the_oldest_read() {
         let t = |s: &str| s.parse::<Timestamp>().unwrap();
-        let team = |id: &str, at: &str| SnapshotTeam {
-            id: TeamId(id.into()),
-            name: "T".into(),
-            observed_at: Some(t(at)),
-            own_writes: None,
-            users: vec![],
-            pools: vec![],
-            assignments: vec![],
+        let team = |id: &str, at: &str| {
+            Arc::new(SnapshotTeam {
+                id: TeamId(id.into()),
+                name: "T".into(),
+                observed_at: Some(t(at)),
+                own_writes: None,
+                users: vec![],
+                pools: vec![],
+                assignments: vec![],
+            })
         };
         let s = Snapshot::of_teams(
             vec![

@@ -1057,3 +1057,87 @@ async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_rest
     assert_eq!(logs.matches("the login is lost").count(), 1, "{logs}");
     assert!(logs.contains("the login works again"), "{logs}");
 }
+
+const SNAPSHOT_TOKEN: &str = "a-long-enough-snapshot-token";
+
+/// A snapshot token file in the sandbox's directory, as a flag pair.
+fn snapshot_flags(s: &Served) -> [String; 2] {
+    let file = s.path("snap-token");
+    std::fs::write(&file, format!("{SNAPSHOT_TOKEN}\n")).unwrap();
+    [
+        "--snapshot-token-file".into(),
+        file.to_str().unwrap().to_owned(),
+    ]
+}
+
+impl Service {
+    /// GET `path` with the snapshot token: status and body.
+    async fn snapshot(&self, path: &str) -> (u16, String) {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(SNAPSHOT_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
+    let s = Served::start().await;
+    // Team-wide List Assignments shows writes only after 60 s: without the
+    // overlay, a preview would show Erin's assignment as still to do.
+    s.admin(
+        Method::PUT,
+        "/settings",
+        Some(json!({ "consistencyDelaySeconds": 60 })),
+    )
+    .await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
+    eventually(10, "erin assigned", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    let erin_held = |snap: &Value| {
+        snap["teams"][0]["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["userId"] == "US1000000005" && a["productId"] == "prod_flex_platform")
+    };
+    eventually(5, "the write in the snapshot", || async {
+        let (code, body) = svc.snapshot("/snapshot").await;
+        assert_eq!(code, 200, "{body}");
+        erin_held(&serde_json::from_str(&body).unwrap())
+    })
+    .await;
+    let snap: Value = serde_json::from_str(&svc.snapshot("/snapshot").await.1).unwrap();
+    assert_eq!(snap["formatVersion"], 2);
+    let team = &snap["teams"][0];
+    assert_eq!(team["id"], "100001");
+    assert!(team["observedAt"].is_string(), "{team}");
+    assert_eq!(team["ownWrites"]["count"], 1, "{team}");
+    assert!(team["ownWrites"]["lastAt"].is_string(), "{team}");
+    // What Autodesk lists still lags: a read of its own lacks Erin, so the
+    // service's snapshot has her from its write's answer.
+    let out = s
+        .cmd()
+        .args(["snapshot", "--team", "100001"])
+        .output()
+        .unwrap();
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!erin_held(&live), "the list did not lag: {live}");
+    // The preview plans nothing left to do.
+    std::fs::write(s.path("snap.json"), snap.to_string()).unwrap();
+    s.cmd()
+        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
+        .arg(dir.join("a.yaml"))
+        .assert()
+        .code(0);
+}

@@ -1,6 +1,7 @@
 //! `flexsync teams` and `flexsync snapshot`: looking at what exists.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::Error;
 use crate::api::ReadHint;
@@ -88,7 +89,10 @@ pub async fn snapshot(args: SnapshotArgs, connect: &ConnectArgs) -> Result<u8, E
             .await?;
         tracing::info!(team = %team, calls = stats.calls, "team read");
         // Teams are read one after another: each keeps its own time.
-        teams.push(SnapshotTeam::read(state, Some(conn.client.clock().now())));
+        teams.push(Arc::new(SnapshotTeam::read(
+            state,
+            Some(conn.client.clock().now()),
+        )));
     }
     let snapshot = Snapshot::of_teams(teams, Vec::new());
     let mut out = std::io::stdout().lock();

@@ -15,7 +15,7 @@ use super::state::Shared;
 use crate::api::auth::Secret;
 use crate::metrics::Metrics;
 use crate::model::TeamId;
-use crate::snapshot::{Snapshot, SnapshotTeam};
+use crate::snapshot::Snapshot;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -148,8 +148,8 @@ fn snapshot_of(s: &AppState, only: Option<&TeamId>) -> Option<Snapshot> {
         if only.is_some_and(|o| o != &id) {
             continue;
         }
-        if let Some((team, at)) = t.observed {
-            teams.push(SnapshotTeam::read(team, Some(at)));
+        if let Some(team) = t.observed {
+            teams.push(team);
         }
     }
     if teams.is_empty() {

@@ -7,6 +7,7 @@
 //! - [`reconcile`]: one pass of one team;
 //! - [`watch`]: file events → reload hints;
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/status`, `/snapshot`;
+//! - [`previews`]: what `/snapshot` serves (own writes laid over each read);
 //! - [`state`]: what the controller shares with the endpoints;
 //! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING.
 //!
@@ -18,6 +19,7 @@
 pub mod consistency;
 mod controller;
 pub mod http;
+pub mod previews;
 pub mod reconcile;
 pub mod schedule;
 pub mod state;
