@@ -1141,3 +1141,96 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
         .assert()
         .code(0);
 }
+
+#[tokio::test]
+async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_ones_say_why() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
+    svc.converged().await;
+
+    // The pull request declares 100001 (on main), 100002 (administered, not
+    // declared yet), 100003 (not administered) and 999999 (no such team).
+    let (code, body) = svc
+        .snapshot("/snapshot?teams=100001,100002,100003,999999")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let snap: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = snap["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["100001", "100002"], "{body}");
+    let read_on_demand = &snap["teams"][1];
+    assert!(read_on_demand["observedAt"].is_string());
+    assert_eq!(read_on_demand["users"].as_array().unwrap().len(), 141);
+    let missing = snap["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 2, "{body}");
+    for m in missing {
+        assert!(
+            m["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not administer team"),
+            "{m}"
+        );
+    }
+
+    // Read once, then served from the cache for a while.
+    let (code, one) = svc.snapshot("/snapshot/100002").await;
+    assert_eq!(code, 200, "{one}");
+    let one: Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["teams"][0]["observedAt"], read_on_demand["observedAt"]);
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "flexsync_api_requests_total{team=\"100002\",operation=\"list_pools\",status=\"200\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    // Without ?teams=, the declared teams only.
+    let (_, all) = svc.snapshot("/snapshot").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["teams"].as_array().unwrap().len(), 1);
+    // Bad ids are refused, not read.
+    assert_eq!(svc.snapshot("/snapshot?teams=1,..%2Fx").await.0, 400);
+
+    // The preview plans the new team and blocks only the unreadable one.
+    std::fs::write(s.path("snap.json"), &body).unwrap();
+    let pr = s.path("pr");
+    std::fs::create_dir(&pr).unwrap();
+    declare(&pr, "a.yaml", TEAM_A);
+    declare(
+        &pr,
+        "manufacturing.yaml",
+        &std::fs::read_to_string(served::example("multi-team/manufacturing.yaml")).unwrap(),
+    );
+    declare(
+        &pr,
+        "c.yaml",
+        "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
+    );
+    let out = s
+        .cmd()
+        .args(["plan", "--observed", "snap.json"])
+        .arg(&pr)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("blocker: team 100003 could not be read, so nothing is planned for it: the snapshot says: the service's login does not administer team 100003"),
+        "{text}"
+    );
+    let manufacturing = text
+        .split("Team ")
+        .find(|t| t.starts_with("100002"))
+        .unwrap();
+    assert!(!manufacturing.contains("blocker"), "{manufacturing}");
+    assert!(manufacturing.contains("observed "), "{manufacturing}");
+}

@@ -79,6 +79,7 @@ pub async fn run(
         shared: shared.clone(),
         metrics: metrics.clone(),
         snapshot_token: settings.snapshot_token.clone(),
+        on_demand: Arc::new(previews::OnDemand::new(client.clone())),
     });
     let server_stop = shutdown.clone();
     let server = tokio::spawn(async move {

@@ -1,22 +1,162 @@
-//! What `/snapshot` serves for pull-request previews: each team's last
-//! read with the service's own acknowledged writes laid over it, published
-//! as each write is acknowledged, so a preview made right after the service
-//! invited and assigned someone does not show that as still to do.
+//! What `/snapshot` serves for pull-request previews:
+//!
+//! - each declared team's last read with the service's own acknowledged
+//!   writes laid over it, published as each write is acknowledged, so a
+//!   preview made right after the service invited and assigned someone does
+//!   not show that as still to do ([`Publisher`]);
+//! - teams the login administers but no declaration names yet (a pull
+//!   request that adds a team), read on demand through the same client and
+//!   budget and kept briefly ([`OnDemand`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use super::consistency::Expectations;
 use super::state::Shared;
-use crate::api::Clock;
+use crate::api::{Client, Clock, ReadHint};
 use crate::apply::Observer;
 use crate::model::{Email, ObservedTeam, TeamId, UserId};
 use crate::plan::Change;
 use crate::report::Outcome;
 use crate::snapshot::{OwnWrites, SnapshotTeam};
+
+/// How long a team read on demand is served again: previews of one pull
+/// request come in bursts (a push, a rerun), and each read costs the team
+/// at least three of its 60 calls a minute.
+pub const ON_DEMAND_TTL: Duration = Duration::from_secs(120);
+/// A failed read on demand is not tried again sooner than this.
+pub const ON_DEMAND_ERROR_TTL: Duration = Duration::from_secs(30);
+/// The longest a read on demand may take, waiting for the team's budget
+/// included: a preview must not hang on a team whose minute others spent.
+pub const ON_DEMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Teams one request may name.
+pub const MAX_TEAMS_PER_REQUEST: usize = 50;
+/// Undeclared teams remembered at once; beyond, expired ones are forgotten
+/// and a new one is refused until some expire.
+const MAX_CACHED: usize = 256;
+/// The list of administered teams is asked for again at most this often
+/// for a team it lacks (admin roles granted since it was read).
+const TEAM_LIST_REFRESH: Duration = Duration::from_secs(30);
+
+/// Reads undeclared teams on demand, one read per team at a time, each
+/// result kept for [`ON_DEMAND_TTL`] (failures for [`ON_DEMAND_ERROR_TTL`]).
+pub struct OnDemand {
+    client: Arc<Client>,
+    slots: Mutex<HashMap<TeamId, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    team_list_asked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    at: Instant,
+    read: Result<Arc<SnapshotTeam>, String>,
+}
+
+impl Cached {
+    fn fresh(&self) -> bool {
+        let ttl = match self.read {
+            Ok(_) => ON_DEMAND_TTL,
+            Err(_) => ON_DEMAND_ERROR_TTL,
+        };
+        self.at.elapsed() < ttl
+    }
+}
+
+impl OnDemand {
+    pub fn new(client: Arc<Client>) -> Self {
+        OnDemand {
+            client,
+            slots: Mutex::new(HashMap::new()),
+            team_list_asked: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The team as read on demand (or recently), or why it cannot be read.
+    /// Concurrent requests for one team share one read.
+    pub async fn read(&self, id: &TeamId) -> Result<Arc<SnapshotTeam>, String> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if !slots.contains_key(id) && slots.len() >= MAX_CACHED {
+                // Forget what nobody is reading and has expired.
+                slots.retain(|_, slot| {
+                    Arc::strong_count(slot) > 1
+                        || slot
+                            .try_lock()
+                            .map(|c| c.as_ref().is_some_and(Cached::fresh))
+                            .unwrap_or(true)
+                });
+                if slots.len() >= MAX_CACHED {
+                    return Err(format!(
+                        "the service is already keeping {MAX_CACHED} teams read on demand;                          try again in {} s",
+                        ON_DEMAND_TTL.as_secs()
+                    ));
+                }
+            }
+            slots.entry(id.clone()).or_default().clone()
+        };
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| c.fresh()) {
+            return c.read.clone();
+        }
+        let read = match tokio::time::timeout(ON_DEMAND_TIMEOUT, self.fetch(id)).await {
+            Ok(read) => read,
+            Err(_) => Err(format!(
+                "reading team {id} took longer than {} s (its 60 calls a minute may be spent                  by others); try again in a minute",
+                ON_DEMAND_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(why) = &read {
+            tracing::warn!(team = %id, error = %why, "snapshot: cannot read an undeclared team on demand");
+        }
+        *cached = Some(Cached {
+            at: Instant::now(),
+            read: read.clone(),
+        });
+        read
+    }
+
+    async fn fetch(&self, id: &TeamId) -> Result<Arc<SnapshotTeam>, String> {
+        self.administered(id).await?;
+        let (team, stats) = self
+            .client
+            .fetch_observed(id, &ReadHint::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(team = %id, calls = stats.calls, "snapshot: read an undeclared team on demand");
+        Ok(Arc::new(SnapshotTeam::read(
+            team,
+            Some(self.client.clock().now()),
+        )))
+    }
+
+    /// Whether the login administers `id`. The client's list of teams is
+    /// cached between passes; a team it lacks may have been granted since,
+    /// so the list is asked for again (at most every 30 s) before saying no.
+    async fn administered(&self, id: &TeamId) -> Result<(), String> {
+        let teams = self.client.teams().await.map_err(|e| e.to_string())?;
+        if teams.contains_key(id) {
+            return Ok(());
+        }
+        {
+            let mut asked = self.team_list_asked.lock().await;
+            if asked.is_none_or(|at| at.elapsed() >= TEAM_LIST_REFRESH) {
+                *asked = Some(Instant::now());
+                self.client.forget_teams().await;
+            }
+        }
+        let teams = self.client.teams().await.map_err(|e| e.to_string())?;
+        if teams.contains_key(id) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the service's login does not administer team {id}, or it does not exist                  (a primary, secondary or SSO admin of the team must be the one logged in)"
+            ))
+        }
+    }
+}
 
 /// `raw` (what Autodesk said at `observed_at`) with `facts` laid over it,
 /// as the consistency overlay does before planning. Facts the read already
