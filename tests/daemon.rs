@@ -41,6 +41,11 @@ impl Drop for Service {
 
 impl Service {
     fn start(s: &Served, path: &Path, extra: &[&str]) -> Service {
+        Self::start_logging(s, path, extra, "info")
+    }
+
+    /// The same, logging at `level` (RUST_LOG).
+    fn start_logging(s: &Served, path: &Path, extra: &[&str], level: &str) -> Service {
         let mut cmd = std::process::Command::new(served::bin());
         cmd.current_dir(s.dir.path())
             .args([
@@ -52,7 +57,7 @@ impl Service {
             ])
             .arg(&s.token_file)
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .args([
                 "run",
                 "--listen",
@@ -1233,4 +1238,155 @@ async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_
         .unwrap();
     assert!(!manufacturing.contains("blocker"), "{manufacturing}");
     assert!(manufacturing.contains("observed "), "{manufacturing}");
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert, key) PEM.
+fn self_signed() -> (String, String) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+/// Replaces `path` by rename, as cert-manager, certbot and editors do.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A client that trusts only `cert`.
+fn trusting(cert: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certificate() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let (cert_a, key_a) = self_signed();
+    let (cert_file, key_file) = (s.path("tls.crt"), s.path("tls.key"));
+    std::fs::write(&cert_file, &cert_a).unwrap();
+    std::fs::write(&key_file, &key_a).unwrap();
+    let svc = Service::start_logging(
+        &s,
+        &dir,
+        &[
+            &flags[0],
+            &flags[1],
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        "debug",
+    );
+    let https = svc.base.replace("http://", "https://");
+    let a = trusting(&cert_a);
+    eventually(10, "converged, over https", || async {
+        let Ok(r) = a.get(format!("{https}/status")).send().await else {
+            return false;
+        };
+        let st: Value = r.json().await.unwrap();
+        st["teams"][0]["state"] == "converged"
+    })
+    .await;
+    // Plain HTTP is not served on the TLS port.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = plain.get(format!("{}/healthz", svc.base)).send().await;
+    assert!(answer.is_err(), "{answer:?}");
+
+    // The bearer token is still required.
+    let url = format!("{https}/snapshot");
+    assert_eq!(a.get(&url).send().await.unwrap().status(), 401);
+    let snap = a
+        .get(&url)
+        .bearer_auth(SNAPSHOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snap.status(), 200);
+    let body = snap.text().await.unwrap();
+    assert!(body.contains("bob@example.com"), "{body}");
+
+    // A renewed certificate (new key) is served from the next connection.
+    let (cert_b, key_b) = self_signed();
+    replace(&key_file, &key_b);
+    replace(&cert_file, &cert_b);
+    let b = trusting(&cert_b);
+    eventually(5, "the new certificate served", || async {
+        b.get(format!("{https}/healthz")).send().await.is_ok()
+    })
+    .await;
+    assert!(
+        trusting(&cert_a)
+            .get(format!("{https}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the old certificate is still served"
+    );
+
+    // A broken renewal is refused and the last good pair kept.
+    replace(&cert_file, "not a certificate\n");
+    let r = trusting(&cert_b)
+        .get(format!("{https}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(5, "the bad pair logged", || async {
+        svc.logs()
+            .contains("the changed TLS certificate or key cannot be used")
+    })
+    .await;
+
+    // Neither the snapshot's content nor the token is ever logged.
+    let logs = svc.logs();
+    assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+    for secret in [SNAPSHOT_TOKEN, "bob@example.com", "carol@example.com"] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
+
+#[test]
+fn tls_needs_both_files_and_a_usable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (_, other_key) = self_signed();
+    std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), key).unwrap();
+    std::fs::write(dir.path().join("other.key"), other_key).unwrap();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::new(served::bin())
+            .current_dir(dir.path())
+            .env("FLEXSYNC_ACCESS_TOKEN", "t")
+            .args([
+                "--api-url",
+                "http://127.0.0.1:9",
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .arg("teams")
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .get_output()
+            .stderr
+            .clone()
+    };
+    let err = String::from_utf8(run(&["--tls-cert", "tls.crt"])).unwrap();
+    assert!(err.contains("--tls-key"), "{err}");
+    let err = String::from_utf8(run(&["--tls-cert", "tls.crt", "--tls-key", "other.key"])).unwrap();
+    assert!(err.contains("cannot be served"), "{err}");
+    let err = String::from_utf8(run(&["--tls-cert", "tls.key", "--tls-key", "tls.key"])).unwrap();
+    assert!(err.contains("holds no PEM certificate"), "{err}");
 }

@@ -9,6 +9,7 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/status`, `/snapshot`;
 //! - [`previews`]: what `/snapshot` serves (own writes laid over each read);
 //! - [`state`]: what the controller shares with the endpoints;
+//! - [`tls`]: the endpoints over TLS, the certificate reloaded when it changes;
 //! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING.
 //!
 //! The controller owns all per-team state and is the only writer of
@@ -24,6 +25,7 @@ pub mod reconcile;
 pub mod schedule;
 pub mod state;
 pub mod systemd;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub audit: Arc<AuditLog>,
     pub snapshot_token: Option<Secret>,
+    /// Serve the endpoints over TLS with this certificate; plain HTTP
+    /// without.
+    pub tls: Option<Arc<tls::Reloading>>,
 }
 
 /// Runs until `shutdown` is cancelled, then stops gracefully.
@@ -82,11 +87,14 @@ pub async fn run(
         on_demand: Arc::new(previews::OnDemand::new(client.clone())),
     });
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(server_stop.cancelled_owned())
-            .await
-    });
+    let server = match settings.tls.clone() {
+        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_stop)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(server_stop.cancelled_owned())
+                .await
+        }),
+    };
 
     let (tx, mut changes) = tokio::sync::mpsc::channel(1);
     let _watcher = match watch::watch(&settings.paths, tx) {
