@@ -111,3 +111,20 @@ fn a_format_1_snapshot_still_plans() {
             .and(predicate::str::contains("observed ").not()),
         );
 }
+
+#[test]
+fn validate_team_ids_prints_what_to_ask_the_service_for() {
+    flexsync()
+        .args(["validate", "--team-ids", "examples/multi-team"])
+        .assert()
+        .code(0)
+        .stdout("100001,100002\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), "version: 1\nteam: {}\n").unwrap();
+    flexsync()
+        .args(["validate", "--team-ids"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout("");
+}
