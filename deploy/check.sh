@@ -11,7 +11,7 @@ KUBERNETES_VALIDATE=1.34.1
 K8S_VERSIONS=(1.29.0 1.34.0)
 # systemd-analyze security exposure, x10: the unit scores 1.1; fail above 1.5.
 EXPOSURE_THRESHOLD=15
-KUSTOMIZATIONS=(deploy/kubernetes deploy/kubernetes/base deploy/kubernetes/git-sync)
+KUSTOMIZATIONS=(deploy/kubernetes deploy/kubernetes/base deploy/kubernetes/git-sync deploy/kubernetes/previews deploy/kubernetes/previews-ingress)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -86,6 +86,16 @@ check(spec.get("replicas") == 1 and spec.get("strategy", {}).get("type") == "Rec
 pod = spec["template"]["spec"]
 check(not any("subPath" in m for c in pod.get("containers", []) + pod.get("initContainers", [])
               for m in c.get("volumeMounts", [])), "no subPath mounts (they never update)")
+main = next(c for c in pod["containers"] if c["name"] == "flexsync")
+args = main.get("args", [])
+def has(flag):
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+if has("--snapshot-token-file"):
+    check(has("--tls-cert") and has("--tls-key"),
+          "/snapshot is served over TLS only (--tls-cert and --tls-key)")
+if has("--tls-cert"):
+    check(all(main[p]["httpGet"].get("scheme") == "HTTPS" for p in ("livenessProbe", "readinessProbe")),
+          "probes use HTTPS when flexsync serves TLS")
 for d in docs:
     if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "flexsync-declarations":
         for key, text in d["data"].items():

@@ -3,6 +3,9 @@
 
 Supports exactly what deploy/kubernetes uses, and refuses anything else:
   resources  files (multi-document YAML) and directories (kustomizations)
+  components directories of kind Component: their resources join the
+             accumulated ones, then their patches apply to all of them,
+             before the including kustomization's own patches and images
   images     name -> newName / newTag / digest, on (init)containers' images
   patches    from `path:` or inline `patch:`; a list of RFC 6902 operations
              (add, remove, replace, test) with `target:` (kind, name), or a
@@ -18,7 +21,7 @@ import sys
 import yaml
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-KNOWN_KEYS = {"apiVersion", "kind", "resources", "images", "patches"}
+KNOWN_KEYS = {"apiVersion", "kind", "resources", "components", "images", "patches"}
 
 
 class RenderError(Exception):
@@ -35,7 +38,9 @@ def res_id(r):
     return (r.get("apiVersion"), r.get("kind"), md.get("namespace"), md.get("name"))
 
 
-def render(directory, stack=()):
+def render(directory, stack=(), accumulated=None):
+    """Renders a Kustomization, or (with `accumulated`) applies a Component
+    to the resources accumulated so far."""
     directory = os.path.realpath(directory)
     for visited in stack:
         if visited == directory or visited.startswith(directory + os.sep):
@@ -54,10 +59,12 @@ def render(directory, stack=()):
     unknown = set(k) - KNOWN_KEYS
     if unknown:
         raise RenderError(f"{kfile}: unsupported fields {sorted(unknown)}")
-    if k.get("kind", "Kustomization") != "Kustomization":
-        raise RenderError(f"{kfile}: kind must be Kustomization")
+    kind = k.get("kind", "Kustomization")
+    want = "Component" if accumulated is not None else "Kustomization"
+    if kind != want:
+        raise RenderError(f"{kfile}: kind must be {want} here, not {kind}")
 
-    resources = []
+    resources = list(accumulated or [])
     for entry in k.get("resources") or []:
         p = os.path.join(directory, entry)
         if os.path.isdir(p):
@@ -71,6 +78,12 @@ def render(directory, stack=()):
         if res_id(r) in seen:
             raise RenderError(f"{kfile}: duplicate resource {res_id(r)}")
         seen.add(res_id(r))
+
+    for entry in k.get("components") or []:
+        p = os.path.join(directory, entry)
+        if not os.path.isdir(p):
+            raise RenderError(f"{kfile}: component {entry} is not a directory")
+        resources = render(p, stack + (directory,), accumulated=resources)
 
     for i, p in enumerate(k.get("patches") or []):
         resources = apply_patch(resources, p, directory, f"{kfile}: patches[{i}]")

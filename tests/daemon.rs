@@ -41,6 +41,11 @@ impl Drop for Service {
 
 impl Service {
     fn start(s: &Served, path: &Path, extra: &[&str]) -> Service {
+        Self::start_logging(s, path, extra, "info")
+    }
+
+    /// The same, logging at `level` (RUST_LOG).
+    fn start_logging(s: &Served, path: &Path, extra: &[&str], level: &str) -> Service {
         let mut cmd = std::process::Command::new(served::bin());
         cmd.current_dir(s.dir.path())
             .args([
@@ -52,7 +57,7 @@ impl Service {
             ])
             .arg(&s.token_file)
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .args([
                 "run",
                 "--listen",
@@ -1056,4 +1061,332 @@ async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_rest
     let logs = svc.logs();
     assert_eq!(logs.matches("the login is lost").count(), 1, "{logs}");
     assert!(logs.contains("the login works again"), "{logs}");
+}
+
+const SNAPSHOT_TOKEN: &str = "a-long-enough-snapshot-token";
+
+/// A snapshot token file in the sandbox's directory, as a flag pair.
+fn snapshot_flags(s: &Served) -> [String; 2] {
+    let file = s.path("snap-token");
+    std::fs::write(&file, format!("{SNAPSHOT_TOKEN}\n")).unwrap();
+    [
+        "--snapshot-token-file".into(),
+        file.to_str().unwrap().to_owned(),
+    ]
+}
+
+impl Service {
+    /// GET `path` with the snapshot token: status and body.
+    async fn snapshot(&self, path: &str) -> (u16, String) {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(SNAPSHOT_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
+    let s = Served::start().await;
+    // Team-wide List Assignments shows writes only after 60 s: without the
+    // overlay, a preview would show Erin's assignment as still to do.
+    s.admin(
+        Method::PUT,
+        "/settings",
+        Some(json!({ "consistencyDelaySeconds": 60 })),
+    )
+    .await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
+    eventually(10, "erin assigned", || {
+        holds(&s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+    let erin_held = |snap: &Value| {
+        snap["teams"][0]["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["userId"] == "US1000000005" && a["productId"] == "prod_flex_platform")
+    };
+    eventually(5, "the write in the snapshot", || async {
+        let (code, body) = svc.snapshot("/snapshot").await;
+        assert_eq!(code, 200, "{body}");
+        erin_held(&serde_json::from_str(&body).unwrap())
+    })
+    .await;
+    let snap: Value = serde_json::from_str(&svc.snapshot("/snapshot").await.1).unwrap();
+    assert_eq!(snap["formatVersion"], 2);
+    let team = &snap["teams"][0];
+    assert_eq!(team["id"], "100001");
+    assert!(team["observedAt"].is_string(), "{team}");
+    assert_eq!(team["ownWrites"]["count"], 1, "{team}");
+    assert!(team["ownWrites"]["lastAt"].is_string(), "{team}");
+    // What Autodesk lists still lags: a read of its own lacks Erin, so the
+    // service's snapshot has her from its write's answer.
+    let out = s
+        .cmd()
+        .args(["snapshot", "--team", "100001"])
+        .output()
+        .unwrap();
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!erin_held(&live), "the list did not lag: {live}");
+    // The preview plans nothing left to do.
+    std::fs::write(s.path("snap.json"), snap.to_string()).unwrap();
+    s.cmd()
+        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
+        .arg(dir.join("a.yaml"))
+        .assert()
+        .code(0);
+}
+
+#[tokio::test]
+async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_ones_say_why() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
+    svc.converged().await;
+
+    // The pull request declares 100001 (on main), 100002 (administered, not
+    // declared yet), 100003 (not administered) and 999999 (no such team).
+    let (code, body) = svc
+        .snapshot("/snapshot?teams=100001,100002,100003,999999")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let snap: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = snap["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["100001", "100002"], "{body}");
+    let read_on_demand = &snap["teams"][1];
+    assert!(read_on_demand["observedAt"].is_string());
+    assert_eq!(read_on_demand["users"].as_array().unwrap().len(), 141);
+    let missing = snap["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 2, "{body}");
+    for m in missing {
+        assert!(
+            m["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not administer team"),
+            "{m}"
+        );
+    }
+
+    // Read once, then served from the cache for a while.
+    let (code, one) = svc.snapshot("/snapshot/100002").await;
+    assert_eq!(code, 200, "{one}");
+    let one: Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["teams"][0]["observedAt"], read_on_demand["observedAt"]);
+    let (_, metrics) = svc.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "flexsync_api_requests_total{team=\"100002\",operation=\"list_pools\",status=\"200\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    // Without ?teams=, the declared teams only.
+    let (_, all) = svc.snapshot("/snapshot").await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["teams"].as_array().unwrap().len(), 1);
+    // Bad ids are refused, not read.
+    assert_eq!(svc.snapshot("/snapshot?teams=1,..%2Fx").await.0, 400);
+
+    // The preview plans the new team and blocks only the unreadable one.
+    std::fs::write(s.path("snap.json"), &body).unwrap();
+    let pr = s.path("pr");
+    std::fs::create_dir(&pr).unwrap();
+    declare(&pr, "a.yaml", TEAM_A);
+    declare(
+        &pr,
+        "manufacturing.yaml",
+        &std::fs::read_to_string(served::example("multi-team/manufacturing.yaml")).unwrap(),
+    );
+    declare(
+        &pr,
+        "c.yaml",
+        "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
+    );
+    let out = s
+        .cmd()
+        .args(["plan", "--observed", "snap.json"])
+        .arg(&pr)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("blocker: team 100003 could not be read, so nothing is planned for it: the snapshot says: the service's login does not administer team 100003"),
+        "{text}"
+    );
+    let manufacturing = text
+        .split("Team ")
+        .find(|t| t.starts_with("100002"))
+        .unwrap();
+    assert!(!manufacturing.contains("blocker"), "{manufacturing}");
+    assert!(manufacturing.contains("observed "), "{manufacturing}");
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (cert, key) PEM.
+fn self_signed() -> (String, String) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+/// Replaces `path` by rename, as cert-manager, certbot and editors do.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A client that trusts only `cert`.
+fn trusting(cert: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.as_bytes()).unwrap()])
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certificate() {
+    let s = Served::start().await;
+    let dir = s.path("teams");
+    std::fs::create_dir(&dir).unwrap();
+    declare(&dir, "a.yaml", TEAM_A);
+    let flags = snapshot_flags(&s);
+    let (cert_a, key_a) = self_signed();
+    let (cert_file, key_file) = (s.path("tls.crt"), s.path("tls.key"));
+    std::fs::write(&cert_file, &cert_a).unwrap();
+    std::fs::write(&key_file, &key_a).unwrap();
+    let svc = Service::start_logging(
+        &s,
+        &dir,
+        &[
+            &flags[0],
+            &flags[1],
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        "debug",
+    );
+    let https = svc.base.replace("http://", "https://");
+    let a = trusting(&cert_a);
+    eventually(10, "converged, over https", || async {
+        let Ok(r) = a.get(format!("{https}/status")).send().await else {
+            return false;
+        };
+        let st: Value = r.json().await.unwrap();
+        st["teams"][0]["state"] == "converged"
+    })
+    .await;
+    // Plain HTTP is not served on the TLS port.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = plain.get(format!("{}/healthz", svc.base)).send().await;
+    assert!(answer.is_err(), "{answer:?}");
+
+    // The bearer token is still required.
+    let url = format!("{https}/snapshot");
+    assert_eq!(a.get(&url).send().await.unwrap().status(), 401);
+    let snap = a
+        .get(&url)
+        .bearer_auth(SNAPSHOT_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snap.status(), 200);
+    let body = snap.text().await.unwrap();
+    assert!(body.contains("bob@example.com"), "{body}");
+
+    // A renewed certificate (new key) is served from the next connection.
+    let (cert_b, key_b) = self_signed();
+    replace(&key_file, &key_b);
+    replace(&cert_file, &cert_b);
+    let b = trusting(&cert_b);
+    eventually(5, "the new certificate served", || async {
+        b.get(format!("{https}/healthz")).send().await.is_ok()
+    })
+    .await;
+    assert!(
+        trusting(&cert_a)
+            .get(format!("{https}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the old certificate is still served"
+    );
+
+    // A broken renewal is refused and the last good pair kept.
+    replace(&cert_file, "not a certificate\n");
+    let r = trusting(&cert_b)
+        .get(format!("{https}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(5, "the bad pair logged", || async {
+        svc.logs()
+            .contains("the changed TLS certificate or key cannot be used")
+    })
+    .await;
+
+    // Neither the snapshot's content nor the token is ever logged.
+    let logs = svc.logs();
+    assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+    for secret in [SNAPSHOT_TOKEN, "bob@example.com", "carol@example.com"] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
+
+#[test]
+fn tls_needs_both_files_and_a_usable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (_, other_key) = self_signed();
+    std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), key).unwrap();
+    std::fs::write(dir.path().join("other.key"), other_key).unwrap();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::new(served::bin())
+            .current_dir(dir.path())
+            .env("FLEXSYNC_ACCESS_TOKEN", "t")
+            .args([
+                "--api-url",
+                "http://127.0.0.1:9",
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .arg("teams")
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .get_output()
+            .stderr
+            .clone()
+    };
+    let err = String::from_utf8(run(&["--tls-cert", "tls.crt"])).unwrap();
+    assert!(err.contains("--tls-key"), "{err}");
+    let err = String::from_utf8(run(&["--tls-cert", "tls.crt", "--tls-key", "other.key"])).unwrap();
+    assert!(err.contains("cannot be served"), "{err}");
+    let err = String::from_utf8(run(&["--tls-cert", "tls.key", "--tls-key", "tls.key"])).unwrap();
+    assert!(err.contains("holds no PEM certificate"), "{err}");
 }

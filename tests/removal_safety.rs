@@ -333,6 +333,7 @@ fn every_guard_shows_in_text_markdown_and_json() {
         calls_per_minute: 55,
         now: now(),
         overrides: delayed.overrides,
+        team_ages: Default::default(),
     };
     for (p, expect) in [
         (

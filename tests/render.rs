@@ -22,6 +22,7 @@ fn ctx() -> Context {
         calls_per_minute: 55,
         now: now(),
         overrides: Default::default(),
+        team_ages: Default::default(),
     }
 }
 

@@ -269,6 +269,7 @@ async fn load_saved(
         calls_per_minute: conn.client.calls_per_window(),
         now: conn.client.clock().now(),
         overrides,
+        team_ages: Default::default(),
     };
     let run = RunInfo {
         command: "apply",

@@ -1,11 +1,12 @@
 //! `flexsync teams` and `flexsync snapshot`: looking at what exists.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::Error;
 use crate::api::ReadHint;
-use crate::model::{Observed, TeamId};
-use crate::snapshot::Snapshot;
+use crate::model::TeamId;
+use crate::snapshot::{Snapshot, SnapshotTeam};
 
 use super::connect::ConnectArgs;
 
@@ -80,16 +81,20 @@ pub async fn snapshot(args: SnapshotArgs, connect: &ConnectArgs) -> Result<u8, E
     } else {
         args.teams.iter().map(|t| TeamId(t.clone())).collect()
     };
-    let mut observed = Observed::default();
+    let mut teams = Vec::new();
     for team in wanted {
         let (state, stats) = conn
             .client
             .fetch_observed(&team, &ReadHint::default())
             .await?;
         tracing::info!(team = %team, calls = stats.calls, "team read");
-        observed.teams.insert(team, state);
+        // Teams are read one after another: each keeps its own time.
+        teams.push(Arc::new(SnapshotTeam::read(
+            state,
+            Some(conn.client.clock().now()),
+        )));
     }
-    let snapshot = Snapshot::new(&observed, Some(conn.client.clock().now()));
+    let snapshot = Snapshot::of_teams(teams, Vec::new());
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &snapshot).map_err(std::io::Error::from)?;
     writeln!(out)?;

@@ -99,6 +99,10 @@ struct ValidateArgs {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value_t = DiagnosticFormat::Text)]
     format: DiagnosticFormat,
+    /// When valid, print only the declared team ids, comma-separated: what a
+    /// pull-request pipeline asks the service's /snapshot?teams= for.
+    #[arg(long, conflicts_with = "format")]
+    team_ids: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,6 +215,14 @@ pub(crate) fn stderr_color() -> bool {
 fn validate(args: ValidateArgs) -> Result<u8, Error> {
     let loaded = config::load(&args.paths);
     let mut out = std::io::stdout().lock();
+    if args.team_ids {
+        if loaded.is_valid() {
+            let ids: Vec<&str> = loaded.desired.teams.keys().map(|t| t.0.as_str()).collect();
+            writeln!(out, "{}", ids.join(","))?;
+        }
+        report(&loaded.diagnostics, &loaded)?;
+        return Ok(if loaded.is_valid() { 0 } else { 1 });
+    }
     match args.format {
         DiagnosticFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &loaded.diagnostics)

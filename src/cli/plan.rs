@@ -246,9 +246,13 @@ pub async fn make_plan(
     let loaded = load_valid(paths)?;
     let now = jiff::Timestamp::now();
     let mut unreadable = BTreeMap::new();
+    let mut team_ages = BTreeMap::new();
     let (observed, source, read_calls, per_minute) = match (observed_file, conn) {
         (Some(file), _) => {
             let (snapshot, name) = read_snapshot(file)?;
+            // Teams the snapshot could not see: blockers quoting why.
+            unreadable.extend(snapshot.missing_among(loaded.desired.teams.keys()));
+            team_ages = snapshot.ages();
             let source = Source::Snapshot {
                 file: name,
                 captured_at: snapshot.captured_at,
@@ -292,6 +296,7 @@ pub async fn make_plan(
             calls_per_minute: per_minute,
             now,
             overrides,
+            team_ages,
         },
         observed,
         unreadable,

@@ -24,7 +24,8 @@ pub struct RunArgs {
     /// 1h; at most 24h); ±10% jitter is added.
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
-    /// Address of /healthz, /readyz, /metrics, /status and /snapshot.
+    /// Address of /healthz, /readyz, /metrics, /status and /snapshot
+    /// (http, or https with --tls-cert and --tls-key).
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     pub listen: String,
     /// Report-only drift detection: plan every pass, export drift as metrics
@@ -33,8 +34,20 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Serve /snapshot and /snapshot/{team} (the latest observed state, for
     /// pull-request previews), to requests bearing the token in FILE.
+    /// /snapshot?teams=ID,ID answers exactly those teams: declared ones as
+    /// last read (with the service's own writes), others the login
+    /// administers read on demand, and the rest listed as missing with why.
     #[arg(long, value_name = "FILE")]
     pub snapshot_token_file: Option<PathBuf>,
+    /// Serve every endpoint over TLS (HTTPS) with the PEM certificate chain
+    /// in FILE; needs --tls-key. Both files are read again when they change
+    /// (e.g. a renewed Kubernetes Secret), from the next connection on; a
+    /// pair that cannot be used is logged and the previous one kept.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Append one JSON line per write to FILE. Default: .flexsync/audit.jsonl
     /// with --sandbox, else ~/.local/state/flexsync/audit.jsonl.
     #[arg(long, value_name = "FILE")]
@@ -130,11 +143,25 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             audit_path.display()
         ))
     })?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            daemon::tls::Reloading::new(daemon::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .map_err(|e| Error::Input(e.to_string()))?,
+        )),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Error::Input(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, dry_run = args.dry_run, interval = %jiff::SignedDuration::try_from(args.interval).unwrap_or_default(), "serving /healthz /readyz /metrics /status");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, dry_run = args.dry_run, interval = %jiff::SignedDuration::try_from(args.interval).unwrap_or_default(), "serving /healthz /readyz /metrics /status");
+    if snapshot_token.is_some() && tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "/snapshot is served over plain HTTP beyond loopback: people's addresses and the bearer token cross the network in clear text; add --tls-cert and --tls-key, or put a TLS proxy in front and listen on loopback");
+    }
     let settings = Settings {
         paths: args.paths,
         pacing: Pacing::new(args.interval),
@@ -147,6 +174,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         audit,
         snapshot_token,
         notify,
+        tls,
     };
     let shutdown = CancellationToken::new();
     daemon::cancel_on_termination(shutdown.clone());

@@ -88,6 +88,16 @@ impl Expectations {
         self.facts.is_empty()
     }
 
+    /// How many facts are remembered.
+    pub fn len(&self) -> usize {
+        self.facts.len()
+    }
+
+    /// When the latest remembered write was acknowledged.
+    pub fn latest(&self) -> Option<Timestamp> {
+        self.facts.values().map(|(_, at)| *at).max()
+    }
+
     /// Lays the remembered facts over a fresh read. Facts the read already
     /// shows, or older than `window`, are forgotten: after the window the
     /// list is trusted again, so real drift is still repaired. Linear in the

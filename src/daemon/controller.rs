@@ -392,7 +392,14 @@ impl Controller {
     /// A pass ended: schedule the team's next one and record the outcome.
     pub fn finish(&mut self, result: PassResult) {
         let Some(rt) = self.teams.get_mut(&result.team) else {
-            // The team left the declaration while its pass ran.
+            // The team left the declaration while its pass ran; what the
+            // pass published since (its status, its state for /snapshot)
+            // goes with it.
+            self.shared
+                .teams
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&result.team);
             return;
         };
         rt.running = None;

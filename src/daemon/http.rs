@@ -1,21 +1,23 @@
 //! The service's HTTP endpoints: `/healthz`, `/readyz`, `/metrics`,
-//! `/status`, and (when enabled) `/snapshot` and `/snapshot/{team}`.
+//! `/status`, and (when enabled) `/snapshot`, `/snapshot?teams=ID,ID` and
+//! `/snapshot/{team}`. Served over plain HTTP, or over TLS (see [`super::tls`]).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::state::Shared;
+use super::previews::{MAX_TEAMS_PER_REQUEST, OnDemand};
+use super::state::{Shared, TeamStatus};
 use crate::api::auth::Secret;
 use crate::metrics::Metrics;
-use crate::model::{Observed, TeamId};
-use crate::snapshot::Snapshot;
+use crate::model::TeamId;
+use crate::snapshot::{MissingTeam, Snapshot};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer token guarding `/snapshot`; `None` turns it off.
     pub snapshot_token: Option<Secret>,
+    /// Reads teams no declaration names yet, for `/snapshot?teams=`.
+    pub on_demand: Arc<OnDemand>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -142,36 +146,105 @@ fn refusal(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-fn snapshot_of(s: &AppState, only: Option<&TeamId>) -> Option<Snapshot> {
-    let mut observed = Observed::default();
-    let mut oldest: Option<jiff::Timestamp> = None;
-    for (id, t) in s.shared.teams() {
-        if only.is_some_and(|o| o != &id) {
-            continue;
-        }
-        if let Some((team, at)) = t.observed {
-            oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            observed.teams.insert(id, team);
-        }
-    }
-    if observed.teams.is_empty() {
-        return None;
-    }
-    Some(Snapshot::new(&observed, oldest))
+/// `?teams=ID,ID`: exactly these teams, declared or not.
+#[derive(Debug, serde::Deserialize)]
+pub struct SnapshotQuery {
+    teams: Option<String>,
 }
 
-async fn snapshot_all(State(s): State<AppState>, headers: HeaderMap) -> Response {
+/// The team ids of `?teams=` (or a path), checked: a request names at most
+/// [`MAX_TEAMS_PER_REQUEST`] ids of letters, digits, `-`, `_` and `.`.
+fn team_list(text: &str) -> Result<Vec<TeamId>, String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for id in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let fits = id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !fits {
+            return Err(format!(
+                "{:?} is not a team id (at most 64 letters, digits, '-', '_' or '.')\n",
+                id.chars().take(80).collect::<String>()
+            ));
+        }
+        ids.insert(TeamId(id.to_owned()));
+    }
+    if ids.len() > MAX_TEAMS_PER_REQUEST {
+        return Err(format!(
+            "{} teams asked for; at most {MAX_TEAMS_PER_REQUEST} per request\n",
+            ids.len()
+        ));
+    }
+    Ok(ids.into_iter().collect())
+}
+
+/// Why a declared team has no state to serve yet.
+fn not_read(t: &TeamStatus) -> String {
+    match &t.last_error {
+        Some(e) => format!("the service could not read it: {e}"),
+        None => "the service has not read it yet (its first pass is pending); try again shortly"
+            .to_owned(),
+    }
+}
+
+/// The declared teams (`wanted: None`), or exactly `wanted`: declared ones
+/// as the service last saw them, the others read on demand. A team that
+/// cannot be seen is listed under `missing` with why; it never fails the
+/// others.
+async fn snapshot_of(s: &AppState, wanted: Option<Vec<TeamId>>) -> Response {
+    if !s.shared.is_started() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    let declared = s.shared.teams();
+    let wanted = wanted.unwrap_or_else(|| declared.keys().cloned().collect());
+    let mut teams = Vec::new();
+    let mut missing = Vec::new();
+    let mut reads = tokio::task::JoinSet::new();
+    for id in wanted {
+        match declared.get(&id) {
+            Some(t) => match &t.observed {
+                Some(team) => teams.push(team.clone()),
+                None => missing.push(MissingTeam {
+                    reason: not_read(t),
+                    id,
+                }),
+            },
+            // Teams have independent budgets: read them side by side.
+            None => {
+                let on_demand = s.on_demand.clone();
+                reads.spawn(async move {
+                    let read = on_demand.read(&id).await;
+                    (id, read)
+                });
+            }
+        }
+    }
+    while let Some(joined) = reads.join_next().await {
+        match joined {
+            Ok((_, Ok(team))) => teams.push(team),
+            Ok((id, Err(reason))) => missing.push(MissingTeam { id, reason }),
+            Err(e) => tracing::error!(error = %e, "snapshot: a read on demand failed"),
+        }
+    }
+    teams.sort_by(|a, b| a.id.cmp(&b.id));
+    missing.sort_by(|a, b| a.id.cmp(&b.id));
+    // The body holds people's addresses: it is sent, never logged.
+    axum::Json(Snapshot::of_teams(teams, missing)).into_response()
+}
+
+async fn snapshot_all(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SnapshotQuery>,
+) -> Response {
     if let Some(r) = refusal(&s, &headers) {
         return r;
     }
-    match snapshot_of(&s, None) {
-        Some(snap) => axum::Json(snap).into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no team has been read yet\n",
-        )
-            .into_response(),
-    }
+    let wanted = match query.teams.as_deref().map(team_list).transpose() {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    snapshot_of(&s, wanted).await
 }
 
 async fn snapshot_team(
@@ -182,8 +255,31 @@ async fn snapshot_team(
     if let Some(r) = refusal(&s, &headers) {
         return r;
     }
-    match snapshot_of(&s, Some(&TeamId(team))) {
-        Some(snap) => axum::Json(snap).into_response(),
-        None => (StatusCode::NOT_FOUND, "that team has not been read\n").into_response(),
+    match team_list(&team) {
+        Ok(ids) if ids.len() == 1 => snapshot_of(&s, Some(ids)).await,
+        Ok(_) => (
+            StatusCode::BAD_REQUEST,
+            "name one team here; ask for several with /snapshot?teams=ID,ID\n",
+        )
+            .into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_lists_are_checked_deduplicated_and_bounded() {
+        assert_eq!(
+            team_list(" 2, 1,,2 ").unwrap(),
+            vec![TeamId("1".into()), TeamId("2".into())]
+        );
+        assert!(team_list("").unwrap().is_empty());
+        assert!(team_list("1,../etc").unwrap_err().contains("not a team id"));
+        assert!(team_list(&"9".repeat(65)).is_err());
+        let many: Vec<String> = (0..=MAX_TEAMS_PER_REQUEST).map(|i| i.to_string()).collect();
+        assert!(team_list(&many.join(",")).unwrap_err().contains("at most"));
     }
 }

@@ -9,7 +9,9 @@
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`, `/status`, `/snapshot`;
 //! - [`notify`]: webhooks told when a team degrades, a guard blocks, seats
 //!   run out, the login is lost (deduplicated, rate-limited, never waited on);
+//! - [`previews`]: what `/snapshot` serves (own writes laid over each read);
 //! - [`state`]: what the controller shares with the endpoints;
+//! - [`tls`]: the endpoints over TLS, the certificate reloaded when it changes;
 //! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING.
 //!
 //! The controller owns all per-team state and is the only writer of
@@ -21,10 +23,12 @@ pub mod consistency;
 mod controller;
 pub mod http;
 pub mod notify;
+pub mod previews;
 pub mod reconcile;
 pub mod schedule;
 pub mod state;
 pub mod systemd;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -64,6 +68,9 @@ pub struct Settings {
     pub snapshot_token: Option<Secret>,
     /// Where conditions people must hear about are reported.
     pub notify: notify::Notifier,
+    /// Serve the endpoints over TLS with this certificate; plain HTTP
+    /// without.
+    pub tls: Option<Arc<tls::Reloading>>,
 }
 
 /// Runs until `shutdown` is cancelled, then stops gracefully.
@@ -82,13 +89,17 @@ pub async fn run(
         shared: shared.clone(),
         metrics: metrics.clone(),
         snapshot_token: settings.snapshot_token.clone(),
+        on_demand: Arc::new(previews::OnDemand::new(client.clone())),
     });
     let server_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(server_stop.cancelled_owned())
-            .await
-    });
+    let server = match settings.tls.clone() {
+        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_stop)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(server_stop.cancelled_owned())
+                .await
+        }),
+    };
 
     let (tx, mut changes) = tokio::sync::mpsc::channel(1);
     let _watcher = match watch::watch(&settings.paths, tx) {

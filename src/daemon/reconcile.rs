@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use super::consistency::Expectations;
 use super::notify::{Notifier, Observation, PlanSignals};
+use super::previews::Publisher;
 use super::state::{AppliedCounts, PlanCounts, Shared};
 use crate::api::{ApiError, Client, ReadHint};
 use crate::apply::{self, Both, Halt, Observer};
@@ -148,12 +149,23 @@ async fn run_inner(
     if stats.user_strategy == "list" {
         pass.known_users = Some(observed_team.users.len() as u64);
     }
-    // Kept for /snapshot only, which wants what Autodesk said, not our
-    // overlay; without snapshots enabled, no second copy of the team.
+    // Kept for /snapshot only, which lays the service's acknowledged writes
+    // over what Autodesk said, write by write; without snapshots enabled,
+    // no second copy of the team.
     let raw = pass.keep_snapshot.then(|| observed_team.clone());
     pass.expectations
         .overlay(&mut observed_team, now, pass.consistency_window);
     tracing::debug!(team = %id, calls = stats.calls, "team read");
+    let publisher = raw.map(|raw| {
+        Publisher::start(
+            pass.shared.clone(),
+            client.clock().clone(),
+            pass.consistency_window,
+            raw,
+            pass.expectations.clone(),
+            now,
+        )
+    });
 
     let mut observed = Observed::default();
     observed.teams.insert(id.clone(), observed_team);
@@ -196,9 +208,6 @@ async fn run_inner(
             unassign: summary.unassign,
             blocked: summary.blocked,
         });
-        // The snapshot for pull-request previews is the raw read: what
-        // Autodesk said, not our overlay.
-        t.observed = raw.map(|r| (r, now));
     });
 
     if pass.team.suspended {
@@ -236,7 +245,7 @@ async fn run_inner(
         &Default::default(),
         now,
     );
-    let observer: Arc<dyn Observer> = Arc::new(Both(
+    let recording = Both(
         AuditTrail {
             log: pass.audit.clone(),
             run: RunInfo {
@@ -250,7 +259,12 @@ async fn run_inner(
         Counting {
             metrics: pass.metrics.clone(),
         },
-    ));
+    );
+    // The audit line is written before the snapshot shows a write.
+    let observer: Arc<dyn Observer> = match publisher {
+        Some(p) => Arc::new(Both(recording, p)),
+        None => Arc::new(recording),
+    };
     let report = apply::execute(client.clone(), &plan, observer, pass.halt.clone()).await;
     let done_at = client.clock().now();
     // Trust our own writes' answers over a lagging team-wide list.

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{ObservedTeam, TeamId};
+use crate::model::TeamId;
+use crate::snapshot::SnapshotTeam;
 
 /// The declaration in force and the latest load attempt.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -48,8 +49,11 @@ pub struct TeamStatus {
     pub planned: Option<PlanCounts>,
     /// Outcome of the last apply.
     pub applied: Option<AppliedCounts>,
+    /// What /snapshot serves for the team: its last read with the
+    /// service's acknowledged writes laid over it. Shared, so /status and
+    /// /snapshot copy a pointer, not the team.
     #[serde(skip)]
-    pub observed: Option<(ObservedTeam, Timestamp)>,
+    pub observed: Option<Arc<SnapshotTeam>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]

@@ -42,11 +42,12 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
         escape(&team.team_name),
         summary_line(&team.summary())
     );
-    let _ = writeln!(
-        s,
-        "_{}._\n",
-        escape(&ctx.cost_line(&team.team_id, team.changes.len()))
-    );
+    let cost = ctx.cost_line(&team.team_id, team.changes.len());
+    let line = match ctx.age_line(&team.team_id) {
+        Some(age) => format!("{age}; {cost}"),
+        None => cost,
+    };
+    let _ = writeln!(s, "_{}._\n", escape(&line));
     for f in &team.findings {
         let tag = match f.severity {
             Severity::Blocker => "⛔ **Blocker**",

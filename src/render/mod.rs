@@ -12,6 +12,7 @@ use jiff::Timestamp;
 
 use crate::model::TeamId;
 use crate::plan::{BlockReason, Overrides, Summary};
+use crate::snapshot::TeamAge;
 
 /// What a plan was made from and what carrying it out costs: shown beside
 /// the plan, never used to make it.
@@ -26,6 +27,9 @@ pub struct Context {
     pub now: Timestamp,
     /// One-run guard overrides in force, if any.
     pub overrides: Overrides,
+    /// When each team was read, from a snapshot that says (format 2): a
+    /// service's snapshot reads its teams at different times.
+    pub team_ages: BTreeMap<TeamId, TeamAge>,
 }
 
 /// Where the observed state came from.
@@ -78,6 +82,26 @@ impl Context {
                 None => format!("Planned against snapshot {file} (capture time unknown)."),
             },
         }
+    }
+
+    /// "Observed 12 min ago (…), plus 2 of the service's own writes (the
+    /// latest 1 min ago)" for a team whose read time the snapshot gives.
+    pub fn age_line(&self, team: &TeamId) -> Option<String> {
+        let age = self.team_ages.get(team)?;
+        let ago = |at: Timestamp| human_age(self.now.duration_since(at));
+        let mut line = format!(
+            "observed {} ago ({})",
+            ago(age.observed_at),
+            age.observed_at
+        );
+        if let Some(w) = age.own_writes {
+            line.push_str(&format!(
+                ", plus {} fact(s) from the service's own acknowledged writes (the latest {} ago)",
+                w.count,
+                ago(w.last_at)
+            ));
+        }
+        Some(line)
     }
 
     /// "read 4 calls; apply 10 calls, under a minute at 55 calls/min".

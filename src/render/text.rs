@@ -25,6 +25,9 @@ pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> i
     for team in &plan.teams {
         let header = format!("Team {} \"{}\"", team.team_id, team.team_name);
         writeln!(out, "{}", paint(&header, bold))?;
+        if let Some(age) = ctx.age_line(&team.team_id) {
+            writeln!(out, "  {}", paint(&age, dim))?;
+        }
         writeln!(
             out,
             "  {}",

@@ -363,7 +363,8 @@ mod tests {
     #[test]
     fn inconsistencies_are_noted_or_refused() {
         let mut s = example();
-        let eng = s.teams.iter_mut().find(|t| t.id.0 == "100001").unwrap();
+        let eng =
+            std::sync::Arc::make_mut(s.teams.iter_mut().find(|t| t.id.0 == "100001").unwrap());
         // Docs "through the team" for one person only: a group, not the team.
         eng.assignments
             .retain(|a| a.product_id.0 != "prod_docs" || a.user_id.0 == "US1000000001");
@@ -384,7 +385,7 @@ mod tests {
 
         let mut s = example();
         let email = s.teams[0].users[0].email.clone();
-        s.teams[0].users[1].email = email;
+        std::sync::Arc::make_mut(&mut s.teams[0]).users[1].email = email;
         let e = Seed::from_snapshot(&s, "s.json").unwrap_err().to_string();
         assert!(e.starts_with("s.json: invalid snapshot:"), "{e}");
         assert!(e.contains("is used by both"), "{e}");
