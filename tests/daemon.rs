@@ -44,6 +44,7 @@ impl Service {
         let mut cmd = std::process::Command::new(served::bin());
         cmd.current_dir(s.dir.path())
             .args([
+                "run",
                 "--api-url",
                 &s.api_url,
                 "--client-id",
@@ -54,7 +55,6 @@ impl Service {
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
             .env("RUST_LOG", "info")
             .args([
-                "run",
                 "--listen",
                 "127.0.0.1:0",
                 "--interval",
@@ -955,6 +955,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
     let mut child = std::process::Command::new(served::bin())
         .current_dir(s.dir.path())
         .args([
+            "run",
             "--api-url",
             &s.api_url,
             "--client-id",
@@ -964,13 +965,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
         .arg(&s.token_file)
         .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--audit-log",
-            "audit.jsonl",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(file)

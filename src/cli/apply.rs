@@ -44,6 +44,8 @@ pub struct ApplyArgs {
     /// applies the plan it reviewed and no other file.
     #[arg(long, value_name = "DIGEST")]
     pub expect_digest: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Whether a file looks like a saved plan (JSON with the marker) rather

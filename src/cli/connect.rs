@@ -14,17 +14,19 @@ use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError, Seed};
 pub const SANDBOX_STATE: &str = ".flexsync/sandbox.json";
 const SANDBOX_TOKENS: &str = ".flexsync/sandbox-token.json";
 
-/// How to reach Autodesk (or the sandbox). Shared by every live command.
+/// How to reach Autodesk (or the sandbox). Flattened into each command that
+/// connects, and only those, so `validate` or `schema` do not list them.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
     /// Work against the local sandbox instead of Autodesk: it starts
     /// in-process on a free loopback port, with its state in
     /// .flexsync/sandbox.json (created from the bundled seed on first use;
     /// `flexsync sandbox reset` restores it). No Autodesk account needed.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub sandbox: bool,
     /// Team Admin API base URL. Plain http is refused except on loopback.
-    #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
+    #[arg(long, env = "FLEXSYNC_API_URL", value_name = "URL",
           default_value = api::DEFAULT_API_URL)]
     pub api_url: String,
     /// The token store (created 0600 in a 0700 directory, replaced
@@ -32,22 +34,22 @@ pub struct ConnectArgs {
     /// refresh, and a symlink stays a symlink).
     /// Default: $XDG_STATE_HOME/flexsync/token.json or
     /// ~/.local/state/flexsync/token.json.
-    #[arg(long, env = "FLEXSYNC_TOKEN_FILE", global = true, value_name = "FILE")]
+    #[arg(long, env = "FLEXSYNC_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// APS app client id (a Traditional Web App with the Team Admin API).
-    #[arg(long, env = "FLEXSYNC_CLIENT_ID", global = true, value_name = "ID")]
+    #[arg(long, env = "FLEXSYNC_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
     /// File holding the APS app client secret (or set FLEXSYNC_CLIENT_SECRET).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
     /// Calls per UTC minute and team left for the people and tools that
     /// share the team's 60-call budget (0 to 50).
-    #[arg(long, global = true, default_value_t = 5, value_name = "CALLS",
+    #[arg(long, default_value_t = 5, value_name = "CALLS",
           value_parser = clap::value_parser!(u32).range(0..=50))]
     pub rate_reserve: u32,
     /// Attempts per API call on server errors, timeouts and dropped
     /// connections (exponential backoff with jitter in between).
-    #[arg(long, global = true, default_value_t = 5, value_name = "N",
+    #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
 }

@@ -14,6 +14,8 @@ pub struct TeamsArgs {
     /// Print JSON ([{"id", "name"}]) instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +24,8 @@ pub struct SnapshotArgs {
     /// login administers.
     #[arg(long = "team", value_name = "ID")]
     teams: Vec<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,10 +37,12 @@ pub struct ExportArgs {
     /// several). Default: every product pool of the team.
     #[arg(long = "products", value_name = "PRODUCT", num_args = 1..)]
     products: Vec<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
-pub async fn export(args: ExportArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn export(args: ExportArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let team = TeamId(args.team.clone());
     let (state, _) = conn
         .client
@@ -49,8 +55,8 @@ pub async fn export(args: ExportArgs, connect: &ConnectArgs) -> Result<u8, Error
     Ok(0)
 }
 
-pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn teams(args: TeamsArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let teams = conn.client.teams().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -72,8 +78,8 @@ pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     Ok(0)
 }
 
-pub async fn snapshot(args: SnapshotArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn snapshot(args: SnapshotArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let all = conn.client.teams().await?;
     let wanted: Vec<TeamId> = if args.teams.is_empty() {
         all.keys().cloned().collect()

@@ -30,8 +30,6 @@ pub use connect::ConnectArgs;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    connect: ConnectArgs,
     /// Log format on stderr: text for people, json for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -128,6 +126,8 @@ struct LoginArgs {
     /// Delete FILE afterwards: its refresh token now belongs here.
     #[arg(long, value_name = "FILE|-", conflicts_with_all = ["callback_url", "no_browser"])]
     from_file: Option<PathBuf>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 /// Parses argv and runs the command. Returns the process exit code.
@@ -145,13 +145,22 @@ pub fn run() -> Result<u8, Error> {
     let outcome = match cli.command {
         Command::Validate(args) => validate(args),
         Command::Schema => schema(),
-        Command::Plan(args) => runtime()?.block_on(plan::plan(args, &cli.connect)),
-        Command::Apply(args) => runtime()?.block_on(apply::apply(args, &cli.connect)),
-        Command::Run(args) => runtime()?.block_on(run::run(args, &cli.connect)),
-        Command::Login(args) => runtime()?.block_on(login(args, &cli.connect)),
-        Command::Export(args) => runtime()?.block_on(inspect::export(args, &cli.connect)),
-        Command::Teams(args) => runtime()?.block_on(inspect::teams(args, &cli.connect)),
-        Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args, &cli.connect)),
+        Command::Plan(args) => {
+            let connect = args.connect.clone();
+            runtime()?.block_on(plan::plan(args, &connect))
+        }
+        Command::Apply(args) => {
+            let connect = args.connect.clone();
+            runtime()?.block_on(apply::apply(args, &connect))
+        }
+        Command::Run(args) => {
+            let connect = args.connect.clone();
+            runtime()?.block_on(run::run(args, &connect))
+        }
+        Command::Login(args) => runtime()?.block_on(login(args)),
+        Command::Export(args) => runtime()?.block_on(inspect::export(args)),
+        Command::Teams(args) => runtime()?.block_on(inspect::teams(args)),
+        Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args)),
         Command::Sandbox(cmd) => sandbox::run(cmd),
     };
     match outcome {
@@ -265,7 +274,8 @@ fn schema() -> Result<u8, Error> {
     Ok(0)
 }
 
-async fn login(args: LoginArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+async fn login(args: LoginArgs) -> Result<u8, Error> {
+    let connect = &args.connect;
     if let Some(from) = &args.from_file {
         let path = connect.import_login(from).await?;
         let _ = writeln!(

@@ -44,6 +44,8 @@ pub struct PlanArgs {
     pub guard: GuardArgs,
     #[command(flatten)]
     pub key: PlanKeyArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// The key that seals saved plans.

@@ -59,6 +59,8 @@ pub struct RunArgs {
     /// Invitations and assignments do not wait. 0s turns it off.
     #[arg(long, default_value = "60s", value_parser = parse_delay, value_name = "DURATION")]
     pub removal_delay: Duration,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 fn parse_delay(s: &str) -> Result<Duration, String> {
