@@ -710,3 +710,27 @@ fn service_durations_have_an_upper_bound() {
             ));
     }
 }
+
+#[test]
+fn an_empty_variable_is_named_not_its_flag() {
+    for (var, args) in [
+        ("FLEXSYNC_TOKEN_FILE", &["teams"][..]),
+        ("FLEXSYNC_API_URL", &["teams"]),
+        ("FLEXSYNC_CLIENT_ID", &["teams"]),
+    ] {
+        flexsync()
+            .env(var, "")
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .args(args)
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("{var} is set but empty")));
+    }
+    // Commands that do not connect ignore it.
+    flexsync()
+        .env("FLEXSYNC_TOKEN_FILE", "")
+        .args(["validate", "examples/full.yaml"])
+        .assert()
+        .success();
+}

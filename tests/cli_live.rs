@@ -8,6 +8,9 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use assert_cmd::Command;
 use predicates::prelude::*;
 
+mod served;
+use served::Served;
+
 fn bin() -> PathBuf {
     PathBuf::from(assert_cmd::cargo::cargo_bin!("flexsync"))
 }
@@ -178,7 +181,14 @@ async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
     http.get(&location).send().await.unwrap();
     assert!(login.wait().unwrap().success());
     let rest: String = login_err.lines().map(|l| l.unwrap() + "\n").collect();
-    assert!(rest.contains("Signed in."), "{rest}");
+    // Who signed in: the teams the login administers (the sandbox's admin
+    // is not an administrator of 100003).
+    assert!(
+        rest.contains(
+            "Signed in; this login administers teams 100001 (Example Engineering), 100002 (Example Manufacturing)."
+        ),
+        "{rest}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -423,4 +433,48 @@ fn a_served_state_file_has_one_owner() {
         .args(["sandbox", "reset"])
         .assert()
         .success();
+}
+
+#[tokio::test]
+async fn an_api_url_without_the_version_path_gets_a_hint() {
+    let s = Served::start().await;
+    s.cmd()
+        .args(["teams", "--api-url", &s.base])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("HTTP 404"))
+        .stderr(predicate::str::contains(format!(
+            "does not end in /team-admin/v1; try --api-url {}/team-admin/v1",
+            s.base
+        )));
+    // The right URL gets no hint (and works).
+    s.cmd().arg("teams").assert().success();
+}
+
+#[tokio::test]
+async fn a_token_file_with_a_live_access_token_reads_without_a_client_id() {
+    let s = Served::start().await;
+    for cmd in [&["teams"][..], &["snapshot", "--team", "100001"]] {
+        s.cmd()
+            .env_remove("FLEXSYNC_CLIENT_ID")
+            .env_remove("FLEXSYNC_CLIENT_SECRET")
+            .args(cmd)
+            .assert()
+            .success();
+    }
+    // Once the access token has expired, renewing it needs the app.
+    let mut tokens: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&s.token_file).unwrap()).unwrap();
+    tokens["expiresAt"] = "2020-01-01T00:00:00Z".into();
+    let expired = s.path("expired.json");
+    std::fs::write(&expired, tokens.to_string()).unwrap();
+    s.cmd()
+        .env_remove("FLEXSYNC_CLIENT_ID")
+        .env("FLEXSYNC_TOKEN_FILE", &expired)
+        .arg("teams")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "has expired or was refused, and renewing it needs the APS app: set FLEXSYNC_CLIENT_ID",
+        ));
 }

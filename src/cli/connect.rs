@@ -54,6 +54,9 @@ pub struct ConnectArgs {
     pub max_attempts: u32,
 }
 
+/// The teams a login administers, by id, or why they could not be listed.
+pub type Teams = Result<std::collections::BTreeMap<crate::model::TeamId, String>, Error>;
+
 /// A live connection. Holding it keeps the embedded sandbox running.
 pub struct Connection {
     pub client: Arc<Client>,
@@ -123,7 +126,39 @@ fn budget_dir(tokens: &TokenSource) -> PathBuf {
     dir.join("budget")
 }
 
+fn no_app() -> Error {
+    Error::Input(
+        "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
+    )
+}
+
 impl ConnectArgs {
+    /// An empty URL or client id almost always comes from a variable set to
+    /// nothing (`FLEXSYNC_API_URL=` in a unit or manifest): name it.
+    fn check_not_empty(&self) -> Result<(), Error> {
+        for (value, flag, var) in [
+            (Some(self.api_url.as_str()), "--api-url", "FLEXSYNC_API_URL"),
+            (
+                self.client_id.as_deref(),
+                "--client-id",
+                "FLEXSYNC_CLIENT_ID",
+            ),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                let from_env =
+                    std::env::var_os(var).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+                return Err(Error::Input(if from_env {
+                    format!(
+                        "{var} is set but empty: unset it, or set it to a value (it stands for {flag})"
+                    )
+                } else {
+                    format!("{flag} is empty")
+                }));
+            }
+        }
+        Ok(())
+    }
+
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
         if let Some(path) = &self.client_secret_file {
             let text = read_secret_file(path, "--client-secret-file")?;
@@ -137,9 +172,7 @@ impl ConnectArgs {
 
     fn oauth(&self, config: &ClientConfig) -> Result<OAuthClient, Error> {
         let Some(client_id) = self.client_id.clone() else {
-            return Err(Error::Input(
-                "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
-            ));
+            return Err(no_app());
         };
         let (authorize, token) = config.oauth_urls()?;
         Ok(OAuthClient::new(
@@ -166,6 +199,7 @@ impl ConnectArgs {
         if self.sandbox {
             return connect_sandbox(self, observer).await;
         }
+        self.check_not_empty()?;
         let mut config = ClientConfig::new(&self.api_url)?;
         config.reserve = self.rate_reserve;
         config.max_attempts = self.max_attempts as usize;
@@ -178,7 +212,17 @@ impl ConnectArgs {
             None => {
                 let store =
                     TokenStore::new(self.token_file.clone().unwrap_or_else(default_token_file));
-                TokenSource::stored(store, self.oauth(&config)?)
+                match self.client_id {
+                    Some(_) => TokenSource::stored(store, self.oauth(&config)?),
+                    // Reads need only an unexpired access token; the app
+                    // is needed to renew it (said when that happens). An
+                    // empty store gets the message about the app at once,
+                    // since logging in needs it too.
+                    None if store.load()?.is_some() => {
+                        TokenSource::stored_without_app(store, config.oauth_urls()?.1)
+                    }
+                    None => return Err(no_app()),
+                }
             }
         };
         config.budget_dir = Some(budget_dir(&tokens));
@@ -232,13 +276,21 @@ impl ConnectArgs {
         Ok(path)
     }
 
-    /// `flexsync login`: the browser flow, saving the tokens.
-    pub async fn login(&self, callback: &str, open_browser: bool) -> Result<PathBuf, Error> {
+    /// `flexsync login`: the browser flow, saving the tokens. Returns where
+    /// they were saved and the teams the login administers (which say who
+    /// signed in; listing them may fail without failing the login).
+    pub async fn login(
+        &self,
+        callback: &str,
+        open_browser: bool,
+    ) -> Result<(PathBuf, Teams), Error> {
         if self.sandbox {
+            // Listed while this process still owns the sandbox's state.
             let conn = connect_sandbox(self, None).await?;
-            drop(conn);
-            return Ok(PathBuf::from(SANDBOX_TOKENS));
+            let teams = conn.client.teams().await.map_err(Error::from);
+            return Ok((PathBuf::from(SANDBOX_TOKENS), teams));
         }
+        self.check_not_empty()?;
         let config = ClientConfig::new(&self.api_url)?;
         let oauth = self.oauth(&config)?;
         let callback = url::Url::parse(callback)
@@ -258,7 +310,11 @@ impl ConnectArgs {
         let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
         TokenStore::new(path.clone()).save_async(&tokens).await?;
-        Ok(path)
+        let teams = match self.connect().await {
+            Ok(conn) => conn.client.teams().await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        Ok((path, teams))
     }
 }
 

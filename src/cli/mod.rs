@@ -137,6 +137,10 @@ pub fn run() -> Result<u8, Error> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(message) = empty_variable(&e) {
+                let _ = writeln!(Lenient(std::io::stderr()), "error: {message}");
+                return Ok(1);
+            }
             let _ = e.print();
             return Ok(if e.use_stderr() { 1 } else { 0 });
         }
@@ -168,6 +172,40 @@ pub fn run() -> Result<u8, Error> {
         Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other,
     }
+}
+
+/// clap blames the flag for an empty value that came from its environment
+/// variable (`FLEXSYNC_TOKEN_FILE=`), which sends people looking for a flag
+/// they never typed: name the variable instead.
+fn empty_variable(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let flag = format!("--{long}");
+    let typed = std::env::args_os().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    if typed {
+        return None;
+    }
+    let var = env_of(&<Cli as clap::CommandFactory>::command(), long)?;
+    std::env::var_os(&var)
+        .is_some_and(|v| v.is_empty())
+        .then(|| {
+            format!("{var} is set but empty: unset it, or set it to a value (it stands for {flag})")
+        })
+}
+
+/// The environment variable of the flag `--long`, in any subcommand.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -285,10 +323,34 @@ async fn login(args: LoginArgs) -> Result<u8, Error> {
         );
         return Ok(0);
     }
-    let path = connect.login(&args.callback_url, !args.no_browser).await?;
-    eprintln!(
-        "Signed in. Tokens saved to {} (readable by you only).",
-        path.display()
-    );
+    // Autodesk's token answer names nobody (no id token without the
+    // `openid` scope), so the teams the login administers say who it is.
+    let (path, who) = connect.login(&args.callback_url, !args.no_browser).await?;
+    eprintln!("{}", signed_in_line(&who));
+    eprintln!("Tokens saved to {} (readable by you only).", path.display());
     Ok(0)
+}
+
+/// "Signed in; this login administers teams 100001 (Example Engineering)."
+fn signed_in_line(teams: &connect::Teams) -> String {
+    let teams = match teams {
+        Ok(teams) => teams,
+        Err(e) => {
+            return format!("Signed in, but the teams it administers could not be listed: {e}");
+        }
+    };
+    if teams.is_empty() {
+        return "Signed in, but this login administers no team: sign in as a primary, \
+                secondary or SSO administrator of the team."
+            .to_owned();
+    }
+    let list: Vec<String> = teams
+        .iter()
+        .map(|(id, name)| format!("{id} ({name})"))
+        .collect();
+    let noun = if list.len() == 1 { "team" } else { "teams" };
+    format!(
+        "Signed in; this login administers {noun} {}.",
+        list.join(", ")
+    )
 }
