@@ -734,3 +734,111 @@ fn an_empty_variable_is_named_not_its_flag() {
         .assert()
         .success();
 }
+
+#[test]
+fn connection_flags_are_offered_only_where_they_connect() {
+    let help = |args: &[&str]| {
+        let out = flexsync().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for cmd in [
+        &["plan"][..],
+        &["apply"],
+        &["run"],
+        &["login"],
+        &["teams"],
+        &["export"],
+        &["snapshot"],
+    ] {
+        let h = help(cmd);
+        assert!(
+            h.contains("--api-url") && h.contains("--token-file"),
+            "{cmd:?}"
+        );
+    }
+    for cmd in [
+        &["validate"][..],
+        &["schema"],
+        &["show"],
+        &["completions"],
+        &["man"],
+        &["sandbox", "serve"],
+        &["sandbox", "reset"],
+    ] {
+        let h = help(cmd);
+        assert!(
+            !h.contains("--api-url") && !h.contains("--token-file"),
+            "{cmd:?}"
+        );
+    }
+    // Before the subcommand, clap points at where the flag belongs.
+    flexsync()
+        .args(["--api-url", "https://x.example/team-admin/v1", "teams"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("'teams --api-url' exists"));
+}
+
+#[test]
+fn the_main_commands_show_an_example_in_their_help() {
+    for (cmd, example) in [
+        ("plan", "flexsync plan teams/ --out review.plan"),
+        ("apply", "flexsync apply review.plan"),
+        ("run", "flexsync run teams/ --interval 10m"),
+        ("validate", "flexsync validate teams/"),
+        ("show", "flexsync show review.plan"),
+    ] {
+        for flag in ["-h", "--help"] {
+            flexsync()
+                .args([cmd, flag])
+                .assert()
+                .success()
+                .stdout(predicate::str::contains("Examples:"))
+                .stdout(predicate::str::contains(example));
+        }
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions() {
+    for (shell, marker) in [
+        ("bash", "_flexsync()"),
+        ("zsh", "#compdef flexsync"),
+        ("fish", "complete -c flexsync"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = flexsync().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {marker}");
+        // Subcommands and their own flags are completed.
+        for word in ["show", "--observed"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    flexsync().args(["completions", "tcsh"]).assert().code(1);
+    flexsync()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie"))
+        .stdout(predicate::str::contains(".TH flexsync 1"))
+        .stdout(predicate::str::contains("show"));
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    flexsync()
+        .args(["man", "--dir"])
+        .arg(&pages)
+        .assert()
+        .success();
+    for page in ["flexsync.1", "flexsync-plan.1", "flexsync-show.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".SH SYNOPSIS"), "{page}");
+    }
+    let plan = std::fs::read_to_string(pages.join("flexsync-plan.1")).unwrap();
+    assert!(
+        plan.contains("Examples:"),
+        "the plan page lacks its examples"
+    );
+}

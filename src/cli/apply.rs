@@ -50,7 +50,7 @@ pub struct ApplyArgs {
 
 /// Whether a file looks like a saved plan (JSON with the marker) rather
 /// than YAML, or is named like one.
-fn looks_saved(path: &Path) -> bool {
+pub(crate) fn looks_saved(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e == "plan") {
         return true;
     }

@@ -8,6 +8,7 @@ mod inspect;
 mod plan;
 mod run;
 mod sandbox;
+mod show;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ enum Command {
     ///
     /// Exits 0 when every file is valid, 1 otherwise. Every problem is
     /// reported with file:line:column.
+    #[command(after_help = "Examples:
+  flexsync validate teams/
+  flexsync validate teams/ --format json     # for CI annotations")]
     Validate(ValidateArgs),
     /// Print the JSON Schema (draft 2020-12) of desired-state files.
     ///
@@ -57,11 +61,20 @@ enum Command {
     ///
     /// Reads the live teams (or the sandbox with --sandbox, or a snapshot
     /// with --observed) and prints the plan. Nothing is changed.
+    #[command(after_help = "Examples:
+  flexsync plan teams/                                   # against the live teams
+  flexsync plan --sandbox examples/full.yaml             # against the local sandbox
+  flexsync plan teams/ --observed snapshot.json --format markdown > comment.md
+  flexsync plan teams/ --out review.plan                 # for `flexsync apply review.plan`")]
     Plan(plan::PlanArgs),
     /// Carry out a plan: the changes shown, after confirmation.
     ///
     /// Exit 0 when every change succeeded, 1 when any failed or was skipped
     /// (the summary lists them with the API's message and request id).
+    #[command(after_help = "Examples:
+  flexsync apply review.plan                   # exactly the saved plan, or refused if the teams moved
+  flexsync apply teams/                        # plan, show, ask for \"yes\"
+  flexsync apply teams/ --auto-approve         # automation")]
     Apply(apply::ApplyArgs),
     /// Keep every declared team converged: the long-running service.
     ///
@@ -69,7 +82,20 @@ enum Command {
     /// interval (repairing drift). SIGHUP re-reads at once; SIGTERM/SIGINT
     /// stop after the write in flight. Serves /healthz, /readyz, /metrics,
     /// /status and, when enabled, /snapshot.
+    #[command(after_help = "Examples:
+  flexsync run teams/ --interval 10m --listen 127.0.0.1:9464
+  flexsync run teams/ --dry-run                # report drift, change nothing")]
     Run(run::RunArgs),
+    /// Show a saved plan (`flexsync plan --out FILE`) without connecting:
+    /// its target, age, seal, each team's recorded policy and changes.
+    ///
+    /// Exits 0, or 1 when apply would refuse the file as tampered (it is
+    /// still shown, with why).
+    #[command(after_help = "Examples:
+  flexsync show review.plan
+  flexsync show review.plan --format markdown  # for the pull request
+  flexsync show review.plan --plan-key plan.key  # also verify a keyed seal")]
+    Show(show::ShowArgs),
     /// Sign in as a team administrator (three-legged OAuth with PKCE) and
     /// save the tokens.
     Login(LoginArgs),
@@ -85,6 +111,30 @@ enum Command {
     /// Run or reset the local Team Admin API sandbox.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish).
+    ///
+    /// Generated from the same definitions as --help, so they always match
+    /// this version. See README, "Shell completions and man pages".
+    #[command(after_help = "Examples:
+  flexsync completions bash > ~/.local/share/bash-completion/completions/flexsync
+  flexsync completions zsh > ~/.zfunc/_flexsync
+  flexsync completions fish > ~/.config/fish/completions/flexsync.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one per command into a
+    /// directory.
+    #[command(after_help = "Examples:
+  flexsync man | man -l -
+  flexsync man --dir ~/.local/share/man/man1")]
+    Man {
+        /// Write flexsync.1 and flexsync-COMMAND.1 for every command into
+        /// DIR instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -166,6 +216,9 @@ pub fn run() -> Result<u8, Error> {
         Command::Teams(args) => runtime()?.block_on(inspect::teams(args)),
         Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args)),
         Command::Sandbox(cmd) => sandbox::run(cmd),
+        Command::Show(args) => show::show(args),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { dir } => man(dir.as_deref()),
     };
     match outcome {
         // A closed pipe (`flexsync plan … | head`) is not a failure.
@@ -254,6 +307,7 @@ pub(crate) fn stderr_color() -> bool {
 }
 
 fn validate(args: ValidateArgs) -> Result<u8, Error> {
+    refuse_saved_plans(&args.paths)?;
     let loaded = config::load(&args.paths);
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -288,9 +342,24 @@ fn report(diags: &[Diagnostic], loaded: &Loaded) -> Result<(), Error> {
     Ok(())
 }
 
+/// A saved plan is JSON, which YAML reads too: named as a declaration it
+/// would fail on its first field. Say what it is and what to do with it.
+fn refuse_saved_plans(paths: &[PathBuf]) -> Result<(), Error> {
+    match paths.iter().find(|p| p.is_file() && apply::looks_saved(p)) {
+        Some(p) => Err(Error::Input(format!(
+            "{} is a saved plan, not a declaration: look at it with `flexsync show {}`, apply it with `flexsync apply {}`",
+            p.display(),
+            p.display(),
+            p.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Loads the declaration, printing its diagnostics; an invalid one is an
 /// error.
 fn load_valid(paths: &[PathBuf]) -> Result<Loaded, Error> {
+    refuse_saved_plans(paths)?;
     let loaded = config::load(paths);
     report(&loaded.diagnostics, &loaded)?;
     if !loaded.is_valid() {
@@ -302,6 +371,37 @@ fn load_valid(paths: &[PathBuf]) -> Result<Loaded, Error> {
         return Err(Error::InvalidDeclaration(errors));
     }
     Ok(loaded)
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<u8, Error> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "flexsync", &mut out);
+    std::io::stdout().lock().write_all(&out)?;
+    Ok(0)
+}
+
+fn man(dir: Option<&std::path::Path>) -> Result<u8, Error> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(cmd, dir))
+                .map_err(|e| {
+                    Error::Input(format!("cannot write man pages to {}: {e}", dir.display()))
+                })?;
+            eprintln!(
+                "Man pages written to {} (flexsync.1 and one per command).",
+                dir.display()
+            );
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            std::io::stdout().lock().write_all(&out)?;
+        }
+    }
+    Ok(0)
 }
 
 fn schema() -> Result<u8, Error> {

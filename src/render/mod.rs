@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod markdown;
+pub mod saved;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -101,7 +102,7 @@ impl Context {
     }
 }
 
-fn human_age(d: jiff::SignedDuration) -> String {
+pub(crate) fn human_age(d: jiff::SignedDuration) -> String {
     let secs = d.as_secs().max(0);
     match secs {
         s if s < 120 => format!("{s} s"),
