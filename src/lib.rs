@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
+pub mod explain;
 pub mod git;
 pub mod input_file;
 pub mod metrics;

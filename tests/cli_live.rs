@@ -624,3 +624,23 @@ fn show_verifies_a_keyed_seal_only_with_the_key() {
         .code(1)
         .stdout(predicate::str::contains("not the expected sha256:00"));
 }
+
+#[test]
+fn explain_reads_one_team_at_its_lowest_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    flexsync(dir.path())
+        .args(["explain", "erin@example.com", "--sandbox"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "erin@example.com in team 100001 \"Example Engineering\"",
+        ))
+        .stdout(predicate::str::contains("read took 3 API call(s)"))
+        .stdout(predicate::str::contains(
+            "plan:      + assign platform-services to erin@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "Planned against the local sandbox.",
+        ));
+}

@@ -4,6 +4,7 @@
 
 mod apply;
 mod connect;
+mod explain;
 mod inspect;
 mod plan;
 mod run;
@@ -96,6 +97,18 @@ enum Command {
   flexsync show review.plan --format markdown  # for the pull request
   flexsync show review.plan --plan-key plan.key  # also verify a keyed seal")]
     Show(show::ShowArgs),
+    /// Why does (or doesn't) this person hold each managed product?
+    ///
+    /// For each product the declaration manages: what they hold now
+    /// (direct, through a group, through the team), where the declaration
+    /// asks for it (file:line:column, group), what the plan would do and
+    /// what blocks it. Reads each team once, as `flexsync plan` does, or a
+    /// snapshot. Exits 0, or 1 on error.
+    #[command(after_help = "Examples:
+  flexsync explain ada@example.com teams/
+  flexsync explain ada@example.com teams/ --team 100001 --observed snapshot.json
+  flexsync explain ada@example.com teams/ --format json")]
+    Explain(explain::ExplainArgs),
     /// Sign in as a team administrator (three-legged OAuth with PKCE) and
     /// save the tokens.
     Login(LoginArgs),
@@ -217,6 +230,7 @@ pub fn run() -> Result<u8, Error> {
         Command::Snapshot(args) => runtime()?.block_on(inspect::snapshot(args)),
         Command::Sandbox(cmd) => sandbox::run(cmd),
         Command::Show(args) => show::show(args),
+        Command::Explain(args) => runtime()?.block_on(explain::explain(args)),
         Command::Completions { shell } => completions(shell),
         Command::Man { dir } => man(dir.as_deref()),
     };

@@ -2,6 +2,7 @@
 //! comments, JSON for machines. Renderers only read the plan; none of them
 //! decides anything.
 
+pub mod explain;
 pub mod json;
 pub mod markdown;
 pub mod saved;
