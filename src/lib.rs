@@ -16,7 +16,8 @@
 //! - [`diagnostic`]: problems with `file:line:column`, rendered for people or JSON.
 //! - [`snapshot`]: the observed-state file format.
 //! - [`plan`]: the pure planner and the plan as data.
-//! - [`render`]: text, Markdown and JSON views of a plan.
+//! - [`explain`]: one person's holdings, declaration and planned changes, from a plan.
+//! - [`render`]: text, Markdown and JSON views of a plan, an explanation and a saved plan.
 //! - [`api`]: the Team Admin API client (OAuth, budget, retries, reads).
 //! - [`sandbox`]: a local simulator of the Team Admin API; shares no code with `api`.
 //! - [`cli`]: the command line; wires the rest together.
