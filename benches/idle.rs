@@ -89,6 +89,7 @@ async fn measure(users: u32, idle: Duration) -> (f64, f64, f64) {
     let mut child = Command::new(served::bin())
         .current_dir(s.dir.path())
         .args([
+            "run",
             "--api-url",
             &s.api_url,
             "--client-id",
@@ -99,14 +100,7 @@ async fn measure(users: u32, idle: Duration) -> (f64, f64, f64) {
         .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
         .env("RUST_LOG", "warn")
         .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
-        .args([
-            "run",
-            "--dry-run",
-            "--interval",
-            "1h",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--dry-run", "--interval", "1h", "--listen", "127.0.0.1:0"])
         .args(["--audit-log", "audit.jsonl"])
         .arg(&decl)
         .stdout(Stdio::null())

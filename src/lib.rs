@@ -24,7 +24,8 @@
 //! - [`snapshot`]: the observed-state file format.
 //! - [`plan`]: the pure planner (guards as an ordered list) and the plan as data.
 //! - [`planfile`]: saved plans: sealed, checked against their policy and the live team.
-//! - [`render`]: text, Markdown and JSON views of a plan.
+//! - [`explain`]: one person's holdings, declaration and planned changes, from a plan.
+//! - [`render`]: text, Markdown and JSON views of a plan, an explanation and a saved plan.
 //! - [`api`]: the Team Admin API client (OAuth, token store, budget, retries, reads).
 //! - [`apply`]: carries out a plan's executable changes; decides nothing.
 //! - [`report`]: what each change's write came to.
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
+pub mod explain;
 pub mod git;
 pub mod input_file;
 pub mod metrics;

@@ -166,6 +166,87 @@ pub struct DesiredTeam {
     pub suspended: bool,
     /// Where the team is declared (`file` or `file#doc`), for messages.
     pub sources: Vec<String>,
+    /// Where things were declared, for `flexsync explain`.
+    pub provenance: Provenance,
+}
+
+/// A position in a declaration file: an index into the team's
+/// [`Provenance::files`], line and column. Twelve bytes, kept per person.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourcePlace {
+    pub file: u32,
+    pub line: u32,
+    pub column: u32,
+}
+
+/// Where a team's declaration was said: its files and groups. It explains
+/// and never decides, so it is equal to every other provenance: moving a
+/// line or renaming a group that grants the same products is not a change
+/// of the declaration (the service compares declarations to decide that).
+#[derive(Clone, Debug, Default)]
+pub struct Provenance {
+    /// File names, indexed by [`SourcePlace::file`].
+    pub files: Vec<String>,
+    /// Every `groups:` entry of the team's documents, in the order read;
+    /// indexed by [`Origin::groups`].
+    pub groups: Vec<DeclaredGroup>,
+}
+
+impl PartialEq for Provenance {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Provenance {
+    /// `file:line:column`.
+    pub fn locate(&self, at: SourcePlace) -> String {
+        let file = self.files.get(at.file as usize).map_or("?", String::as_str);
+        format!("{file}:{}:{}", at.line, at.column)
+    }
+}
+
+/// A named group of a declaration.
+#[derive(Clone, Debug, Default)]
+pub struct DeclaredGroup {
+    pub name: String,
+    pub products: AliasSet,
+    pub at: SourcePlace,
+}
+
+/// Where a person is declared, and through which groups: small, since a
+/// declaration may hold 100,000 people. Explains, never decides, so equal
+/// to every other origin (see [`Provenance`]).
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// Their `users:` entry, else their first group membership.
+    pub at: SourcePlace,
+    /// Their groups, as indices into [`Provenance::groups`].
+    pub groups: Box<[u32]>,
+    /// Bit `i` set: their `users:` entry lists the `i`-th of their
+    /// (sorted) products. Products past the 64th count as listed there
+    /// when no group grants them.
+    pub entry_products: u64,
+    /// Whether they have a `users:` entry.
+    pub has_entry: bool,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Origin {}
+
+impl Origin {
+    /// Whether their `users:` entry lists the `index`-th of their products.
+    pub fn entry_lists(&self, index: usize) -> bool {
+        match 1u64.checked_shl(index as u32) {
+            Some(bit) if index < 64 => self.entry_products & bit != 0,
+            _ => self.has_entry,
+        }
+    }
 }
 
 /// How a product alias finds its pool in List Product Pools.
@@ -196,6 +277,8 @@ pub struct DesiredUser {
     /// so unassigning the old address and inviting the new one is meant,
     /// not a typo.
     pub replaces: BTreeSet<Email>,
+    /// Where they are declared (for `flexsync explain`).
+    pub origin: Origin,
 }
 
 /// A person's product aliases: sorted, without duplicates. A sorted `Vec`

@@ -304,8 +304,7 @@ impl SavedPlan {
         expect: Option<&str>,
     ) -> Result<(), PlanFileError> {
         let mut what = Vec::new();
-        let keyed = self.digest.starts_with("hmac-sha256:");
-        match (keyed, key) {
+        match (self.is_keyed(), key) {
             (true, None) => what.push(
                 "it is sealed with a plan key (hmac-sha256) and no --plan-key was given to check it"
                     .to_owned(),
@@ -332,9 +331,7 @@ impl SavedPlan {
                 expected.trim()
             ));
         }
-        for team in &self.teams {
-            self_consistency(team, &mut what);
-        }
+        what.extend(self.policy_problems());
         if what.is_empty() {
             Ok(())
         } else {
@@ -343,6 +340,21 @@ impl SavedPlan {
                 what,
             })
         }
+    }
+
+    /// Whether the digest is keyed (HMAC-SHA256 with a plan key).
+    pub fn is_keyed(&self) -> bool {
+        self.digest.starts_with("hmac-sha256:")
+    }
+
+    /// What the plan's own recorded policy forbids in it (part of
+    /// [`SavedPlan::verify`]; needs neither key nor API).
+    pub fn policy_problems(&self) -> Vec<String> {
+        let mut what = Vec::new();
+        for team in &self.teams {
+            self_consistency(team, &mut what);
+        }
+        what
     }
 
     /// The plan to execute, after checking every change against the teams

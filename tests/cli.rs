@@ -779,3 +779,320 @@ fn service_durations_have_an_upper_bound() {
             ));
     }
 }
+
+#[test]
+fn an_empty_variable_is_named_not_its_flag() {
+    for (var, args) in [
+        ("FLEXSYNC_TOKEN_FILE", &["teams"][..]),
+        ("FLEXSYNC_API_URL", &["teams"]),
+        ("FLEXSYNC_CLIENT_ID", &["teams"]),
+    ] {
+        flexsync()
+            .env(var, "")
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .args(args)
+            .timeout(HANG_GUARD)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!("{var} is set but empty")));
+    }
+    // Commands that do not connect ignore it.
+    flexsync()
+        .env("FLEXSYNC_TOKEN_FILE", "")
+        .args(["validate", "examples/full.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn connection_flags_are_offered_only_where_they_connect() {
+    let help = |args: &[&str]| {
+        let out = flexsync().args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for cmd in [
+        &["plan"][..],
+        &["apply"],
+        &["run"],
+        &["login"],
+        &["teams"],
+        &["export"],
+        &["snapshot"],
+    ] {
+        let h = help(cmd);
+        assert!(
+            h.contains("--api-url") && h.contains("--token-file"),
+            "{cmd:?}"
+        );
+    }
+    for cmd in [
+        &["validate"][..],
+        &["schema"],
+        &["show"],
+        &["completions"],
+        &["man"],
+        &["sandbox", "serve"],
+        &["sandbox", "reset"],
+    ] {
+        let h = help(cmd);
+        assert!(
+            !h.contains("--api-url") && !h.contains("--token-file"),
+            "{cmd:?}"
+        );
+    }
+    // Before the subcommand, clap points at where the flag belongs.
+    flexsync()
+        .args(["--api-url", "https://x.example/team-admin/v1", "teams"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("'teams --api-url' exists"));
+}
+
+#[test]
+fn the_main_commands_show_an_example_in_their_help() {
+    for (cmd, example) in [
+        ("plan", "flexsync plan teams/ --out review.plan"),
+        ("apply", "flexsync apply review.plan"),
+        ("run", "flexsync run teams/ --interval 10m"),
+        ("validate", "flexsync validate teams/"),
+        ("explain", "flexsync explain ada@example.com teams/"),
+        ("show", "flexsync show review.plan"),
+    ] {
+        for flag in ["-h", "--help"] {
+            flexsync()
+                .args([cmd, flag])
+                .assert()
+                .success()
+                .stdout(predicate::str::contains("Examples:"))
+                .stdout(predicate::str::contains(example));
+        }
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions() {
+    for (shell, marker) in [
+        ("bash", "_flexsync()"),
+        ("zsh", "#compdef flexsync"),
+        ("fish", "complete -c flexsync"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = flexsync().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {marker}");
+        // Subcommands and their own flags are completed.
+        for word in ["explain", "show", "--observed"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    flexsync().args(["completions", "tcsh"]).assert().code(1);
+    flexsync()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie"))
+        .stdout(predicate::str::contains(".TH flexsync 1"))
+        .stdout(predicate::str::contains("explain"));
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    flexsync()
+        .args(["man", "--dir"])
+        .arg(&pages)
+        .assert()
+        .success();
+    for page in [
+        "flexsync.1",
+        "flexsync-plan.1",
+        "flexsync-explain.1",
+        "flexsync-show.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".SH SYNOPSIS"), "{page}");
+    }
+    let plan = std::fs::read_to_string(pages.join("flexsync-plan.1")).unwrap();
+    assert!(
+        plan.contains("Examples:"),
+        "the plan page lacks its examples"
+    );
+}
+
+/// `flexsync explain EMAIL DECLARATION --observed examples/snapshot.json`.
+fn explain(
+    email: &str,
+    declaration: &std::path::Path,
+    extra: &[&str],
+) -> assert_cmd::assert::Assert {
+    flexsync()
+        .args(["explain", email])
+        .arg(declaration)
+        .args(["--observed", "examples/snapshot.json"])
+        .args(extra)
+        .assert()
+}
+
+fn explain_json(email: &str, declaration: &std::path::Path) -> serde_json::Value {
+    let out = explain(email, declaration, &["--format", "json"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// The product `alias` of the first team in an explanation.
+fn product<'a>(v: &'a serde_json::Value, alias: &str) -> &'a serde_json::Value {
+    v["teams"][0]["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["alias"] == alias)
+        .unwrap()
+}
+
+#[test]
+fn explain_says_why_someone_holds_or_does_not_hold_each_product() {
+    let full = std::path::Path::new("examples/full.yaml");
+    // A direct holder, declared through two groups.
+    explain("Alice@Example.com", full, &[])
+        .success()
+        .stdout(predicate::str::contains(
+            "alice@example.com in team 100001 \"Example Engineering\"",
+        ))
+        .stdout(predicate::str::contains(
+            "member:    yes (US1000000001, Alice Anders, USER)",
+        ))
+        .stdout(predicate::str::contains(
+            "declared:  yes, at examples/full.yaml:21:9 (group member); groups: aps-developers, autocad-users",
+        ))
+        .stdout(predicate::str::contains(
+            "asked by:  group aps-developers (examples/full.yaml:18:5)",
+        ))
+        .stdout(predicate::str::contains(
+            "so:        holds it directly, as declared: nothing to do",
+        ))
+        .stdout(predicate::str::contains(
+            "also holds (not managed): Autodesk Docs (through the team)",
+        ))
+        .stdout(predicate::str::contains("Planned against snapshot examples/snapshot.json"));
+    let alice = explain_json("alice@example.com", full);
+    assert_eq!(alice["email"], "alice@example.com");
+    assert_eq!(alice["source"]["kind"], "snapshot");
+    assert_eq!(product(&alice, "platform-services")["holds"], "direct");
+    assert_eq!(
+        product(&alice, "autocad")["declaredBy"][0],
+        serde_json::json!({ "kind": "group", "group": "autocad-users", "at": "examples/full.yaml:25:5" })
+    );
+    assert!(product(&alice, "autocad")["plan"].is_null());
+
+    // Held through a group: nothing to assign.
+    explain("carol@example.com", full, &[])
+        .success()
+        .stdout(predicate::str::contains("holds:     yes, through a group"))
+        .stdout(predicate::str::contains(
+            "so:        holds it through a group, as declared: nothing to do",
+        ));
+    assert_eq!(
+        product(&explain_json("carol@example.com", full), "autocad")["holds"],
+        "group"
+    );
+
+    // To be invited, through a users entry and a group.
+    explain("grace@example.com", full, &[])
+        .success()
+        .stdout(predicate::str::contains("member:    no"))
+        .stdout(predicate::str::contains(
+            "declared:  yes, at examples/full.yaml:33:14 (users entry); groups: aps-developers; replaces grace@example.org",
+        ))
+        .stdout(predicate::str::contains(
+            "plan:      + invite grace@example.com (Grace Hopper)",
+        ))
+        .stdout(predicate::str::contains(
+            "plan:      + assign platform-services to grace@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "will be assigned right after their invitation, in the same apply",
+        ));
+    let grace = explain_json("grace@example.com", full);
+    assert_eq!(grace["teams"][0]["invite"]["status"], "planned");
+    assert!(grace["teams"][0]["member"].is_null());
+
+    // Undeclared and pruned; and someone nobody knows.
+    explain("bob@example.com", full, &[])
+        .success()
+        .stdout(predicate::str::contains(
+            "- unassign autocad from bob@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "will be unassigned: not declared for it and policy.prune is on",
+        ));
+    explain("nobody@example.com", full, &[])
+        .success()
+        .stdout(predicate::str::contains(
+            "neither a member nor declared: flexsync does nothing for them here",
+        ))
+        .stdout(predicate::str::contains(
+            "does not hold it and is not declared for it: nothing to do",
+        ));
+}
+
+#[test]
+fn explain_names_what_blocks_an_assignment() {
+    // Two more AutoCAD users than the pool has seats for: Frank, last in
+    // email order, gets none. He has platform-services from his own entry.
+    let dir = tempfile::tempdir().unwrap();
+    let seats = dir.path().join("seats.yaml");
+    let text = std::fs::read_to_string("examples/full.yaml").unwrap().replace(
+        "members: [alice@example.com, carol@example.com, frank@contractor.example.net]",
+        "members: [alice@example.com, carol@example.com, frank@contractor.example.net, erin@example.com, dave@example.com]",
+    );
+    std::fs::write(&seats, text).unwrap();
+    explain("frank@contractor.example.net", &seats, &[])
+        .success()
+        .stdout(predicate::str::contains(
+            "plan:      x assign autocad to frank@contractor.example.net (blocked)",
+        ))
+        .stdout(predicate::str::contains(
+            "so:        the assign is blocked: no free seat (pool has 4)",
+        ))
+        .stdout(predicate::str::contains(
+            "blocker: AutoCAD - including specialized toolsets has 4 seat(s)",
+        ));
+    let frank = explain_json("frank@contractor.example.net", &seats);
+    let autocad = product(&frank, "autocad");
+    assert_eq!(autocad["plan"]["status"], "blocked");
+    assert_eq!(autocad["plan"]["reason"], "no_seat");
+    assert_eq!(autocad["declaredBy"][0]["kind"], "group");
+    let ps = product(&frank, "platform-services");
+    assert_eq!(ps["plan"]["status"], "planned");
+    assert_eq!(ps["declaredBy"][0]["kind"], "entry");
+    assert_eq!(ps["declaredBy"].as_array().unwrap().len(), 1);
+    // A suspended team blocks everything, and says so.
+    let suspended = dir.path().join("suspended.yaml");
+    let text = std::fs::read_to_string("examples/full.yaml").unwrap();
+    std::fs::write(&suspended, format!("{text}suspend: true\n")).unwrap();
+    explain("erin@example.com", &suspended, &[])
+        .success()
+        .stdout(predicate::str::contains("the team is suspended"));
+}
+
+#[test]
+fn explain_refuses_what_it_cannot_answer() {
+    explain(
+        "not-an-address",
+        std::path::Path::new("examples/full.yaml"),
+        &[],
+    )
+    .code(1)
+    .stderr(predicate::str::contains("is not an email address"));
+    explain(
+        "alice@example.com",
+        std::path::Path::new("examples/full.yaml"),
+        &["--team", "999"],
+    )
+    .code(1)
+    .stderr(predicate::str::contains(
+        "team 999 is not in the declaration (its teams: 100001)",
+    ));
+}

@@ -8,6 +8,9 @@ use std::process::{Child, Command as StdCommand, Stdio};
 use assert_cmd::Command;
 use predicates::prelude::*;
 
+mod served;
+use served::Served;
+
 fn bin() -> PathBuf {
     PathBuf::from(assert_cmd::cargo::cargo_bin!("flexsync"))
 }
@@ -178,7 +181,14 @@ async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
     http.get(&location).send().await.unwrap();
     assert!(login.wait().unwrap().success());
     let rest: String = login_err.lines().map(|l| l.unwrap() + "\n").collect();
-    assert!(rest.contains("Signed in."), "{rest}");
+    // Who signed in: the teams the login administers (the sandbox's admin
+    // is not an administrator of 100003).
+    assert!(
+        rest.contains(
+            "Signed in; this login administers teams 100001 (Example Engineering), 100002 (Example Manufacturing)."
+        ),
+        "{rest}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -423,4 +433,214 @@ fn a_served_state_file_has_one_owner() {
         .args(["sandbox", "reset"])
         .assert()
         .success();
+}
+
+#[tokio::test]
+async fn an_api_url_without_the_version_path_gets_a_hint() {
+    let s = Served::start().await;
+    s.cmd()
+        .args(["teams", "--api-url", &s.base])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("HTTP 404"))
+        .stderr(predicate::str::contains(format!(
+            "does not end in /team-admin/v1; try --api-url {}/team-admin/v1",
+            s.base
+        )));
+    // The right URL gets no hint (and works).
+    s.cmd().arg("teams").assert().success();
+}
+
+#[tokio::test]
+async fn a_token_file_with_a_live_access_token_reads_without_a_client_id() {
+    let s = Served::start().await;
+    for cmd in [&["teams"][..], &["snapshot", "--team", "100001"]] {
+        s.cmd()
+            .env_remove("FLEXSYNC_CLIENT_ID")
+            .env_remove("FLEXSYNC_CLIENT_SECRET")
+            .args(cmd)
+            .assert()
+            .success();
+    }
+    // Once the access token has expired, renewing it needs the app.
+    let mut tokens: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&s.token_file).unwrap()).unwrap();
+    tokens["expiresAt"] = "2020-01-01T00:00:00Z".into();
+    let expired = s.path("expired.json");
+    std::fs::write(&expired, tokens.to_string()).unwrap();
+    s.cmd()
+        .env_remove("FLEXSYNC_CLIENT_ID")
+        .env("FLEXSYNC_TOKEN_FILE", &expired)
+        .arg("teams")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "has expired or was refused, and renewing it needs the APS app: set FLEXSYNC_CLIENT_ID",
+        ));
+}
+
+/// `flexsync plan --sandbox --out NAME` of examples/full.yaml in `dir`.
+fn save_plan(dir: &Path, name: &str, extra: &[&str]) {
+    flexsync(dir)
+        .env_remove("FLEXSYNC_PLAN_KEY_FILE")
+        .args(["plan", "--sandbox", "--out", name])
+        .args(extra)
+        .arg(example("full.yaml"))
+        .assert()
+        .success();
+}
+
+#[test]
+fn show_renders_a_saved_plan_without_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    save_plan(dir.path(), "r.plan", &[]);
+    // No sandbox, no credentials: the API URL points nowhere.
+    let show = |args: &[&str]| {
+        let mut cmd = flexsync(dir.path());
+        cmd.env("FLEXSYNC_API_URL", "http://127.0.0.1:9/team-admin/v1")
+            .env_remove("FLEXSYNC_PLAN_KEY_FILE")
+            .arg("show")
+            .args(args);
+        cmd
+    };
+    show(&["r.plan"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Saved plan r.plan"))
+        .stdout(predicate::str::contains(
+            "against:     the local sandbox (apply it with --sandbox)",
+        ))
+        .stdout(predicate::str::contains("by flexsync "))
+        .stdout(predicate::str::contains(" ago)"))
+        .stdout(predicate::str::contains("seal:        intact: a plain SHA-256"))
+        .stdout(predicate::str::contains(
+            "policy:   prune on; protected: dave@example.com; maxUnassign 50% (2 of 4 direct assignments when planned)",
+        ))
+        .stdout(predicate::str::contains("- unassign autocad from bob@example.com"))
+        .stdout(predicate::str::contains("+ invite   grace@example.com (Grace Hopper)"))
+        .stdout(predicate::str::contains(
+            "Plan: 1 invite, 4 assignments, 1 unassignment.",
+        ))
+        .stdout(predicate::str::contains(
+            "applies nothing if any fingerprint no longer matches",
+        ));
+    show(&["r.plan", "--format", "markdown"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "### flexsync saved plan `r.plan`: 1 invite, 4 assignments, 1 unassignment",
+        ))
+        .stdout(predicate::str::contains(
+            "| ➖ | unassign | bob@example.com | `autocad` (AutoCAD - including specialized toolsets) |",
+        ))
+        .stdout(predicate::str::contains("| Seal | ✅ intact"));
+    let out = show(&["r.plan", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["target"], "sandbox");
+    assert_eq!(v["seal"]["status"], "intact");
+    assert_eq!(v["seal"]["kind"], "sha256");
+    assert_eq!(v["summary"]["assign"], 4);
+    assert_eq!(v["teams"][0]["policy"]["maxUnassign"], "50%");
+    assert_eq!(v["teams"][0]["changes"][0]["action"], "unassign");
+    assert_eq!(v["teams"][0]["changes"][0]["userId"], "US1000000002");
+    assert!(v["ageSeconds"].as_i64().unwrap() >= 0);
+    assert!(
+        v["teams"][0]["changes"][0]["dependsOn"]
+            .as_str()
+            .is_some_and(|d| d.len() == 24)
+    );
+
+    // An edited file is shown, with why apply refuses it, and exits 1.
+    let text = std::fs::read_to_string(dir.path().join("r.plan")).unwrap();
+    std::fs::write(
+        dir.path().join("edited.plan"),
+        text.replace("bob@example.com", "carol@example.com"),
+    )
+    .unwrap();
+    show(&["edited.plan"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "unassign autocad from carol@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "BROKEN: apply refuses this file as tampered: its content does not match its digest",
+        ));
+    // Named as a declaration, it is recognised.
+    flexsync(dir.path())
+        .args(["plan", "r.plan", "--observed"])
+        .arg(example("snapshot.json"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "r.plan is a saved plan, not a declaration: look at it with `flexsync show r.plan`",
+        ));
+}
+
+#[test]
+fn show_verifies_a_keyed_seal_only_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.key"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("other.key"),
+        "fedcba9876543210fedcba9876543210",
+    )
+    .unwrap();
+    save_plan(dir.path(), "k.plan", &["--plan-key", "plan.key"]);
+    let show = |args: &[&str]| {
+        let mut cmd = flexsync(dir.path());
+        cmd.env_remove("FLEXSYNC_PLAN_KEY_FILE")
+            .args(["show", "k.plan"])
+            .args(args);
+        cmd
+    };
+    show(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "seal:        not verified: sealed with a plan key (HMAC-SHA256); give --plan-key",
+        ));
+    show(&["--plan-key", "plan.key"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "seal:        intact: verified with the plan key",
+        ));
+    show(&["--plan-key", "other.key"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("BROKEN"));
+    show(&["--plan-key", "plan.key", "--expect-digest", "sha256:00"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("not the expected sha256:00"));
+}
+
+#[test]
+fn explain_reads_one_team_at_its_lowest_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    flexsync(dir.path())
+        .args(["explain", "erin@example.com", "--sandbox"])
+        .arg(example("full.yaml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "erin@example.com in team 100001 \"Example Engineering\"",
+        ))
+        .stdout(predicate::str::contains("read took 3 API call(s)"))
+        .stdout(predicate::str::contains(
+            "plan:      + assign platform-services to erin@example.com",
+        ))
+        .stdout(predicate::str::contains(
+            "Planned against the local sandbox.",
+        ));
 }

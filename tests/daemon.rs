@@ -49,6 +49,7 @@ impl Service {
         let mut cmd = std::process::Command::new(served::bin());
         cmd.current_dir(s.dir.path())
             .args([
+                "run",
                 "--api-url",
                 &s.api_url,
                 "--client-id",
@@ -59,7 +60,6 @@ impl Service {
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
             .env("RUST_LOG", level)
             .args([
-                "run",
                 "--listen",
                 "127.0.0.1:0",
                 "--interval",
@@ -960,6 +960,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
     let mut child = std::process::Command::new(served::bin())
         .current_dir(s.dir.path())
         .args([
+            "run",
             "--api-url",
             &s.api_url,
             "--client-id",
@@ -969,13 +970,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
         .arg(&s.token_file)
         .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--audit-log",
-            "audit.jsonl",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(file)
@@ -1368,9 +1363,9 @@ fn tls_needs_both_files_and_a_usable_pair() {
             .current_dir(dir.path())
             .env("FLEXSYNC_ACCESS_TOKEN", "t")
             .args([
+                "run",
                 "--api-url",
                 "http://127.0.0.1:9",
-                "run",
                 "--listen",
                 "127.0.0.1:0",
             ])

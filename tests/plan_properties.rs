@@ -152,6 +152,7 @@ fn case_with(email: fn(usize) -> Email) -> impl Strategy<Value = Case> {
                             last_name: None,
                             products,
                             replaces: BTreeSet::new(),
+                            origin: Default::default(),
                         },
                     );
                 }
@@ -180,6 +181,7 @@ fn case_with(email: fn(usize) -> Email) -> impl Strategy<Value = Case> {
                     },
                     suspended: false,
                     sources: vec![],
+                    provenance: Default::default(),
                 };
                 Case {
                     desired: Desired {

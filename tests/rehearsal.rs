@@ -153,9 +153,9 @@ fn one_command_rehearses_in_memory_and_leaves_nothing_behind() {
         cmd.current_dir(dir.path())
             .env_remove("FLEXSYNC_ACCESS_TOKEN")
             .env_remove("RUST_LOG")
+            .args(args)
             .arg("--sandbox-from-snapshot")
             .arg(&snapshot)
-            .args(args)
             .arg(&full);
         cmd.assert()
     };

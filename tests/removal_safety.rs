@@ -253,6 +253,7 @@ fn a_two_hundred_thousand_user_declaration_invites_nobody_by_default() {
                 last_name: None,
                 products: [ps.clone()].into(),
                 replaces: BTreeSet::new(),
+                origin: Default::default(),
             },
         );
     }

@@ -452,7 +452,12 @@ pub enum TokenSource {
 /// A token file and the OAuth client that renews it.
 pub struct StoredTokens {
     store: TokenStore,
-    oauth: OAuthClient,
+    /// `None` without an APS app configured: the saved access token is
+    /// used until it expires, and renewing it is an error that says what
+    /// is missing. Reads need no client id; refreshes do.
+    oauth: Option<OAuthClient>,
+    /// The token endpoint the saved login must belong to.
+    token_url: url::Url,
     /// Held across a renewal: that makes renewals single-flight within the
     /// process (the file lock does it between processes).
     held: Mutex<Held>,
@@ -489,7 +494,20 @@ impl TokenSource {
     pub fn stored(store: TokenStore, oauth: OAuthClient) -> Self {
         TokenSource::Stored(StoredTokens {
             store,
-            oauth,
+            token_url: oauth.token_url.clone(),
+            oauth: Some(oauth),
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    /// The token file without the app that renews it: its access token
+    /// serves until it expires (or is refused); then the error says a
+    /// client id is needed.
+    pub fn stored_without_app(store: TokenStore, token_url: url::Url) -> Self {
+        TokenSource::Stored(StoredTokens {
+            store,
+            oauth: None,
+            token_url,
             held: Mutex::new(Held::default()),
         })
     }
@@ -575,11 +593,11 @@ impl StoredTokens {
     }
 
     fn check_endpoint(&self, tokens: &Tokens) -> Result<(), ApiError> {
-        if tokens.token_url != self.oauth.token_url.as_str() {
+        if tokens.token_url != self.token_url.as_str() {
             return Err(ApiError::LoginRequired {
                 detail: format!(
                     "the saved login is for {}, not {}",
-                    tokens.token_url, self.oauth.token_url
+                    tokens.token_url, self.token_url
                 ),
             });
         }
@@ -611,7 +629,14 @@ impl StoredTokens {
                     detail: "the access token expired and there is no refresh token".into(),
                 });
             };
-            let renewed = match self.oauth.refresh(refresh, now).await {
+            let Some(oauth) = &self.oauth else {
+                return Err(ApiError::Config(format!(
+                    "the access token in {} has expired or was refused, and renewing it needs the APS app: \
+                     set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file)",
+                    self.store.path.display()
+                )));
+            };
+            let renewed = match oauth.refresh(refresh, now).await {
                 Ok(renewed) => renewed,
                 Err(e @ ApiError::LoginRequired { .. }) => {
                     let on_disk = self.store.load()?;

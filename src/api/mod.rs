@@ -43,6 +43,9 @@ use tokio_util::sync::CancellationToken;
 /// Autodesk's production endpoint.
 pub const DEFAULT_API_URL: &str = "https://developer.api.autodesk.com/team-admin/v1";
 
+/// The path every Team Admin API base URL ends in.
+pub const API_BASE_SUFFIX: &str = "/team-admin/v1";
+
 /// Time for the client: real in production; tests drive the sandbox's clock
 /// so rate windows and token expiry move without sleeping.
 pub trait Clock: Send + Sync {
@@ -584,7 +587,12 @@ impl Client {
                     });
                 }
                 403 => return Err(ApiError::MissingScope { detail, request_id }),
-                404 => return Err(ApiError::NotFound { detail, request_id }),
+                404 => {
+                    return Err(ApiError::NotFound {
+                        detail: self.base_hint(detail),
+                        request_id,
+                    });
+                }
                 422 => return Err(ApiError::Unprocessable { detail, request_id }),
                 s if (500..600).contains(&s) => match backoff.next() {
                     Some(delay) => {
@@ -621,6 +629,25 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// A 404 from an API URL without the version path is a wrong
+    /// `--api-url` (a common slip: the host alone), not a missing thing:
+    /// say which URL to use.
+    fn base_hint(&self, detail: String) -> String {
+        let url = &self.config.api_url;
+        if url.path().trim_end_matches('/').ends_with(API_BASE_SUFFIX) {
+            return detail;
+        }
+        let mut suggested = url.clone();
+        suggested.set_path(&format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            API_BASE_SUFFIX.trim_start_matches('/')
+        ));
+        format!(
+            "{detail} — the API URL {url} does not end in {API_BASE_SUFFIX}; try --api-url {suggested}"
+        )
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, op: &str, body: &[u8]) -> Result<T, ApiError> {

@@ -44,11 +44,13 @@ pub struct ApplyArgs {
     /// applies the plan it reviewed and no other file.
     #[arg(long, value_name = "DIGEST")]
     pub expect_digest: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Whether a file looks like a saved plan (JSON with the marker) rather
 /// than YAML, or is named like one.
-fn looks_saved(path: &Path) -> bool {
+pub(crate) fn looks_saved(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e == "plan") {
         return true;
     }
@@ -305,7 +307,9 @@ fn confirm() -> Result<(), Error> {
     Ok(())
 }
 
-/// A progress bar on a terminal; nothing otherwise (each write is logged).
+/// A progress bar on a terminal, with a line per finished change printed
+/// above it: the bar goes when the apply ends, the record of what was done
+/// stays. Nothing otherwise (each write is logged).
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     ctx: Context,
@@ -314,13 +318,18 @@ struct Progress {
 
 impl Progress {
     fn new(total: usize, ctx: &Context) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total as u64);
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| indicatif::ProgressBar::new(total as u64));
+        Self::with_bar(bar, total, ctx)
+    }
+
+    fn with_bar(bar: Option<indicatif::ProgressBar>, total: usize, ctx: &Context) -> Self {
+        if let Some(bar) = &bar {
             let style = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
             bar.set_style(style);
-            bar
-        });
+        }
         Progress {
             bar,
             ctx: ctx.clone(),
@@ -329,9 +338,27 @@ impl Progress {
     }
 }
 
+/// "done    assign platform-services to erin@example.com (team 100001, created)".
+fn record_line(team: &TeamId, change: &Change, outcome: &Outcome) -> String {
+    let what = match change.product() {
+        Some(p) if matches!(change, Change::Unassign { .. }) => {
+            format!("{} {} from {}", change.verb(), p.alias, change.email())
+        }
+        Some(p) => format!("{} {} to {}", change.verb(), p.alias, change.email()),
+        None => format!("{} {}", change.verb(), change.email()),
+    };
+    let how = match outcome {
+        Outcome::Done { note, .. } => format!("team {team}, {note}"),
+        Outcome::Failed { message, .. } => format!("team {team}: {message}"),
+        Outcome::Skipped { reason } => format!("team {team}: {reason}"),
+    };
+    format!("{:<7} {what} ({how})", outcome.label())
+}
+
 impl Observer for Progress {
-    fn finished(&self, _team: &TeamId, change: &Change, outcome: &Outcome) {
+    fn finished(&self, team: &TeamId, change: &Change, outcome: &Outcome) {
         let Some(bar) = &self.bar else { return };
+        bar.println(record_line(team, change, outcome));
         let mut remaining = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
         *remaining = remaining.saturating_sub(1);
         let (_, minutes) = self.ctx.apply_estimate(*remaining);
@@ -349,6 +376,7 @@ impl Observer for Progress {
             outcome.label()
         ));
         if *remaining == 0 {
+            // Only the bar is cleared; the lines printed above it stay.
             bar.finish_and_clear();
         }
     }
@@ -418,4 +446,111 @@ fn print_report(report: &ApplyReport, audit: &Path) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Alias, Email, ProductId, UserId};
+    use crate::plan::ProductRef;
+
+    /// A terminal that keeps every line written to it.
+    #[derive(Clone, Debug, Default)]
+    struct Screen(Arc<Mutex<Vec<String>>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)?;
+            self.write_str("\n")
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(s.to_owned());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_finished_change_leaves_a_line_on_the_terminal() {
+        let screen = Screen::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(2),
+            indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        let ctx = Context {
+            source: crate::render::Source::Sandbox,
+            read_calls: Default::default(),
+            calls_per_minute: 55,
+            now: jiff::Timestamp::UNIX_EPOCH,
+            overrides: Default::default(),
+            team_ages: Default::default(),
+        };
+        let progress = Progress::with_bar(Some(bar), 2, &ctx);
+        let team = TeamId::from("100001");
+        let product = Arc::new(ProductRef {
+            alias: Alias("ps".into()),
+            id: ProductId("prod_ps".into()),
+            name: "Platform Services".into(),
+        });
+        let assign = Change::Assign {
+            email: Email::from_observed("erin@example.com"),
+            user_id: Some(UserId("US5".into())),
+            product: product.clone(),
+        };
+        let unassign = Change::Unassign {
+            email: Email::from_observed("bob@example.com"),
+            user_id: UserId("US2".into()),
+            product,
+        };
+        progress.finished(
+            &team,
+            &unassign,
+            &Outcome::Failed {
+                status: Some(500),
+                request_id: None,
+                message: "server error".into(),
+            },
+        );
+        progress.finished(
+            &team,
+            &assign,
+            &Outcome::Done {
+                status: 201,
+                request_id: "r1".into(),
+                note: "created",
+                user_id: None,
+            },
+        );
+        let lines = screen.0.lock().unwrap().concat();
+        assert!(
+            lines.contains("failed  unassign ps from bob@example.com (team 100001: server error)"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("done    assign ps to erin@example.com (team 100001, created)"),
+            "{lines}"
+        );
+    }
 }

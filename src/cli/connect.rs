@@ -12,14 +12,16 @@ use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError, Seed};
 use super::sandbox::SANDBOX_STATE;
 const SANDBOX_TOKENS: &str = ".flexsync/sandbox-token.json";
 
-/// How to reach Autodesk (or the sandbox). Shared by every live command.
+/// How to reach Autodesk (or the sandbox). Flattened into each command that
+/// connects, and only those, so `validate` or `schema` do not list them.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
     /// Work against the local sandbox instead of Autodesk: it starts
     /// in-process on a free loopback port, with its state in
     /// .flexsync/sandbox.json (created from the bundled seed on first use;
     /// `flexsync sandbox reset` restores it). No Autodesk account needed.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub sandbox: bool,
     /// Rehearse on a copy of live teams: like --sandbox, but the sandbox
     /// starts in memory from SNAPSHOT (`flexsync snapshot`, or the service's
@@ -30,7 +32,7 @@ pub struct ConnectArgs {
     #[arg(long, global = true, value_name = "SNAPSHOT")]
     pub sandbox_from_snapshot: Option<PathBuf>,
     /// Team Admin API base URL. Plain http is refused except on loopback.
-    #[arg(long, env = "FLEXSYNC_API_URL", global = true, value_name = "URL",
+    #[arg(long, env = "FLEXSYNC_API_URL", value_name = "URL",
           default_value = api::DEFAULT_API_URL)]
     pub api_url: String,
     /// The token store (created 0600 in a 0700 directory, replaced
@@ -38,25 +40,28 @@ pub struct ConnectArgs {
     /// refresh, and a symlink stays a symlink).
     /// Default: $XDG_STATE_HOME/flexsync/token.json or
     /// ~/.local/state/flexsync/token.json.
-    #[arg(long, env = "FLEXSYNC_TOKEN_FILE", global = true, value_name = "FILE")]
+    #[arg(long, env = "FLEXSYNC_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// APS app client id (a Traditional Web App with the Team Admin API).
-    #[arg(long, env = "FLEXSYNC_CLIENT_ID", global = true, value_name = "ID")]
+    #[arg(long, env = "FLEXSYNC_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
     /// File holding the APS app client secret (or set FLEXSYNC_CLIENT_SECRET).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
     /// Calls per UTC minute and team left for the people and tools that
     /// share the team's 60-call budget (0 to 50).
-    #[arg(long, global = true, default_value_t = 5, value_name = "CALLS",
+    #[arg(long, default_value_t = 5, value_name = "CALLS",
           value_parser = clap::value_parser!(u32).range(0..=50))]
     pub rate_reserve: u32,
     /// Attempts per API call on server errors, timeouts and dropped
     /// connections (exponential backoff with jitter in between).
-    #[arg(long, global = true, default_value_t = 5, value_name = "N",
+    #[arg(long, default_value_t = 5, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
 }
+
+/// The teams a login administers, by id, or why they could not be listed.
+pub type Teams = Result<std::collections::BTreeMap<crate::model::TeamId, String>, Error>;
 
 /// A live connection. Holding it keeps the embedded sandbox running.
 pub struct Connection {
@@ -133,6 +138,12 @@ fn budget_dir(tokens: &TokenSource) -> PathBuf {
     dir.join("budget")
 }
 
+fn no_app() -> Error {
+    Error::Input(
+        "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
+    )
+}
+
 impl ConnectArgs {
     /// `--sandbox-from-snapshot` is a sandbox for every purpose (the audit
     /// log's default, a saved plan's target): called once after parsing.
@@ -140,6 +151,32 @@ impl ConnectArgs {
         if self.sandbox_from_snapshot.is_some() {
             self.sandbox = true;
         }
+    }
+
+    /// An empty URL or client id almost always comes from a variable set to
+    /// nothing (`FLEXSYNC_API_URL=` in a unit or manifest): name it.
+    fn check_not_empty(&self) -> Result<(), Error> {
+        for (value, flag, var) in [
+            (Some(self.api_url.as_str()), "--api-url", "FLEXSYNC_API_URL"),
+            (
+                self.client_id.as_deref(),
+                "--client-id",
+                "FLEXSYNC_CLIENT_ID",
+            ),
+        ] {
+            if value.is_some_and(|v| v.trim().is_empty()) {
+                let from_env =
+                    std::env::var_os(var).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+                return Err(Error::Input(if from_env {
+                    format!(
+                        "{var} is set but empty: unset it, or set it to a value (it stands for {flag})"
+                    )
+                } else {
+                    format!("{flag} is empty")
+                }));
+            }
+        }
+        Ok(())
     }
 
     fn client_secret(&self) -> Result<Option<Secret>, Error> {
@@ -155,9 +192,7 @@ impl ConnectArgs {
 
     fn oauth(&self, config: &ClientConfig) -> Result<OAuthClient, Error> {
         let Some(client_id) = self.client_id.clone() else {
-            return Err(Error::Input(
-                "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
-            ));
+            return Err(no_app());
         };
         let (authorize, token) = config.oauth_urls()?;
         Ok(OAuthClient::new(
@@ -184,6 +219,7 @@ impl ConnectArgs {
         if self.sandbox {
             return connect_sandbox(self, observer).await;
         }
+        self.check_not_empty()?;
         let mut config = ClientConfig::new(&self.api_url)?;
         config.reserve = self.rate_reserve;
         config.max_attempts = self.max_attempts as usize;
@@ -196,7 +232,17 @@ impl ConnectArgs {
             None => {
                 let store =
                     TokenStore::new(self.token_file.clone().unwrap_or_else(default_token_file));
-                TokenSource::stored(store, self.oauth(&config)?)
+                match self.client_id {
+                    Some(_) => TokenSource::stored(store, self.oauth(&config)?),
+                    // Reads need only an unexpired access token; the app
+                    // is needed to renew it (said when that happens). An
+                    // empty store gets the message about the app at once,
+                    // since logging in needs it too.
+                    None if store.load()?.is_some() => {
+                        TokenSource::stored_without_app(store, config.oauth_urls()?.1)
+                    }
+                    None => return Err(no_app()),
+                }
             }
         };
         config.budget_dir = Some(budget_dir(&tokens));
@@ -250,13 +296,21 @@ impl ConnectArgs {
         Ok(path)
     }
 
-    /// `flexsync login`: the browser flow, saving the tokens.
-    pub async fn login(&self, callback: &str, open_browser: bool) -> Result<PathBuf, Error> {
+    /// `flexsync login`: the browser flow, saving the tokens. Returns where
+    /// they were saved and the teams the login administers (which say who
+    /// signed in; listing them may fail without failing the login).
+    pub async fn login(
+        &self,
+        callback: &str,
+        open_browser: bool,
+    ) -> Result<(PathBuf, Teams), Error> {
         if self.sandbox {
+            // Listed while this process still owns the sandbox's state.
             let conn = connect_sandbox(self, None).await?;
-            drop(conn);
-            return Ok(PathBuf::from(SANDBOX_TOKENS));
+            let teams = conn.client.teams().await.map_err(Error::from);
+            return Ok((PathBuf::from(SANDBOX_TOKENS), teams));
         }
+        self.check_not_empty()?;
         let config = ClientConfig::new(&self.api_url)?;
         let oauth = self.oauth(&config)?;
         let callback = url::Url::parse(callback)
@@ -276,7 +330,11 @@ impl ConnectArgs {
         let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
         TokenStore::new(path.clone()).save_async(&tokens).await?;
-        Ok(path)
+        let teams = match self.connect().await {
+            Ok(conn) => conn.client.teams().await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        Ok((path, teams))
     }
 }
 

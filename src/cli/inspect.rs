@@ -15,6 +15,8 @@ pub struct TeamsArgs {
     /// Print JSON ([{"id", "name"}]) instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub(super) connect: ConnectArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +25,8 @@ pub struct SnapshotArgs {
     /// login administers.
     #[arg(long = "team", value_name = "ID")]
     teams: Vec<String>,
+    #[command(flatten)]
+    pub(super) connect: ConnectArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,10 +38,12 @@ pub struct ExportArgs {
     /// several). Default: every product pool of the team.
     #[arg(long = "products", value_name = "PRODUCT", num_args = 1..)]
     products: Vec<String>,
+    #[command(flatten)]
+    pub(super) connect: ConnectArgs,
 }
 
-pub async fn export(args: ExportArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn export(args: ExportArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let team = TeamId(args.team.clone());
     let (state, _) = conn
         .client
@@ -50,8 +56,8 @@ pub async fn export(args: ExportArgs, connect: &ConnectArgs) -> Result<u8, Error
     Ok(0)
 }
 
-pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn teams(args: TeamsArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let teams = conn.client.teams().await?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -73,8 +79,8 @@ pub async fn teams(args: TeamsArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     Ok(0)
 }
 
-pub async fn snapshot(args: SnapshotArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let conn = connect.connect().await?;
+pub async fn snapshot(args: SnapshotArgs) -> Result<u8, Error> {
+    let conn = args.connect.connect().await?;
     let all = conn.client.teams().await?;
     let wanted: Vec<TeamId> = if args.teams.is_empty() {
         all.keys().cloned().collect()

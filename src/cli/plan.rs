@@ -48,6 +48,8 @@ pub struct PlanArgs {
     pub guard: GuardArgs,
     #[command(flatten)]
     pub key: PlanKeyArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// The key that seals saved plans.
@@ -305,7 +307,7 @@ pub async fn make_plan(
     })
 }
 
-fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String), Error> {
+pub(super) fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String), Error> {
     use crate::input_file::{ReadError, read_text_capped, size_text};
     let name = file.display().to_string();
     let text = read_text_capped(file, crate::snapshot::MAX_FILE_BYTES).map_err(|e| match e {

@@ -74,6 +74,8 @@ pub struct RunArgs {
     pub removal_delay: Duration,
     #[command(flatten)]
     pub notify: super::notify::NotifyArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 fn parse_delay(s: &str) -> Result<Duration, String> {

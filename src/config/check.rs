@@ -13,8 +13,8 @@ use super::format::{LimitDecl, PolicyDecl, ProductDecl};
 use super::load::ParsedDocument;
 use crate::diagnostic::Diagnostic;
 use crate::model::{
-    Alias, AliasSet, Desired, DesiredTeam, DesiredUser, Email, Limit, Policy, ProductId,
-    ProductSelector, TeamId,
+    Alias, AliasSet, DeclaredGroup, Desired, DesiredTeam, DesiredUser, Email, Limit, Origin,
+    Policy, ProductId, ProductSelector, Provenance, SourcePlace, TeamId,
 };
 
 /// A position in a file.
@@ -59,6 +59,29 @@ struct TeamParts {
     replaced: Vec<(Email, Email, Place)>,
     suspended: bool,
     sources: BTreeSet<String>,
+    provenance: Provenance,
+}
+
+impl TeamParts {
+    /// `file`'s index in the team's provenance (a team has few files).
+    fn file_index(&mut self, file: &str) -> u32 {
+        let files = &mut self.provenance.files;
+        let at = files.iter().position(|f| f == file).unwrap_or_else(|| {
+            files.push(file.to_owned());
+            files.len() - 1
+        });
+        u32::try_from(at).unwrap_or(u32::MAX)
+    }
+}
+
+/// Where `s` is, as kept per person (see [`SourcePlace`]).
+fn source_place<T>(file: u32, s: &Spanned<T>) -> SourcePlace {
+    let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    SourcePlace {
+        file,
+        line: narrow(s.referenced.line()),
+        column: narrow(s.referenced.column()),
+    }
 }
 
 /// Checks and merges all documents. The result is only meaningful when no
@@ -116,6 +139,7 @@ pub fn build(documents: Vec<ParsedDocument>) -> (Desired, Vec<Diagnostic>) {
                 policy: parts.policy.map(|(p, _)| p).unwrap_or_default(),
                 suspended: parts.suspended,
                 sources: parts.sources.into_iter().collect(),
+                provenance: parts.provenance,
             },
         );
     }
@@ -156,6 +180,7 @@ fn check_document(
     }
     let team_id = TeamId(raw_id.to_owned());
     let parts = teams.entry(team_id.clone()).or_default();
+    let file_index = parts.file_index(file);
     parts.suspended |= d.suspend;
     parts.sources.insert(if doc.index > 1 {
         format!("{file}#{}", doc.index)
@@ -230,13 +255,28 @@ fn check_document(
                     last_name: non_empty(&user.value.last_name),
                     products,
                     replaces,
+                    origin: Origin {
+                        at: source_place(file_index, &user.value.email),
+                        groups: Box::default(),
+                        entry_products: u64::MAX,
+                        has_entry: true,
+                    },
                 },
                 email_place,
             ),
         );
     }
+    // The products of people with a `users:` entry, as the entry lists
+    // them, kept only for those whom a group gives more.
+    let mut listed: BTreeMap<Email, AliasSet> = BTreeMap::new();
     for (group_name, group) in &d.groups {
         let products = product_refs(file, &group.value.products, &mut parts.references, diags);
+        let group_index = u32::try_from(parts.provenance.groups.len()).unwrap_or(u32::MAX);
+        parts.provenance.groups.push(DeclaredGroup {
+            name: group_name.clone(),
+            products: products.clone(),
+            at: source_place(file_index, group),
+        });
         let mut seen: BTreeMap<Email, Place> = BTreeMap::new();
         for member in &group.value.members {
             let place = Place::of(file, member);
@@ -250,19 +290,42 @@ fn check_document(
                 continue;
             }
             seen.insert(email.clone(), place.clone());
+            let at = source_place(file_index, member);
             let entry = people.entry(email.clone()).or_insert_with(|| {
                 (
                     DesiredUser {
-                        email,
+                        email: email.clone(),
                         first_name: None,
                         last_name: None,
                         products: AliasSet::default(),
                         replaces: BTreeSet::new(),
+                        origin: Origin {
+                            at,
+                            ..Origin::default()
+                        },
                     },
                     place,
                 )
             });
-            entry.0.products.extend(products.iter().cloned());
+            let user = &mut entry.0;
+            if user.origin.has_entry && !listed.contains_key(&email) {
+                listed.insert(email, user.products.clone());
+            }
+            let mut groups = std::mem::take(&mut user.origin.groups).into_vec();
+            groups.push(group_index);
+            user.origin.groups = groups.into_boxed_slice();
+            user.products.extend(products.iter().cloned());
+        }
+    }
+    for (email, own) in &listed {
+        if let Some((user, _)) = people.get_mut(email) {
+            user.origin.entry_products = user
+                .products
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, a)| own.contains(a))
+                .fold(0, |mask, (i, _)| mask | 1 << i);
         }
     }
     for (email, (user, place)) in people {
@@ -434,6 +497,68 @@ fn non_empty(s: &Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ORIGINS: &str = "version: 1
+team: { id: \"1\" }
+products:
+  a: { productId: pa }
+  b: { productId: pb }
+  c: { productId: pc }
+groups:
+  g1: { products: [a], members: [ada@x.org, bo@x.org] }
+  g2: { products: [a, b], members: [ada@x.org] }
+users:
+  - { email: ada@x.org, products: [a, c] }
+  - { email: cy@x.org, products: [b] }
+";
+
+    fn user<'a>(d: &'a crate::model::Desired, email: &str) -> &'a DesiredUser {
+        &d.teams.values().next().unwrap().users[&Email::parse(email).unwrap()]
+    }
+
+    #[test]
+    fn each_person_keeps_where_and_through_which_groups_they_are_declared() {
+        let loaded = crate::config::load_str("t.yaml", ORIGINS);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let d = &loaded.desired;
+        let team = d.teams.values().next().unwrap();
+        let prov = &team.provenance;
+        let groups: Vec<&str> = prov.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(groups, ["g1", "g2"]);
+        // Ada: her entry (line 11) lists a and c; b comes from g2 only.
+        let ada = user(d, "ada@x.org");
+        assert_eq!(prov.locate(ada.origin.at), "t.yaml:11:14");
+        assert_eq!(&*ada.origin.groups, &[0, 1]);
+        let listed: Vec<(&str, bool)> = ada
+            .products
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.0.as_str(), ada.origin.entry_lists(i)))
+            .collect();
+        assert_eq!(listed, [("a", true), ("b", false), ("c", true)]);
+        // Bo: a group member only, placed at his membership.
+        let bo = user(d, "bo@x.org");
+        assert!(!bo.origin.has_entry);
+        assert_eq!(prov.locate(bo.origin.at), "t.yaml:8:45");
+        assert!(!bo.origin.entry_lists(0));
+        // Cy: an entry only.
+        let cy = user(d, "cy@x.org");
+        assert!(cy.origin.groups.is_empty() && cy.origin.entry_lists(0));
+    }
+
+    #[test]
+    fn where_something_is_declared_does_not_change_the_declaration() {
+        // The service compares declarations to decide whether a team's
+        // changed (and its removal delay restarts): lines moving is not.
+        let moved = format!("# a comment\n\n{ORIGINS}");
+        let a = crate::config::load_str("t.yaml", ORIGINS).desired;
+        let b = crate::config::load_str("t.yaml", &moved).desired;
+        assert_ne!(
+            user(&a, "ada@x.org").origin.at,
+            user(&b, "ada@x.org").origin.at
+        );
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn percentages() {

@@ -170,7 +170,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, o: &Summary) {
+    pub fn add(&mut self, o: &Summary) {
         self.invite += o.invite;
         self.assign += o.assign;
         self.unassign += o.unassign;

@@ -171,7 +171,7 @@ fn team_section(team: &TeamPlan, ctx: &Context, s: &mut String) {
 }
 
 /// Keeps names from breaking the table or injecting markup.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -2,8 +2,10 @@
 //! comments, JSON for machines. Renderers only read the plan; none of them
 //! decides anything.
 
+pub mod explain;
 pub mod json;
 pub mod markdown;
+pub mod saved;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -125,7 +127,7 @@ impl Context {
     }
 }
 
-fn human_age(d: jiff::SignedDuration) -> String {
+pub(crate) fn human_age(d: jiff::SignedDuration) -> String {
     let secs = d.as_secs().max(0);
     match secs {
         s if s < 120 => format!("{s} s"),

@@ -151,17 +151,14 @@ impl Served {
         self.child = child;
     }
 
+    /// Connection settings go in the environment: the flags belong to each
+    /// connecting subcommand, which callers add after this.
     fn std_cmd(&self) -> StdCommand {
         let mut cmd = StdCommand::new(bin());
         cmd.current_dir(self.dir.path())
-            .args([
-                "--api-url",
-                &self.api_url,
-                "--client-id",
-                "flexsync-sandbox",
-                "--token-file",
-            ])
-            .arg(&self.token_file)
+            .env("FLEXSYNC_API_URL", &self.api_url)
+            .env("FLEXSYNC_CLIENT_ID", "flexsync-sandbox")
+            .env("FLEXSYNC_TOKEN_FILE", &self.token_file)
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
             .env_remove("FLEXSYNC_ACCESS_TOKEN")
             .env_remove("RUST_LOG");
@@ -198,6 +195,10 @@ impl Served {
         let mut login = StdCommand::new(bin())
             .current_dir(self.dir.path())
             .args([
+                "login",
+                "--no-browser",
+                "--callback-url",
+                "http://127.0.0.1:0/callback",
                 "--api-url",
                 &self.api_url,
                 "--client-id",
@@ -207,12 +208,6 @@ impl Served {
             .arg(token_file)
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
             .env_remove("FLEXSYNC_ACCESS_TOKEN")
-            .args([
-                "login",
-                "--no-browser",
-                "--callback-url",
-                "http://127.0.0.1:0/callback",
-            ])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

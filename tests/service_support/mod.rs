@@ -32,6 +32,7 @@ impl Service {
         let mut cmd = std::process::Command::new(served::bin());
         cmd.current_dir(s.dir.path())
             .args([
+                "run",
                 "--api-url",
                 &s.api_url,
                 "--client-id",
@@ -42,13 +43,7 @@ impl Service {
             .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
             .env_remove("FLEXSYNC_ACCESS_TOKEN")
             .env("RUST_LOG", log_level)
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--audit-log",
-                "audit.jsonl",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
             .args(extra)
             .arg(path)
             .stdout(Stdio::null())
