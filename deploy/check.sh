@@ -158,6 +158,7 @@ EOF
 echo "shellcheck the pipelines' scripts"
 shellcheck --shell=bash --severity=warning "$tmp"/ci-scripts/*.sh || fail "shellcheck: the pipelines' scripts"
 
-echo "== deploy: Dockerfile"
+echo "== deploy: Dockerfile and scripts"
 hadolint Dockerfile || fail "hadolint Dockerfile"
+shellcheck -x --severity=warning deploy/check.sh deploy/test/*.sh .ci/run || fail "shellcheck: deploy/ scripts"
 echo "deploy checks passed"
