@@ -62,7 +62,8 @@ pub struct RunArgs {
     pub removal_delay: Duration,
     /// Check the setup and exit instead of serving: parse every flag, load
     /// and validate the declaration (exit 1 with its diagnostics if
-    /// invalid), check that the token file's and the audit log's
+    /// invalid), set up the HTTP client (CA certificates), check that the
+    /// token file's and the audit log's
     /// directories are writable (by creating and removing an empty probe
     /// file; the token file itself is only read, never created) and the
     /// secret files readable, and print the address and endpoints it would
@@ -189,6 +190,9 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     } else {
         let config = crate::api::ClientConfig::new(&connect.api_url)?;
         config.oauth_urls()?;
+        // Building the client reads the system's CA certificates; it makes
+        // no connection.
+        crate::api::http_client(&config)?;
         lines.push(format!("api: {}", connect.api_url));
         if std::env::var_os("FLEXSYNC_ACCESS_TOKEN").is_some_and(|t| !t.is_empty()) {
             lines.push("login: FLEXSYNC_ACCESS_TOKEN (never refreshed)".into());
