@@ -158,7 +158,7 @@ def unit(binary, unit_file, security_json):
           "WatchdogSec is set (flexsync pings every WatchdogSec/2 from its controller loop)")
     check(last("Restart") in ("on-failure", "on-abnormal", "on-watchdog", "always"),
           "Restart= restarts after a watchdog kill")
-    check(any(re.search(r"kill\s+(-HUP|-s\s*HUP|-SIGHUP|-1)\s+\$MAINPID", v) for v in svc.get("ExecReload", [])),
+    check(any(re.search(r"kill\s+(-HUP|-s\s*HUP|-SIGHUP|-1)\s+\"?\$\{?MAINPID", v) for v in svc.get("ExecReload", [])),
           "ExecReload sends SIGHUP to $MAINPID (flexsync re-reads on SIGHUP)")
     check(last("KillSignal", "SIGTERM") in ("SIGTERM", "SIGINT", "15", "2"), "KillSignal is SIGTERM or SIGINT")
 

@@ -23,7 +23,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What check.sh reads.
-TREE = ["deploy", "Dockerfile", "Cargo.toml", "examples", "schemas"]
+TREE = ["deploy", ".ci", "Dockerfile", "Cargo.toml", "examples", "schemas"]
 
 UNIT = "deploy/systemd/flexsync.service"
 DEPLOYMENT = "deploy/kubernetes/base/deployment.yaml"
@@ -39,7 +39,8 @@ MUTATIONS = [
     ("unit: no WatchdogSec", UNIT, "WatchdogSec=60s", None, 0),
     ("unit: no StateDirectory", UNIT, "StateDirectory=flexsync", None, 0),
     ("unit: PrivateUsers dropped", UNIT, "PrivateUsers=yes", None, 0),
-    ("unit: ExecReload sends SIGTERM", UNIT, "ExecReload=/bin/kill -HUP $MAINPID", "ExecReload=/bin/kill -TERM $MAINPID", 0),
+    ("unit: ExecReload sends SIGTERM", UNIT, "ExecReload=/bin/sh -c 'kill -HUP \"$MAINPID\"'",
+     "ExecReload=/bin/sh -c 'kill -TERM \"$MAINPID\"'", 0),
     ("unit: TimeoutStopSec shorter than flexsync's grace", UNIT, "TimeoutStopSec=30s", "TimeoutStopSec=10s", 0),
     ("unit: credential name differs from ExecStart's", UNIT,
      "LoadCredential=client-secret:/etc/flexsync/client-secret", "LoadCredential=secret:/etc/flexsync/client-secret", 0),
