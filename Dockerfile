@@ -5,9 +5,9 @@
 #
 #   docker build -t flexsync:dev .            # or: podman build -t flexsync:dev .
 #   docker build --build-arg BASE_IMAGE=my.registry/distroless/cc-debian12:nonroot ...
-#   cargo build --release --locked && \
-#     docker build --build-arg BINARY=prebuilt -f Dockerfile target/release
-#                                              # a binary built on Debian 12 / glibc <= 2.36
+#   cargo build --release --locked && install -D target/release/flexsync dist/flexsync
+#   docker build --build-arg BINARY=prebuilt -f Dockerfile dist
+#                                     # a binary built on Debian 12 or older glibc
 #
 # The labels want --build-arg VERSION=… REVISION=… SOURCE=… (the release
 # workflow deploy/ci/release.yml passes them). deploy/test/image.sh builds
@@ -18,8 +18,8 @@
 ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
 ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 # Where the binary comes from: `source` compiles this checkout; `prebuilt`
-# takes ./flexsync from the build context (then the context is the
-# directory holding the binary, e.g. target/release).
+# takes ./flexsync from the build context (then the context is a
+# directory holding just the binary).
 ARG BINARY=source
 
 FROM ${RUST_IMAGE} AS source
