@@ -160,6 +160,8 @@ t=$(date +%s)
 check "systemctl start flexsync returns 0 with an invalid declaration (READY=1 whatever it holds)" \
   timeout 150 nsenter --target "$LEADER" --all -- systemctl start flexsync
 log "systemctl start took $(($(date +%s) - t))s"
+# READY=1 comes after the listener is up: no waiting here.
+check "serving /healthz as soon as start returned" test "$(http_code /healthz)" = 200
 check "active (running) after start" test "$(prop ActiveState)/$(prop SubState)" = active/running
 check "flexsync_declaration_loaded 0" test "$(metric flexsync_declaration_loaded)" = 0
 wait_for 10 "the declaration's error is in the journal at error priority" \
