@@ -94,7 +94,9 @@ source_url=$(git -C "$REPO" config --get remote.origin.url 2>/dev/null || echo "
 mkdir -p "$work/context"
 cp "$BIN" "$work/context/flexsync"
 log "podman build (BINARY=prebuilt, BASE_IMAGE=$BASE)"
-"${PODMAN[@]}" build --quiet --isolation chroot --pull=never -f "$REPO/Dockerfile" \
+# --no-cache: this buildah keeps a cached LABEL layer when only a build
+# arg changed, so the labels would name an earlier revision.
+"${PODMAN[@]}" build --quiet --isolation chroot --pull=never --no-cache -f "$REPO/Dockerfile" \
   --build-arg BINARY=prebuilt --build-arg BASE_IMAGE="$BASE" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg SOURCE="$source_url" \
   -t "$IMAGE" "$work/context" >/dev/null || fail "podman build"
