@@ -42,6 +42,8 @@ sandbox_pid=
 cleanup() {
   set +e
   "${PODMAN[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1
+  # Earlier runs' images, untagged by this one's (vfs keeps full copies).
+  "${PODMAN[@]}" image prune -f >/dev/null 2>&1
   [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null && wait "$sandbox_pid" 2>/dev/null
   ip netns del "$NS" 2>/dev/null
   rm -rf "$work"
