@@ -3,7 +3,8 @@
 //! was made from.
 //!
 //! Pure, like the planner: it reads a [`Plan`] and explains it; it never
-//! decides anything the plan did not. Rendered by `render::explain`.
+//! decides anything the plan did not. Rendered by `render::explain`; the one sentence it words itself (a
+//! verdict) uses the plan's own wording of block reasons.
 
 use crate::model::{
     AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId, TeamId,
@@ -278,7 +279,7 @@ fn verdict(f: Facts<'_>) -> String {
             return format!(
                 "the {} is blocked: {}; it is not sent until that changes",
                 c.verb(),
-                crate::render::describe_reason(reason)
+                reason
             );
         }
         Some(Step::Planned(Change::Unassign { .. })) => {
@@ -305,10 +306,9 @@ fn verdict(f: Facts<'_>) -> String {
         }
         (Some(t), true) => format!("holds it {}, as declared: nothing to do", how(t)),
         (None, true) => match f.invite {
-            Some(Step::Blocked(_, reason)) => format!(
-                "not assigned: their invitation is blocked ({})",
-                crate::render::describe_reason(reason)
-            ),
+            Some(Step::Blocked(_, reason)) => {
+                format!("not assigned: their invitation is blocked ({})", reason)
+            }
             _ => "declared, but nothing is planned (see the findings)".to_owned(),
         },
         (Some(t), false) if !t.is_direct() => format!(

@@ -1096,3 +1096,57 @@ fn explain_refuses_what_it_cannot_answer() {
         "team 999 is not in the declaration (its teams: 100001)",
     ));
 }
+
+#[test]
+fn run_check_reports_the_setup_without_serving_or_creating_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let run_check = |decl: &str, token_file: &std::path::Path| {
+        let mut cmd = flexsync();
+        cmd.args(["run", decl, "--check", "--listen", "127.0.0.1:9464"])
+            .args(["--client-id", "app", "--client-secret-file"])
+            .arg(&secret)
+            .arg("--token-file")
+            .arg(token_file)
+            .arg("--audit-log")
+            .arg(state.join("audit.jsonl"))
+            .env_remove("FLEXSYNC_ACCESS_TOKEN")
+            .timeout(HANG_GUARD);
+        cmd
+    };
+    run_check("examples/full.yaml", &state.join("token.json"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "declaration: 1 file(s), 1 team(s)",
+        ))
+        .stdout(predicate::str::contains("listen: 127.0.0.1:9464\n"))
+        .stdout(predicate::str::contains(
+            "endpoints: /healthz /readyz /metrics /status\n",
+        ))
+        .stdout(predicate::str::contains("(absent: install one with"));
+    // Neither the token, nor the audit log, nor the probe was left behind.
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+
+    run_check(
+        "tests/fixtures/invalid/semantic.yaml",
+        &state.join("token.json"),
+    )
+    .assert()
+    .code(1)
+    .stdout("");
+    run_check("examples/full.yaml", &dir.path().join("a/b/c/token.json"))
+        .assert()
+        .success();
+    assert!(!dir.path().join("a").exists());
+    flexsync()
+        .args(["run", "examples/full.yaml", "--check", "--intervall", "5m"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "unexpected argument '--intervall'",
+        ));
+}

@@ -152,9 +152,17 @@ pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, ApiError> {
     if is_loopback(&config.api_url) {
         builder = builder.no_proxy();
     }
-    builder
-        .build()
-        .map_err(|e| ApiError::Config(format!("cannot build the HTTP client: {e}")))
+    builder.build().map_err(|e| {
+        // reqwest says only "builder error"; the cause (no CA certificates
+        // on this system, say) is further down the chain.
+        let mut message = format!("cannot build the HTTP client: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        ApiError::Config(message)
+    })
 }
 
 /// Hears about every HTTP answer (e.g. to count requests by operation and

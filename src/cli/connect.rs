@@ -114,7 +114,7 @@ pub(crate) fn state_dir() -> PathBuf {
         .join("flexsync")
 }
 
-fn default_token_file() -> PathBuf {
+pub(crate) fn default_token_file() -> PathBuf {
     state_dir().join("token.json")
 }
 

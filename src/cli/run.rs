@@ -1,5 +1,6 @@
 //! `flexsync run`: the service.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,17 @@ pub struct RunArgs {
     pub notify: super::notify::NotifyArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Check the setup and exit instead of serving: parse every flag, load
+    /// and validate the declaration (exit 1 with its diagnostics if
+    /// invalid), set up the HTTP client (CA certificates), check that the
+    /// token file's and the audit log's
+    /// directories are writable (by creating and removing an empty probe
+    /// file; the token file itself is only read, never created) and the
+    /// secret files readable, and print the address and endpoints it would
+    /// serve. No API call, no listener. For deployment checks: run it with
+    /// the service's own flags, as its user.
+    #[arg(long)]
+    pub check: bool,
 }
 
 fn parse_delay(s: &str) -> Result<Duration, String> {
@@ -84,6 +96,10 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
     }
     parse_duration(s)
 }
+
+/// How long SIGTERM waits for the writes in flight; supervisors must allow
+/// more (systemd's TimeoutStopSec, Kubernetes' terminationGracePeriodSeconds).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 /// The longest `--interval`, `--reread` and `--consistency-window`. A day
 /// is already far slower than drift repair is useful, and a bound keeps
@@ -115,23 +131,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn snapshot_token(args: &RunArgs) -> Result<Option<Secret>, Error> {
+    let Some(path) = &args.snapshot_token_file else {
+        return Ok(None);
+    };
+    let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
+    let token = token.trim().to_owned();
+    if token.len() < 16 {
+        return Err(Error::Input(format!(
+            "the snapshot token in {} is too short (at least 16 characters)",
+            path.display()
+        )));
+    }
+    Ok(Some(Secret::new(token)))
+}
+
 pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    if args.check {
+        return check(&args, connect);
+    }
     // Before connecting: a webhook that cannot work is a reason not to start.
     let notify = args.notify.settings()?;
-    let snapshot_token = match &args.snapshot_token_file {
-        Some(path) => {
-            let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
-            let token = token.trim().to_owned();
-            if token.len() < 16 {
-                return Err(Error::Input(format!(
-                    "the snapshot token in {} is too short (at least 16 characters)",
-                    path.display()
-                )));
-            }
-            Some(Secret::new(token))
-        }
-        None => None,
-    };
+    let snapshot_token = snapshot_token(&args)?;
     let metrics = Arc::new(Metrics::new());
     let notify = daemon::notify::start(notify, metrics.clone());
     let conn = connect.connect_observed(Some(metrics.clone())).await?;
@@ -172,7 +193,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         reread_every: args.reread,
         settle: args.settle,
         removal_delay: args.removal_delay,
-        shutdown_grace: Duration::from_secs(25),
+        shutdown_grace: SHUTDOWN_GRACE,
         audit,
         snapshot_token,
         notify,
@@ -184,6 +205,158 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     drop(conn);
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// `run --check`: what a start would read or need, without serving. Each
+/// line printed is `what: value`, so scripts can pick lines out.
+fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
+    let loaded = super::load_valid(&args.paths)?;
+    let users: usize = loaded.desired.teams.values().map(|t| t.users.len()).sum();
+    let mut lines = vec![format!(
+        "declaration: {} file(s), {} team(s), {users} user(s)",
+        loaded.files.len(),
+        loaded.desired.teams.len()
+    )];
+    let snapshot = snapshot_token(args)?.is_some();
+
+    if connect.sandbox {
+        lines.push("api: the embedded sandbox (--sandbox)".into());
+        let state = std::path::Path::new(super::sandbox::SANDBOX_STATE);
+        usable_dir(state, "the sandbox's state")?;
+    } else {
+        let config = crate::api::ClientConfig::new(&connect.api_url)?;
+        config.oauth_urls()?;
+        // Building the client reads the system's CA certificates; it makes
+        // no connection.
+        crate::api::http_client(&config)?;
+        lines.push(format!("api: {}", connect.api_url));
+        if std::env::var_os("FLEXSYNC_ACCESS_TOKEN").is_some_and(|t| !t.is_empty()) {
+            lines.push("login: FLEXSYNC_ACCESS_TOKEN (never refreshed)".into());
+        } else {
+            if connect.client_id.as_deref().is_none_or(str::is_empty) {
+                return Err(Error::Input(
+                    "no APS app: set FLEXSYNC_CLIENT_ID (or --client-id)".into(),
+                ));
+            }
+            match &connect.client_secret_file {
+                Some(path) => {
+                    super::connect::read_secret_file(path, "--client-secret-file")?;
+                }
+                None if std::env::var_os("FLEXSYNC_CLIENT_SECRET").is_some() => {}
+                None => {
+                    return Err(Error::Input(
+                        "no client secret: set --client-secret-file or FLEXSYNC_CLIENT_SECRET"
+                            .into(),
+                    ));
+                }
+            }
+            let token_file = connect
+                .token_file
+                .clone()
+                .unwrap_or_else(super::connect::default_token_file);
+            usable_dir(&token_file, "--token-file")?;
+            lines.push(format!(
+                "token file: {} ({})",
+                token_file.display(),
+                token_state(&token_file)?
+            ));
+        }
+    }
+    let audit = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| super::apply::default_audit_log(connect));
+    usable_dir(&audit, "--audit-log")?;
+    if audit.exists() {
+        // Appending is all a start does to it; opening writes nothing.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&audit)
+            .map_err(|e| Error::Input(format!("--audit-log {}: {e}", audit.display())))?;
+    }
+    lines.push(format!("audit log: {}", audit.display()));
+
+    let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(args.listen.as_str())
+        .map_err(|e| Error::Input(format!("--listen {}: {e}", args.listen)))?
+        .map(|a| a.to_string())
+        .collect();
+    lines.push(format!("listen: {}", addrs.join(" ")));
+    let mut endpoints = daemon::http::ENDPOINTS.to_vec();
+    if snapshot {
+        endpoints.extend(daemon::http::SNAPSHOT_ENDPOINTS);
+    }
+    lines.push(format!("endpoints: {}", endpoints.join(" ")));
+    lines.push(format!("shutdown grace: {}s", SHUTDOWN_GRACE.as_secs()));
+
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(0)
+}
+
+/// Whether the file's directory can take it: the directory (or, when
+/// missing, the nearest existing ancestor, under which the service would
+/// create it) accepts a new file. Probing with a real file answers for
+/// permissions, ACLs, read-only mounts and sandboxes (ProtectSystem=) alike.
+fn usable_dir(file: &std::path::Path, what: &str) -> Result<(), Error> {
+    let parent = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut dir = parent;
+    while !dir.exists() {
+        match dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(up) => dir = up,
+            None => {
+                dir = std::path::Path::new(".");
+                break;
+            }
+        }
+    }
+    let probe = dir.join(format!(".flexsync-check-{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => {
+            let missing = if dir == parent {
+                String::new()
+            } else {
+                format!(" ({} does not exist)", parent.display())
+            };
+            Err(Error::Input(format!(
+                "{what} {}: cannot create files in {}{missing}: {e}",
+                file.display(),
+                dir.display()
+            )))
+        }
+    }
+}
+
+/// The token file is read (a start reads it too), never created.
+fn token_state(path: &std::path::Path) -> Result<&'static str, Error> {
+    if !path.exists() {
+        return Ok("absent: install one with `flexsync login`");
+    }
+    let text = crate::input_file::read_text_capped(path, crate::api::auth::MAX_TOKEN_FILE_BYTES)
+        .map_err(|e| Error::Input(format!("--token-file {}: {e}", path.display())))?;
+    let tokens: crate::api::auth::Tokens = serde_json::from_str(&text).map_err(|e| {
+        Error::Input(format!(
+            "--token-file {}: not a token file written by `flexsync login` ({e})",
+            path.display()
+        ))
+    })?;
+    Ok(if tokens.refresh_token.is_some() {
+        "present"
+    } else {
+        "present, without a refresh token: it ends within the hour"
+    })
 }
 
 #[cfg(test)]

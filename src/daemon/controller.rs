@@ -313,13 +313,18 @@ impl Controller {
                 .first()
                 .map(|d| format!("{}: {}", d.place(), d.message)),
         });
-        let mut decl = self
-            .shared
-            .declaration
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        decl.valid = false;
-        decl.errors = loaded.diagnostics;
+        {
+            let mut decl = self
+                .shared
+                .declaration
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            decl.valid = false;
+            decl.errors = loaded.diagnostics;
+        }
+        // Else `systemctl status` keeps showing the line from before the
+        // files were read.
+        super::systemd::status(&self.shared.summary());
     }
 
     /// Starts every due pass that is not already running.

@@ -29,14 +29,23 @@ pub struct AppState {
     pub on_demand: Arc<OnDemand>,
 }
 
+/// What `router` always serves, in this order: liveness, readiness,
+/// metrics, status. `run --check` prints it, and deployment checks hold
+/// probes and scrape paths to it.
+pub const ENDPOINTS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/status"];
+/// Served only with a snapshot token (404 otherwise).
+pub const SNAPSHOT_ENDPOINTS: [&str; 2] = ["/snapshot", "/snapshot/{team}"];
+
 pub fn router(state: AppState) -> Router {
+    let [healthz_path, readyz_path, metrics_path, status_path] = ENDPOINTS;
+    let [snapshot_path, snapshot_team_path] = SNAPSHOT_ENDPOINTS;
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status))
-        .route("/snapshot", get(snapshot_all))
-        .route("/snapshot/{team}", get(snapshot_team))
+        .route(healthz_path, get(healthz))
+        .route(readyz_path, get(readyz))
+        .route(metrics_path, get(metrics))
+        .route(status_path, get(status))
+        .route(snapshot_path, get(snapshot_all))
+        .route(snapshot_team_path, get(snapshot_team))
         .with_state(state)
 }
 

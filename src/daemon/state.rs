@@ -147,6 +147,12 @@ impl Shared {
         let teams = self.teams();
         let count = |s: &str| teams.values().filter(|t| t.state == s).count();
         let decl = self.declaration();
+        if !decl.loaded && !decl.errors.is_empty() {
+            return format!(
+                "no valid declaration ({} problem(s), see the journal or /status): nothing is reconciled",
+                decl.errors.len()
+            );
+        }
         let mut line = format!(
             "{} team(s): {} converged, {} applied, {} drift, {} failing, {} degraded, {} suspended",
             teams.len(),
@@ -161,5 +167,34 @@ impl Shared {
             line.push_str("; declaration on disk INVALID, last good in force");
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_when_no_declaration_is_in_force() {
+        let shared = Shared::default();
+        assert!(shared.summary().starts_with("0 team(s)"));
+        shared.declaration.write().unwrap().errors = vec![Diagnostic::error(
+            "team.yaml",
+            7,
+            43,
+            "unknown product alias",
+        )];
+        assert_eq!(
+            shared.summary(),
+            "no valid declaration (1 problem(s), see the journal or /status): nothing is reconciled"
+        );
+        let mut decl = shared.declaration.write().unwrap();
+        decl.loaded = true;
+        drop(decl);
+        assert!(
+            shared
+                .summary()
+                .ends_with("; declaration on disk INVALID, last good in force")
+        );
     }
 }

@@ -355,6 +355,54 @@ impl BlockReason {
     }
 }
 
+impl std::fmt::Display for BlockReason {
+    /// One line for people: the renderers put it beside the blocked row.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            BlockReason::TeamNameMismatch { declared, live } => {
+                format!("declared team name {declared:?} differs from live name {live:?}")
+            }
+            BlockReason::NoSeat { total } => format!("no free seat (pool has {total})"),
+            BlockReason::PoolNotStarted { start } => format!("pool starts {start}"),
+            BlockReason::PoolExpired { end } => format!("pool ended {end}"),
+            BlockReason::RemovalGuard {
+                wanted,
+                limit,
+                max_unassign,
+                holders,
+            } => format!(
+                "removal guard: {wanted} unassignments > {limit} allowed (maxUnassign {max_unassign} of {holders} direct assignments today)"
+            ),
+            BlockReason::EmptyDeclaration => {
+                "nobody is declared for this product (policy.allowEmpty is off)".to_owned()
+            }
+            BlockReason::Suspended => "the team is suspended".to_owned(),
+            BlockReason::ProbableTypo { looks_like } => {
+                format!("probable typo: looks like {looks_like} (confirm with `replaces:`)")
+            }
+            BlockReason::InviteGuard {
+                wanted,
+                limit,
+                max_invite,
+                members,
+            } => format!(
+                "invitation guard: {wanted} invitations > {limit} allowed (maxInvite {max_invite} of {members} members)"
+            ),
+            BlockReason::RemovalDelay { until } => {
+                format!("removal delay: waits until {until} for the declaration to settle")
+            }
+            BlockReason::NothingAssignable => {
+                "none of the person's products can be assigned now".to_owned()
+            }
+            BlockReason::UnresolvedAlias => {
+                "the alias matches no single pool of the team (see the blocker listing them)"
+                    .to_owned()
+            }
+        };
+        f.write_str(&text)
+    }
+}
+
 /// Something reviewers must see.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
