@@ -144,6 +144,9 @@ class GitHub(Pipeline):
         self.assertEqual(outcomes["Fail on blockers"], "skipped")
         body = self.comment()
         self.assertTrue(body.startswith(MARKER + "\n### flexsync plan: 1 invite"), body)
+        # The snapshot is asked for the teams the pull request declares.
+        asked = [path for _, path, _ in self.forge.log if path.startswith("/files/snapshot")]
+        self.assertEqual(asked, ["/files/snapshot?teams=100001"])
 
     def test_blockers_comment_then_fail(self):
         self.declare("tests/fixtures/blocked.yaml")
