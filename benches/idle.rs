@@ -9,6 +9,8 @@
 
 #[path = "../tests/served/mod.rs"]
 mod served;
+#[path = "../tests/service_support/mod.rs"]
+mod service_support;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -86,23 +88,8 @@ async fn measure(users: u32, idle: Duration) -> (f64, f64, f64) {
     let s = Served::start_seeded(Some(&seed(users))).await;
     let decl = s.path("team.yaml");
     std::fs::write(&decl, declaration(users)).unwrap();
-    let mut child = Command::new(served::bin())
-        .current_dir(s.dir.path())
-        .args([
-            "run",
-            "--api-url",
-            &s.api_url,
-            "--client-id",
-            "flexsync-sandbox",
-            "--token-file",
-        ])
-        .arg(&s.token_file)
-        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+    let mut child = service_support::command(&s, &decl, &["--dry-run", "--interval", "1h"])
         .env("RUST_LOG", "warn")
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
-        .args(["--dry-run", "--interval", "1h", "--listen", "127.0.0.1:0"])
-        .args(["--audit-log", "audit.jsonl"])
-        .arg(&decl)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

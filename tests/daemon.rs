@@ -1,16 +1,16 @@
 //! `flexsync run` as a child process against a served sandbox.
 
 mod served;
+mod service_support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use served::Served;
+use service_support::{Service, eventually};
 
 const TEAM_A: &str = r#"version: 1
 team: { id: "100001", name: Example Engineering }
@@ -26,136 +26,17 @@ fn team_a_with_frank() -> String {
     format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n")
 }
 
-struct Service {
-    child: Child,
-    base: String,
-    logs: Arc<Mutex<String>>,
+/// The service with a 1 s interval (drift repaired within the tests'
+/// patience), logging at info.
+fn start(s: &Served, path: &Path, extra: &[&str]) -> Service {
+    start_logging(s, path, extra, "info")
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn start(s: &Served, path: &Path, extra: &[&str]) -> Service {
-        Self::start_logging(s, path, extra, "info")
-    }
-
-    /// The same, logging at `level` (RUST_LOG).
-    fn start_logging(s: &Served, path: &Path, extra: &[&str], level: &str) -> Service {
-        let mut cmd = std::process::Command::new(served::bin());
-        cmd.current_dir(s.dir.path())
-            .args([
-                "run",
-                "--api-url",
-                &s.api_url,
-                "--client-id",
-                "flexsync-sandbox",
-                "--token-file",
-            ])
-            .arg(&s.token_file)
-            .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
-            .env("RUST_LOG", level)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--interval",
-                "1s",
-                "--audit-log",
-                "audit.jsonl",
-            ])
-            .args(extra)
-            .arg(path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(String::new()));
-        let sink = logs.clone();
-        // Drain stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let text = logs.lock().unwrap().clone();
-            if let Some(i) = text.find("addr=") {
-                let rest = &text[i + 5..];
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "service did not start: {text}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Service {
-            child,
-            base: format!("http://{addr}"),
-            logs,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let r = http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// Waits until team 100001 is converged.
-    async fn converged(&self) {
-        eventually(10, "team 100001 converged", || async {
-            self.team("100001").await["state"] == "converged"
-        })
-        .await;
-    }
-
-    async fn status(&self) -> Value {
-        serde_json::from_str(&self.get("/status").await.1).unwrap()
-    }
-
-    async fn team(&self, id: &str) -> Value {
-        let s = self.status().await;
-        s["teams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == id)
-            .cloned()
-            .unwrap_or(Value::Null)
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-}
-
-/// Polls `check` until it holds or `secs` pass.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
+/// The same, logging at `level` (RUST_LOG).
+fn start_logging(s: &Served, path: &Path, extra: &[&str], level: &str) -> Service {
+    let mut args = vec!["--interval", "1s"];
+    args.extend_from_slice(extra);
+    Service::start(s, path, &args, level)
 }
 
 async fn holds(s: &Served, user_id: &str, product: &str) -> bool {
@@ -183,7 +64,7 @@ async fn converges_then_follows_edits_and_repairs_drift() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let svc = Service::start(&s, &dir, &[]);
+    let svc = start(&s, &dir, &[]);
 
     // Erin (US1000000005) gets Platform Services.
     eventually(10, "erin assigned", || {
@@ -239,8 +120,8 @@ async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     let file = declare(&dir, "a.yaml", TEAM_A);
-    let svc = Service::start(&s, &file, &[]);
-    svc.converged().await;
+    let svc = start(&s, &file, &[]);
+    svc.converged("100001").await;
 
     // Broken YAML that would otherwise add Frank.
     declare(
@@ -302,8 +183,8 @@ async fn a_configmap_data_swap_is_seen() {
     std::fs::write(mount.join("..2026_11_26_10_00_00.1/team.yaml"), TEAM_A).unwrap();
     std::os::unix::fs::symlink("..2026_11_26_10_00_00.1", mount.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/team.yaml", mount.join("team.yaml")).unwrap();
-    let svc = Service::start(&s, &mount.join("team.yaml"), &["--reread", "1h"]);
-    svc.converged().await;
+    let svc = start(&s, &mount.join("team.yaml"), &["--reread", "1h"]);
+    svc.converged("100001").await;
 
     std::fs::create_dir_all(mount.join("..2026_11_26_10_05_00.2")).unwrap();
     std::fs::write(
@@ -331,7 +212,7 @@ async fn one_failing_team_does_not_hold_up_another() {
         "c.yaml",
         "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
     );
-    let svc = Service::start(&s, &dir, &[]);
+    let svc = start(&s, &dir, &[]);
     eventually(10, "erin assigned", || {
         holds(&s, "US1000000005", "prod_flex_platform")
     })
@@ -365,7 +246,7 @@ async fn dry_run_and_suspend_apply_nothing() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let svc = Service::start(&s, &dir, &["--dry-run"]);
+    let svc = start(&s, &dir, &["--dry-run"]);
     eventually(10, "drift reported", || async {
         svc.team("100001").await["state"] == "drift"
     })
@@ -379,7 +260,7 @@ async fn dry_run_and_suspend_apply_nothing() {
     drop(svc);
 
     declare(&dir, "a.yaml", &format!("{TEAM_A}suspend: true\n"));
-    let svc = Service::start(&s, &dir, &[]);
+    let svc = start(&s, &dir, &[]);
     eventually(10, "suspended", || async {
         svc.team("100001").await["state"] == "suspended"
     })
@@ -402,12 +283,12 @@ async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
     declare(&dir, "a.yaml", TEAM_A);
     std::fs::write(s.path("snap-token"), "a-long-enough-snapshot-token\n").unwrap();
     let token_file = s.path("snap-token");
-    let svc = Service::start(
+    let svc = start(
         &s,
         &dir,
         &["--snapshot-token-file", token_file.to_str().unwrap()],
     );
-    svc.converged().await;
+    svc.converged("100001").await;
 
     let (_, text) = svc.get("/metrics").await;
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
@@ -465,8 +346,8 @@ async fn sigterm_stops_cleanly() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let mut svc = Service::start(&s, &dir, &[]);
-    svc.converged().await;
+    let mut svc = start(&s, &dir, &[]);
+    svc.converged("100001").await;
     let pid = svc.child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -510,7 +391,7 @@ async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let svc = Service::start(&s, &dir, &[]);
+    let svc = start(&s, &dir, &[]);
     eventually(10, "erin assigned", || {
         holds(&s, "US1000000005", "prod_flex_platform")
     })
@@ -541,8 +422,8 @@ async fn a_git_sync_style_directory_swap_is_seen() {
     std::fs::create_dir_all(root.join("rev1")).unwrap();
     std::fs::write(root.join("rev1/a.yaml"), TEAM_A).unwrap();
     std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
-    let svc = Service::start(&s, &root.join("current"), &["--reread", "1h"]);
-    svc.converged().await;
+    let svc = start(&s, &root.join("current"), &["--reread", "1h"]);
+    svc.converged("100001").await;
 
     std::fs::create_dir_all(root.join("rev2")).unwrap();
     std::fs::write(root.join("rev2/a.yaml"), team_a_with_frank()).unwrap();
@@ -610,7 +491,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     let file = declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
-    let svc = Service::start(
+    let svc = start(
         &s,
         &dir,
         &[
@@ -622,7 +503,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
             "1h",
         ],
     );
-    svc.converged().await;
+    svc.converged("100001").await;
     assert_eq!(ps_holders(&s).await, ALL_FIVE);
 
     // The file is rewritten in place in two parts, with a pause longer than
@@ -684,7 +565,7 @@ async fn an_edit_reverted_within_the_delay_removes_nobody() {
     std::fs::create_dir_all(root.join("rev1")).unwrap();
     std::fs::write(root.join("rev1/a.yaml"), pruned_team(&EVERYONE)).unwrap();
     std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
-    let svc = Service::start(
+    let svc = start(
         &s,
         &root.join("current"),
         &[
@@ -696,7 +577,7 @@ async fn an_edit_reverted_within_the_delay_removes_nobody() {
             "1h",
         ],
     );
-    svc.converged().await;
+    svc.converged("100001").await;
 
     let swap = |rev: &str, people: &[&str]| {
         std::fs::create_dir_all(root.join(rev)).unwrap();
@@ -727,7 +608,7 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
-    let svc = Service::start(
+    let svc = start(
         &s,
         &dir,
         &[
@@ -739,7 +620,7 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
             "1h",
         ],
     );
-    svc.converged().await;
+    svc.converged("100001").await;
     // Every write now takes 1.5 s; the next declaration removes three people.
     s.faults(json!({ "latencyMs": 1500, "writesOnly": true }))
         .await;
@@ -779,8 +660,8 @@ async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_se
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let mut svc = Service::start(&s, &dir, &[]);
-    svc.converged().await;
+    let mut svc = start(&s, &dir, &[]);
+    svc.converged("100001").await;
 
     // A FIFO named like a declaration used to hang the reload for good.
     let fifo = dir.join("pipe.yaml");
@@ -836,8 +717,8 @@ async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_se
 async fn an_edit_is_seen_through(name: &str, setup: impl FnOnce(&Path), edit: impl FnOnce(&Path)) {
     let s = Served::start().await;
     setup(s.dir.path());
-    let svc = Service::start(&s, Path::new(name), &["--reread", "1h"]);
-    svc.converged().await;
+    let svc = start(&s, Path::new(name), &["--reread", "1h"]);
+    svc.converged("100001").await;
     edit(s.dir.path());
     eventually(10, "the edit applied without a re-read", || {
         holds(&s, "US1000000006", "prod_flex_platform")
@@ -901,7 +782,7 @@ async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_f
         "a.yaml",
         "version: 1\nteam: { id: \"100001\" }\nusers: [ {email: nope} ]\n",
     );
-    let svc = Service::start(&s, &dir, &["--reread", "1h"]);
+    let svc = start(&s, &dir, &["--reread", "1h"]);
     eventually(10, "the problem is on /readyz", || async {
         let (code, body) = svc.get("/readyz").await;
         code == 200 && body.contains("no valid declaration")
@@ -929,7 +810,7 @@ async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_f
     assert_eq!(code, 200);
 
     declare(&dir, "a.yaml", TEAM_A);
-    svc.converged().await;
+    svc.converged("100001").await;
     let (_, metrics) = svc.get("/metrics").await;
     assert!(
         metrics.contains("flexsync_declaration_loaded 1"),
@@ -957,21 +838,8 @@ async fn under_the_journal_error_lines_carry_their_priority() {
     let log = s.path("journal.log");
     let file = std::fs::File::create(&log).unwrap();
     let meta = file.metadata().unwrap();
-    let mut child = std::process::Command::new(served::bin())
-        .current_dir(s.dir.path())
-        .args([
-            "run",
-            "--api-url",
-            &s.api_url,
-            "--client-id",
-            "flexsync-sandbox",
-            "--token-file",
-        ])
-        .arg(&s.token_file)
-        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+    let mut child = service_support::command(&s, &dir, &[])
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
-        .arg(&dir)
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()
@@ -1004,8 +872,8 @@ async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_rest
     let dir = s.path("teams");
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
-    let svc = Service::start(&s, &dir, &["--reread", "1h"]);
-    svc.converged().await;
+    let svc = start(&s, &dir, &["--reread", "1h"]);
+    svc.converged("100001").await;
 
     // 16 days later the refresh token has expired (they live 15 days).
     s.admin(
@@ -1099,7 +967,7 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
-    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
+    let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     eventually(10, "erin assigned", || {
         holds(&s, "US1000000005", "prod_flex_platform")
     })
@@ -1149,8 +1017,8 @@ async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_
     std::fs::create_dir(&dir).unwrap();
     declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
-    let svc = Service::start(&s, &dir, &[&flags[0], &flags[1]]);
-    svc.converged().await;
+    let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
+    svc.converged("100001").await;
 
     // The pull request declares 100001 (on main), 100002 (administered, not
     // declared yet), 100003 (not administered) and 999999 (no such team).
@@ -1269,7 +1137,7 @@ async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certific
     let (cert_file, key_file) = (s.path("tls.crt"), s.path("tls.key"));
     std::fs::write(&cert_file, &cert_a).unwrap();
     std::fs::write(&key_file, &key_a).unwrap();
-    let svc = Service::start_logging(
+    let svc = start_logging(
         &s,
         &dir,
         &[

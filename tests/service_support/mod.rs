@@ -26,26 +26,33 @@ impl Drop for Service {
     }
 }
 
+/// `flexsync run` on `path` against the served sandbox, listening on a free
+/// loopback port, with `extra` flags; stdio is the caller's to set.
+pub fn command(s: &Served, path: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(served::bin());
+    cmd.current_dir(s.dir.path())
+        .args([
+            "run",
+            "--api-url",
+            &s.api_url,
+            "--client-id",
+            "flexsync-sandbox",
+            "--token-file",
+        ])
+        .arg(&s.token_file)
+        .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
+        .env_remove("FLEXSYNC_ACCESS_TOKEN")
+        .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
+        .args(extra)
+        .arg(path);
+    cmd
+}
+
 impl Service {
     /// `flexsync run` on `path` with `extra` flags, logging at `log_level`.
     pub fn start(s: &Served, path: &Path, extra: &[&str], log_level: &str) -> Service {
-        let mut cmd = std::process::Command::new(served::bin());
-        cmd.current_dir(s.dir.path())
-            .args([
-                "run",
-                "--api-url",
-                &s.api_url,
-                "--client-id",
-                "flexsync-sandbox",
-                "--token-file",
-            ])
-            .arg(&s.token_file)
-            .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
-            .env_remove("FLEXSYNC_ACCESS_TOKEN")
-            .env("RUST_LOG", log_level)
-            .args(["--listen", "127.0.0.1:0", "--audit-log", "audit.jsonl"])
-            .args(extra)
-            .arg(path)
+        let mut cmd = command(s, path, extra);
+        cmd.env("RUST_LOG", log_level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
