@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use owo_colors::{OwoColorize, Style};
 use serde::Serialize;
 
-use super::{Context, Source, describe_reason, full_name};
+use super::{Context, describe_reason, full_name};
 use crate::explain::{Asker, Explanation, ProductExplanation, Step, TeamExplanation};
 use crate::plan::{Change, Severity};
 
@@ -197,18 +197,8 @@ fn product_text(
 struct JsonExplanation<'a> {
     format_version: u32,
     email: &'a str,
-    source: JsonSource<'a>,
+    source: super::json::JsonSource<'a>,
     teams: Vec<JsonTeam<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonSource<'a> {
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    captured_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -337,23 +327,7 @@ fn holding_code(t: crate::model::AssignmentType) -> &'static str {
 }
 
 pub fn json(e: &Explanation, ctx: &Context, out: &mut dyn Write) -> io::Result<()> {
-    let source = match &ctx.source {
-        Source::Live { api_url } => JsonSource {
-            kind: "live",
-            location: Some(api_url),
-            captured_at: None,
-        },
-        Source::Sandbox => JsonSource {
-            kind: "sandbox",
-            location: None,
-            captured_at: None,
-        },
-        Source::Snapshot { file, captured_at } => JsonSource {
-            kind: "snapshot",
-            location: Some(file),
-            captured_at: captured_at.map(|t| t.to_string()),
-        },
-    };
+    let source = super::json::source(ctx);
     let teams = e
         .teams
         .iter()

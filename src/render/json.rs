@@ -59,9 +59,11 @@ struct JsonPlan<'a> {
     teams: Vec<JsonTeam<'a>>,
 }
 
+/// Where the observed state came from; the explanation's JSON has the same
+/// block.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonSource<'a> {
+pub(super) struct JsonSource<'a> {
     /// `live`, `sandbox` or `snapshot`.
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,8 +154,8 @@ struct JsonSeats<'a> {
     short: u64,
 }
 
-pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()> {
-    let source = match &ctx.source {
+pub(super) fn source(ctx: &Context) -> JsonSource<'_> {
+    match &ctx.source {
         Source::Live { api_url } => JsonSource {
             kind: "live",
             location: Some(api_url),
@@ -169,7 +171,11 @@ pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()>
             location: Some(file),
             captured_at: captured_at.map(|t| t.to_string()),
         },
-    };
+    }
+}
+
+pub fn render(plan: &Plan, ctx: &Context, out: &mut dyn Write) -> io::Result<()> {
+    let source = source(ctx);
     let totals = plan.summary();
     let doc = JsonPlan {
         format_version: FORMAT_VERSION,
