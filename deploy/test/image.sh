@@ -193,6 +193,24 @@ wc -l <"$STATE/audit.jsonl" | sed 's/^/  audit lines: /'
 check "metrics: flexsync_declaration_loaded 1" sh -c "$(printf '%q ' "${NET[@]}") curl -s $SERVICE_URL/metrics | grep -qx 'flexsync_declaration_loaded 1'"
 check "metrics: flexsync_login_valid 1" sh -c "$(printf '%q ' "${NET[@]}") curl -s $SERVICE_URL/metrics | grep -qx 'flexsync_login_valid 1'"
 
+# deploy/kubernetes/README.md's re-login: a login made elsewhere, installed
+# into the running pod with `kubectl exec -i … -- flexsync login --from-file -`.
+token_path=$(printf '%s\n' "${args[@]}" | sed -n 's/^--token-file=//p')
+[ -n "$token_path" ] || fail "the pod's args name no --token-file"
+sandbox_login "$work/fresh-token.json" "$API"
+relogin() {
+  "${PODMAN[@]}" exec -i "$NAME" flexsync login --from-file - --token-file "$token_path" \
+    <"$work/fresh-token.json" >/dev/null
+}
+check "kubectl exec -i … -- flexsync login --from-file - (as podman exec): installed" relogin
+installed() {
+  [ "$(json_get "d['refreshToken']" <"$work/fresh-token.json")" = \
+    "$(json_get "d['refreshToken']" <"$STATE/token.json")" ] &&
+    [ "$(stat -c %u "$STATE/token.json")" = "$uid" ]
+}
+check "the pod's token file holds the new login, still owned by the pod's user" installed
+check "metrics: flexsync_login_valid 1 after the re-login" sh -c "$(printf '%q ' "${NET[@]}") curl -s $SERVICE_URL/metrics | grep -qx 'flexsync_login_valid 1'"
+
 log "podman stop (SIGTERM)"
 t=$(date +%s)
 "${PODMAN[@]}" stop -t 30 "$NAME" >/dev/null

@@ -116,9 +116,9 @@ EOF
 sandbox_login() {
   local token=$1 api=$2 err url location pid
   err=$(mktemp)
-  "${NET[@]}" env FLEXSYNC_CLIENT_SECRET="$SANDBOX_CLIENT_SECRET" "$FLEXSYNC" --api-url "$api" \
-    --client-id "$SANDBOX_CLIENT_ID" --token-file "$token" \
-    login --no-browser --callback-url http://127.0.0.1:0/callback 2>"$err" &
+  "${NET[@]}" env FLEXSYNC_CLIENT_SECRET="$SANDBOX_CLIENT_SECRET" "$FLEXSYNC" login \
+    --api-url "$api" --client-id "$SANDBOX_CLIENT_ID" --token-file "$token" \
+    --no-browser --callback-url http://127.0.0.1:0/callback 2>"$err" &
   pid=$!
   for _ in $(seq 100); do
     url=$(grep -o 'http://[^ ]*/authentication/v2/authorize?[^ ]*' "$err" || true)
