@@ -106,10 +106,38 @@ pub struct SavedPool {
     pub name: String,
 }
 
+/// A saved change's write. An unknown action is a parse error, not a
+/// change that falls through to some default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavedAction {
+    Invite,
+    Assign,
+    Unassign,
+}
+
+impl SavedAction {
+    /// The word the file format uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SavedAction::Invite => "invite",
+            SavedAction::Assign => "assign",
+            SavedAction::Unassign => "unassign",
+        }
+    }
+}
+
+impl std::fmt::Display for SavedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `{:<8}` and the like pad what is written here.
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SavedChange {
-    pub action: String,
+    pub action: SavedAction,
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -283,7 +311,9 @@ impl SavedPlan {
                 "saved-plan format {version} is not supported (this flexsync writes and reads format {FORMAT_VERSION}); plan again"
             )));
         }
-        let saved: SavedPlan = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        // Parsed again from the text, not from `value`, so the error carries
+        // the line and column of the offending field.
+        let saved: SavedPlan = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if saved.tool_version != env!("CARGO_PKG_VERSION") {
             return Err(PlanFileError::Version {
                 file: file.to_owned(),
@@ -471,7 +501,11 @@ fn save_change(c: &Change, facts: &Facts<'_>) -> SavedChange {
         Change::Unassign { user_id, .. } => (Some(user_id.0.clone()), None, None),
     };
     SavedChange {
-        action: c.verb().to_owned(),
+        action: match c {
+            Change::Invite { .. } => SavedAction::Invite,
+            Change::Assign { .. } => SavedAction::Assign,
+            Change::Unassign { .. } => SavedAction::Unassign,
+        },
         email: c.email().to_string(),
         user_id,
         first_name,
@@ -489,7 +523,7 @@ fn self_consistency(t: &SavedTeam, what: &mut Vec<String>) {
     let invited: std::collections::BTreeSet<&str> = t
         .changes
         .iter()
-        .filter(|c| c.action == "invite")
+        .filter(|c| c.action == SavedAction::Invite)
         .map(|c| c.email.as_str())
         .collect();
     for c in &t.changes {
@@ -501,8 +535,8 @@ fn self_consistency(t: &SavedTeam, what: &mut Vec<String>) {
                 "{label}: product `{alias}` is not one of the plan's products"
             ));
         }
-        match c.action.as_str() {
-            "unassign" => {
+        match c.action {
+            SavedAction::Unassign => {
                 unassigns += 1;
                 if !t.policy.prune {
                     what.push(format!("{label}: the plan's policy has prune off"));
@@ -518,8 +552,8 @@ fn self_consistency(t: &SavedTeam, what: &mut Vec<String>) {
                     ));
                 }
             }
-            "invite" => invites += 1,
-            "assign" if c.user_id.is_none() && !invited.contains(c.email.as_str()) => {
+            SavedAction::Invite => invites += 1,
+            SavedAction::Assign if c.user_id.is_none() && !invited.contains(c.email.as_str()) => {
                 what.push(format!("{label}: no user id and no invitation in the plan"));
             }
             _ => {}
@@ -651,18 +685,18 @@ fn load_change(t: &SavedTeam, s: &SavedChange) -> Result<Change, String> {
             name: pool.name.clone(),
         })
     };
-    match s.action.as_str() {
-        "invite" => Ok(Change::Invite {
+    match s.action {
+        SavedAction::Invite => Ok(Change::Invite {
             email,
             first_name: s.first_name.clone(),
             last_name: s.last_name.clone(),
         }),
-        "assign" => Ok(Change::Assign {
+        SavedAction::Assign => Ok(Change::Assign {
             email,
             user_id: s.user_id.clone().map(UserId),
             product: Arc::new(product()?),
         }),
-        "unassign" => Ok(Change::Unassign {
+        SavedAction::Unassign => Ok(Change::Unassign {
             email,
             user_id: UserId(
                 s.user_id
@@ -671,7 +705,6 @@ fn load_change(t: &SavedTeam, s: &SavedChange) -> Result<Change, String> {
             ),
             product: Arc::new(product()?),
         }),
-        other => Err(format!("unknown action {other:?}")),
     }
 }
 

@@ -7,7 +7,7 @@ mod served;
 
 use flexsync::model::{Email, UserId};
 use flexsync::plan::{self, Change, Facts, ProductRef};
-use flexsync::planfile::{SavedChange, SavedPlan};
+use flexsync::planfile::{SavedAction, SavedChange, SavedPlan};
 use flexsync::snapshot::Snapshot;
 use predicates::prelude::*;
 use served::{Served, example};
@@ -65,7 +65,7 @@ fn forged_unassign(
         }),
     };
     SavedChange {
-        action: "unassign".into(),
+        action: SavedAction::Unassign,
         email: email.into(),
         user_id: Some(user.into()),
         first_name: None,
@@ -154,7 +154,7 @@ async fn another_team_or_another_persons_id_is_refused() {
     let c = q.teams[0]
         .changes
         .iter_mut()
-        .find(|c| c.action == "unassign")
+        .find(|c| c.action == SavedAction::Unassign)
         .unwrap();
     c.user_id = Some("US1000000001".into());
     q.seal(None);
@@ -257,4 +257,27 @@ async fn with_a_plan_key_only_key_holders_make_plans_apply_accepts() {
             .unwrap()
             .starts_with("hmac-sha256:")
     }));
+}
+
+#[tokio::test]
+async fn an_unknown_action_is_an_error_naming_it_not_a_default() {
+    let s = Served::start().await;
+    save(&s, "t1.plan", &[]);
+    let text = std::fs::read_to_string(s.path("t1.plan")).unwrap();
+    assert!(text.contains("\"action\": \"assign\""), "{text}");
+    // Refused when the file is read, before any check or rendering can
+    // take the odd word for some other action.
+    let edited = text.replacen("\"action\": \"assign\"", "\"action\": \"remove\"", 1);
+    std::fs::write(s.path("odd.plan"), edited).unwrap();
+    s.cmd()
+        .args(["apply", "--audit-log", "audit.jsonl", "odd.plan"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("odd.plan"))
+        .stderr(predicate::str::contains("unknown variant `remove`"))
+        .stderr(predicate::str::contains("at line"));
+    assert!(
+        s.audit_lines().is_empty(),
+        "an unreadable plan sent something"
+    );
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{human_age, markdown::escape, summary_line};
 use crate::model::Limit;
 use crate::plan::Summary;
-use crate::planfile::{SavedChange, SavedPlan, SavedTeam};
+use crate::planfile::{SavedAction, SavedChange, SavedPlan, SavedTeam};
 
 /// Bump when a consumer's parser would break.
 pub const FORMAT_VERSION: u32 = 1;
@@ -104,11 +104,10 @@ impl Shown<'_> {
 fn team_summary(t: &SavedTeam) -> Summary {
     let mut s = Summary::default();
     for c in &t.changes {
-        match c.action.as_str() {
-            "invite" => s.invite += 1,
-            "assign" => s.assign += 1,
-            "unassign" => s.unassign += 1,
-            _ => {}
+        match c.action {
+            SavedAction::Invite => s.invite += 1,
+            SavedAction::Assign => s.assign += 1,
+            SavedAction::Unassign => s.unassign += 1,
         }
     }
     s
@@ -145,16 +144,16 @@ fn made_at(saved: &SavedPlan) -> String {
 /// "assign   autocad to frank@contractor.example.net".
 fn describe(c: &SavedChange) -> String {
     let product = c.product.as_deref().unwrap_or("?");
-    match c.action.as_str() {
-        "invite" => {
+    match c.action {
+        SavedAction::Invite => {
             let name = crate::render::full_name(&c.first_name, &c.last_name);
             match name {
                 Some(name) => format!("{:<8} {} ({name})", c.action, c.email),
                 None => format!("{:<8} {}", c.action, c.email),
             }
         }
-        "unassign" => format!("{:<8} {product} from {}", c.action, c.email),
-        _ => format!("{:<8} {product} to {}", c.action, c.email),
+        SavedAction::Unassign => format!("{:<8} {product} from {}", c.action, c.email),
+        SavedAction::Assign => format!("{:<8} {product} to {}", c.action, c.email),
     }
 }
 
@@ -213,7 +212,11 @@ pub fn text(shown: &Shown<'_>, color: bool, out: &mut dyn Write) -> io::Result<(
         writeln!(out, "  products: {}", products.join("; "))?;
         writeln!(out)?;
         for c in &t.changes {
-            let sign = if c.action == "unassign" { "-" } else { "+" };
+            let sign = if c.action == SavedAction::Unassign {
+                "-"
+            } else {
+                "+"
+            };
             writeln!(out, "  {sign} {}", describe(c))?;
         }
         writeln!(out)?;
@@ -273,7 +276,11 @@ pub fn markdown(shown: &Shown<'_>, out: &mut dyn Write) -> io::Result<()> {
         let _ = writeln!(s, "Policy: {}.\n", escape(&policy_line(t)));
         s.push_str("| | Action | Person | Product |\n|---|---|---|---|\n");
         for c in t.changes.iter().take(MAX_ROWS) {
-            let sign = if c.action == "unassign" { "➖" } else { "➕" };
+            let sign = if c.action == SavedAction::Unassign {
+                "➖"
+            } else {
+                "➕"
+            };
             let product = c
                 .product
                 .as_ref()
@@ -289,7 +296,7 @@ pub fn markdown(shown: &Shown<'_>, out: &mut dyn Write) -> io::Result<()> {
             let _ = writeln!(
                 s,
                 "| {sign} | {} | {person} | {product} |",
-                escape(&c.action)
+                c.action.as_str()
             );
         }
         if t.changes.len() > MAX_ROWS {
@@ -447,7 +454,7 @@ pub fn json(shown: &Shown<'_>, out: &mut dyn Write) -> io::Result<()> {
                     .changes
                     .iter()
                     .map(|c| JsonChange {
-                        action: &c.action,
+                        action: c.action.as_str(),
                         email: &c.email,
                         user_id: c.user_id.as_deref(),
                         first_name: c.first_name.as_deref(),
