@@ -23,7 +23,7 @@ pub struct TeamLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub team: String,
-    /// `success`, `failure`, `dry_run`, `suspended`.
+    /// `success`, `failure`, `dry_run`, `suspended`, `superseded`.
     pub result: String,
 }
 

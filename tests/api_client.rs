@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use client_support::start;
-use flexsync::api::{ApiError, Assigned, ClientConfig, ReadHint, Unassigned};
+use flexsync::api::{ApiError, Assigned, ClientConfig, ReadHint, Unassigned, UserStrategy};
 use flexsync::model::{AssignmentType, Email, ProductId, TeamId, UserId};
 use flexsync::sandbox::FaultSettings;
 
@@ -27,7 +27,7 @@ async fn reading_a_team_costs_the_documented_minimum_of_calls() {
     assert_eq!(observed.users.len(), 141);
     assert_eq!(observed.name, "Example Manufacturing");
     assert_eq!(stats.calls, 2 + 1 + 1);
-    assert_eq!(stats.user_strategy, "list");
+    assert_eq!(stats.user_strategy, UserStrategy::List);
     // List Teams is paid from the per-client bucket, not the team's.
     assert_eq!(client.stats("100002").calls.load(Ordering::Relaxed), 4);
 }
@@ -44,7 +44,7 @@ async fn a_small_declaration_in_a_big_team_looks_people_up_by_email() {
     // The holders of assignments are not all declared, so the client must
     // fall back to listing: lookups are only kept when they cover everyone.
     assert_eq!(observed.users.len(), 141);
-    assert_eq!(stats.user_strategy, "list");
+    assert_eq!(stats.user_strategy, UserStrategy::List);
     // Three holders, one declared person: no lookup is spent before listing.
     assert_eq!(stats.calls, 4);
 
@@ -59,7 +59,7 @@ async fn a_small_declaration_in_a_big_team_looks_people_up_by_email() {
         known_users: Some(250),
     };
     let (observed, stats) = client.fetch_observed(&team("100003"), &hint).await.unwrap();
-    assert_eq!(stats.user_strategy, "email lookups");
+    assert_eq!(stats.user_strategy, UserStrategy::EmailLookups);
     assert_eq!(stats.calls, 3);
     assert_eq!(observed.users[0].email.as_str(), "gina@example.org");
 }

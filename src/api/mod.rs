@@ -200,11 +200,20 @@ pub enum Unassigned {
 }
 
 /// How one team's state was read, for the plan's cost line.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadStats {
     pub calls: u64,
-    /// `list` or `email lookups`.
-    pub user_strategy: &'static str,
+    pub user_strategy: UserStrategy,
+}
+
+/// How a read found the team's people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStrategy {
+    /// Every member, page by page: the read also tells the team's size.
+    List,
+    /// One lookup per declared email: cheaper for a few people in a big
+    /// team, blind to everyone else.
+    EmailLookups,
 }
 
 /// What a read needs to know to choose the cheapest way.
@@ -913,11 +922,11 @@ impl Client {
                 .users_by_email(team, &hint.emails, &assignments)
                 .await?
             {
-                Some(users) => (users, "email lookups"),
-                None => (self.list_users(team, None).await?, "list"),
+                Some(users) => (users, UserStrategy::EmailLookups),
+                None => (self.list_users(team, None).await?, UserStrategy::List),
             }
         } else {
-            (self.list_users(team, None).await?, "list")
+            (self.list_users(team, None).await?, UserStrategy::List)
         };
         let calls = stats.calls.load(Ordering::Relaxed) - before;
         Ok((

@@ -19,7 +19,7 @@ use super::consistency::Expectations;
 use super::notify::Observation;
 use super::reconcile::{self, Pass, PassResult};
 use super::schedule::TeamSchedule;
-use super::state::Shared;
+use super::state::{Shared, TeamState};
 use super::{Settings, systemd};
 use crate::api::Client;
 use crate::apply::Halt;
@@ -442,11 +442,10 @@ impl Controller {
                 Ok(()) => t.last_success = Some(now),
                 Err(e) => {
                     t.state = if schedule.degraded {
-                        "degraded"
+                        TeamState::Degraded
                     } else {
-                        "failing"
-                    }
-                    .into();
+                        TeamState::Failing
+                    };
                     t.last_error = Some(e.clone());
                 }
             }

@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use super::consistency::Expectations;
 use super::notify::{Notifier, Observation, PlanSignals};
 use super::previews::Publisher;
-use super::state::{AppliedCounts, PlanCounts, Shared};
-use crate::api::{ApiError, Client, ReadHint};
+use super::state::{AppliedCounts, PlanCounts, Shared, TeamState};
+use crate::api::{ApiError, Client, ReadHint, UserStrategy};
 use crate::apply::{self, Both, Halt, Observer};
 use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
@@ -91,7 +91,7 @@ pub async fn run(mut pass: Pass) -> PassResult {
     // first step, so the rate-limit alert would miss it.
     drop(pass.metrics.rate_limited.get_or_create(&label));
     let result = match &outcome {
-        Ok(kind) => kind,
+        Ok(end) => end.label(),
         Err(_) => "failure",
     };
     pass.metrics
@@ -116,11 +116,32 @@ pub async fn run(mut pass: Pass) -> PassResult {
     }
 }
 
-/// `Ok` carries the metrics label of a successful pass.
-async fn run_inner(
-    pass: &mut Pass,
-    hold_until: &mut Option<Timestamp>,
-) -> Result<&'static str, String> {
+/// How a pass that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PassEnd {
+    /// Converged, or every change made.
+    Success,
+    /// `suspend: true`: planned, nothing sent.
+    Suspended,
+    /// --dry-run: planned, nothing sent.
+    DryRun,
+    /// The declaration changed mid-pass; the team runs again at once.
+    Superseded,
+}
+
+impl PassEnd {
+    /// The `result` label of `flexsync_reconciles_total`.
+    fn label(self) -> &'static str {
+        match self {
+            PassEnd::Success => "success",
+            PassEnd::Suspended => "suspended",
+            PassEnd::DryRun => "dry_run",
+            PassEnd::Superseded => "superseded",
+        }
+    }
+}
+
+async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Result<PassEnd, String> {
     let id = pass.team.id.clone();
     let client = pass.client.clone();
     let hint = ReadHint {
@@ -146,7 +167,7 @@ async fn run_inner(
     let now = client.clock().now();
     // Only a full listing tells the team's size; lookups see the declared
     // people only.
-    if stats.user_strategy == "list" {
+    if stats.user_strategy == UserStrategy::List {
         pass.known_users = Some(observed_team.users.len() as u64);
     }
     // Kept for /snapshot only, which lays the service's acknowledged writes
@@ -212,15 +233,15 @@ async fn run_inner(
 
     if pass.team.suspended {
         pass.shared
-            .update_team(&id, |t| t.state = "suspended".into());
-        return Ok("suspended");
+            .update_team(&id, |t| t.state = TeamState::Suspended);
+        return Ok(PassEnd::Suspended);
     }
     if team_plan.changes.is_empty() {
         pass.shared.update_team(&id, |t| {
-            t.state = "converged".into();
+            t.state = TeamState::Converged;
             t.last_error = None;
         });
-        return Ok("success");
+        return Ok(PassEnd::Success);
     }
     if pass.dry_run {
         // A few examples, then the count: a big drift must not flood the log.
@@ -230,10 +251,10 @@ async fn run_inner(
         }
         tracing::info!(team = %id, invite = summary.invite, assign = summary.assign, unassign = summary.unassign, "drift (dry run, not applied): {} change(s) in all", summary.changes());
         pass.shared.update_team(&id, |t| {
-            t.state = "drift".into();
+            t.state = TeamState::Drift;
             t.last_error = None;
         });
-        return Ok("dry_run");
+        return Ok(PassEnd::DryRun);
     }
 
     let saved = SavedPlan::new(
@@ -292,7 +313,7 @@ async fn run_inner(
         // Not a failure: the controller runs the team again at once, with
         // the new declaration.
         tracing::info!(team = %id, "pass stopped: the declaration changed; planning again");
-        return Ok("superseded");
+        return Ok(PassEnd::Superseded);
     }
     let tally = report.tally();
     // What is left to do now, not what the plan wanted before the apply.
@@ -333,10 +354,10 @@ async fn run_inner(
         )),
         None => {
             pass.shared.update_team(&id, |t| {
-                t.state = "applied".into();
+                t.state = TeamState::Applied;
                 t.last_error = None;
             });
-            Ok("success")
+            Ok(PassEnd::Success)
         }
     }
 }

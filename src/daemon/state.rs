@@ -34,9 +34,7 @@ pub struct DeclarationStatus {
 pub struct TeamStatus {
     pub id: String,
     pub name: Option<String>,
-    /// `pending`, `converged`, `drift` (dry run), `applied`, `failing`,
-    /// `degraded`, `suspended`.
-    pub state: String,
+    pub state: TeamState,
     pub last_run: Option<Timestamp>,
     pub next_run: Option<Timestamp>,
     pub last_success: Option<Timestamp>,
@@ -71,9 +69,60 @@ pub struct AppliedCounts {
     pub skipped: usize,
 }
 
+/// Where a team stands after its last pass; /status and STATUS= show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamState {
+    /// Not reconciled yet.
+    #[default]
+    Pending,
+    /// Nothing to change.
+    Converged,
+    /// Changes wanted, not made: the service runs with --dry-run.
+    Drift,
+    /// Every change of the last pass was made.
+    Applied,
+    /// The last pass failed; it is retried with backoff.
+    Failing,
+    /// Failed so often that it is retried at the slowest pace only.
+    Degraded,
+    /// `suspend: true` in the declaration.
+    Suspended,
+}
+
+impl TeamState {
+    /// In the order STATUS= counts them.
+    const SETTLED: [TeamState; 6] = [
+        TeamState::Converged,
+        TeamState::Applied,
+        TeamState::Drift,
+        TeamState::Failing,
+        TeamState::Degraded,
+        TeamState::Suspended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamState::Pending => "pending",
+            TeamState::Converged => "converged",
+            TeamState::Drift => "drift",
+            TeamState::Applied => "applied",
+            TeamState::Failing => "failing",
+            TeamState::Degraded => "degraded",
+            TeamState::Suspended => "suspended",
+        }
+    }
+}
+
+impl std::fmt::Display for TeamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 impl TeamStatus {
     pub fn failing(&self) -> bool {
-        matches!(self.state.as_str(), "failing" | "degraded")
+        matches!(self.state, TeamState::Failing | TeamState::Degraded)
     }
 }
 
@@ -129,7 +178,7 @@ impl Shared {
         let mut teams = self.teams.write().unwrap_or_else(|p| p.into_inner());
         let entry = teams.entry(id.clone()).or_insert_with(|| TeamStatus {
             id: id.0.clone(),
-            state: "pending".into(),
+            state: TeamState::Pending,
             ..TeamStatus::default()
         });
         f(entry);
@@ -145,7 +194,7 @@ impl Shared {
     /// One line for systemd's STATUS and logs.
     pub fn summary(&self) -> String {
         let teams = self.teams();
-        let count = |s: &str| teams.values().filter(|t| t.state == s).count();
+        let count = |s: TeamState| teams.values().filter(|t| t.state == s).count();
         let decl = self.declaration();
         if !decl.loaded && !decl.errors.is_empty() {
             return format!(
@@ -153,16 +202,11 @@ impl Shared {
                 decl.errors.len()
             );
         }
-        let mut line = format!(
-            "{} team(s): {} converged, {} applied, {} drift, {} failing, {} degraded, {} suspended",
-            teams.len(),
-            count("converged"),
-            count("applied"),
-            count("drift"),
-            count("failing"),
-            count("degraded"),
-            count("suspended")
-        );
+        let counts: Vec<String> = TeamState::SETTLED
+            .iter()
+            .map(|&s| format!("{} {s}", count(s)))
+            .collect();
+        let mut line = format!("{} team(s): {}", teams.len(), counts.join(", "));
         if decl.loaded && !decl.valid {
             line.push_str("; declaration on disk INVALID, last good in force");
         }
@@ -196,5 +240,23 @@ mod tests {
                 .summary()
                 .ends_with("; declaration on disk INVALID, last good in force")
         );
+    }
+
+    #[test]
+    fn the_summary_counts_teams_by_state_and_status_names_them_in_lowercase() {
+        let shared = Shared::default();
+        let set = |id: &str, state| shared.update_team(&TeamId(id.into()), |t| t.state = state);
+        set("1", TeamState::Converged);
+        set("2", TeamState::Converged);
+        set("3", TeamState::Degraded);
+        shared.update_team(&TeamId("4".into()), |_| {});
+        assert_eq!(
+            shared.summary(),
+            "4 team(s): 2 converged, 0 applied, 0 drift, 0 failing, 1 degraded, 0 suspended"
+        );
+        let teams = shared.teams();
+        let json = serde_json::to_value(&teams[&TeamId("4".into())]).unwrap();
+        assert_eq!(json["state"], "pending");
+        assert!(teams[&TeamId("3".into())].failing());
     }
 }
