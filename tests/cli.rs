@@ -62,8 +62,8 @@ fn all_semantic_errors_of_a_file_are_reported_at_once() {
         .get_output()
         .stdout
         .clone();
-    let diags: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    let found: Vec<(u64, u64, String)> = diags
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let found: Vec<(u64, u64, String)> = doc["diagnostics"]
         .as_array()
         .unwrap()
         .iter()
@@ -96,8 +96,13 @@ fn all_semantic_errors_of_a_file_are_reported_at_once() {
             "missing {line}:{column} {text} in {found:#?}"
         );
     }
-    assert_eq!(diags[0]["file"], "tests/fixtures/invalid/semantic.yaml");
-    assert_eq!(diags[0]["severity"], "error");
+    assert_eq!(
+        doc["diagnostics"][0]["file"],
+        "tests/fixtures/invalid/semantic.yaml"
+    );
+    assert_eq!(doc["formatVersion"], 1);
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["diagnostics"][0]["severity"], "error");
 }
 
 #[test]
@@ -645,8 +650,8 @@ fn symlink_loops_end_in_a_diagnostic_naming_the_link() {
             .timeout(HANG_GUARD)
             .assert()
             .code(1);
-        let diags: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
-        let messages: Vec<(String, String)> = diags
+        let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        let messages: Vec<(String, String)> = doc["diagnostics"]
             .as_array()
             .unwrap()
             .iter()

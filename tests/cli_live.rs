@@ -207,6 +207,7 @@ async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
         .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
         .assert()
         .success()
+        .stdout(predicate::str::contains("\"formatVersion\": 1"))
         .stdout(predicate::str::contains("\"Example Manufacturing\""));
 }
 

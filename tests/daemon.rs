@@ -170,7 +170,12 @@ async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
         holds(&s, "US1000000006", "prod_flex_platform")
     })
     .await;
-    assert_eq!(svc.status().await["declaration"]["valid"], true);
+    let status = svc.status().await;
+    assert_eq!(status["declaration"]["valid"], true);
+    assert_eq!(
+        status["formatVersion"], 1,
+        "scripts check the shape they read"
+    );
 }
 
 #[tokio::test]

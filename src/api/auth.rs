@@ -73,6 +73,56 @@ pub struct Tokens {
     pub token_url: String,
 }
 
+/// The token file's format. Files written before the version was
+/// recorded are format 1.
+pub const TOKEN_FILE_VERSION: u32 = 1;
+
+/// The token file: the tokens and the format's version beside them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenFileOut<'a> {
+    format_version: u32,
+    #[serde(flatten)]
+    tokens: &'a Tokens,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenFileIn {
+    #[serde(default = "first_token_file_version")]
+    format_version: u32,
+    #[serde(flatten)]
+    tokens: Tokens,
+}
+
+fn first_token_file_version() -> u32 {
+    1
+}
+
+impl Tokens {
+    /// Reads a token file's contents; the error says what is wrong, for the
+    /// caller to put after the file's name.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Tokens, String> {
+        let file: TokenFileIn = serde_json::from_slice(bytes)
+            .map_err(|e| format!("not a token file written by `flexsync login` ({e})"))?;
+        if file.format_version != TOKEN_FILE_VERSION {
+            return Err(format!(
+                "token file format {} is not one this flexsync reads ({TOKEN_FILE_VERSION}); run `flexsync login` again with this version",
+                file.format_version
+            ));
+        }
+        Ok(file.tokens)
+    }
+
+    /// What the token file holds.
+    pub fn to_file_bytes(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(&TokenFileOut {
+            format_version: TOKEN_FILE_VERSION,
+            tokens: self,
+        })
+    }
+}
+
 /// App credentials and the token endpoint.
 #[derive(Clone, Debug)]
 pub struct OAuthClient {
@@ -303,9 +353,9 @@ impl TokenStore {
         file.take(MAX_TOKEN_FILE_BYTES)
             .read_to_end(&mut bytes)
             .map_err(|e| self.error(e))?;
-        serde_json::from_slice(&bytes)
+        Tokens::from_file_bytes(&bytes)
             .map(Some)
-            .map_err(|e| self.error(format!("unreadable ({e}); run `flexsync login` again")))
+            .map_err(|e| self.error(format!("unreadable: {e}; run `flexsync login` again")))
     }
 
     /// Fixes rather than refuses: the secret may already have been read, and
@@ -373,7 +423,7 @@ impl TokenStore {
         let real = self.real_path()?;
         let dir = files::parent_dir(&real);
         files::create_private_dir(dir).map_err(|e| self.error(e))?;
-        let bytes = serde_json::to_vec_pretty(tokens).map_err(|e| self.error(e))?;
+        let bytes = tokens.to_file_bytes().map_err(|e| self.error(e))?;
         // One fixed name is enough: only the lock holder writes it, so an
         // existing one is left over from a crash.
         let tmp = files::with_suffix(&real, ".tmp");
@@ -740,5 +790,43 @@ impl StoredTokens {
              flexsync retries saving before each call and makes none until it succeeds; \
              if this process stops first, run `flexsync login` again"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens {
+            access_token: Secret("a".into()),
+            refresh_token: Some(Secret("r".into())),
+            expires_at: Timestamp::UNIX_EPOCH,
+            token_url: "https://developer.api.autodesk.com/authentication/v2/token".into(),
+        }
+    }
+
+    #[test]
+    fn the_token_file_carries_its_format_version_and_reads_back() {
+        let bytes = tokens().to_file_bytes().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["formatVersion"], TOKEN_FILE_VERSION);
+        let back = Tokens::from_file_bytes(&bytes).unwrap();
+        assert_eq!(back.refresh_token, Some(Secret("r".into())));
+        assert_eq!(back.token_url, tokens().token_url);
+    }
+
+    #[test]
+    fn a_file_from_before_the_version_is_format_1_and_a_newer_one_is_refused() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&tokens().to_file_bytes().unwrap()).unwrap();
+        value.as_object_mut().unwrap().remove("formatVersion");
+        let old = serde_json::to_vec(&value).unwrap();
+        assert!(Tokens::from_file_bytes(&old).is_ok());
+        value["formatVersion"] = 2.into();
+        let newer = serde_json::to_vec(&value).unwrap();
+        let err = Tokens::from_file_bytes(&newer).unwrap_err();
+        assert!(err.contains("token file format 2"), "{err}");
+        assert!(err.contains("flexsync login"), "{err}");
     }
 }

@@ -279,12 +279,8 @@ impl ConnectArgs {
             crate::input_file::read_text_capped(from, MAX)
                 .map_err(|e| Error::Input(format!("--from-file {}: {e}", from.display())))?
         };
-        let tokens: crate::api::auth::Tokens = serde_json::from_str(&text).map_err(|e| {
-            Error::Input(format!(
-                "--from-file {}: not a token file written by `flexsync login` ({e})",
-                from.display()
-            ))
-        })?;
+        let tokens = crate::api::auth::Tokens::from_file_bytes(text.as_bytes())
+            .map_err(|e| Error::Input(format!("--from-file {}: {e}", from.display())))?;
         if tokens.refresh_token.is_none() {
             return Err(Error::Input(format!(
                 "--from-file {}: it holds no refresh token, so the login would end within the hour",

@@ -12,7 +12,8 @@ use super::connect::ConnectArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct TeamsArgs {
-    /// Print JSON ([{"id", "name"}]) instead of a table.
+    /// Print JSON ({"formatVersion": 1, "teams": [{"id", "name"}]}) instead
+    /// of a table.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -65,7 +66,9 @@ pub async fn teams(args: TeamsArgs) -> Result<u8, Error> {
             .iter()
             .map(|(id, name)| serde_json::json!({ "id": id.0, "name": name }))
             .collect();
-        serde_json::to_writer_pretty(&mut out, &list).map_err(std::io::Error::from)?;
+        // `teams --json` format 1.
+        let doc = serde_json::json!({ "formatVersion": 1, "teams": list });
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else if teams.is_empty() {
         writeln!(out, "This login administers no team.")?;

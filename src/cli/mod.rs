@@ -170,7 +170,8 @@ struct ValidateArgs {
 enum DiagnosticFormat {
     /// Human-readable, with the offending line.
     Text,
-    /// A JSON list of {file, line, column, severity, message, help}.
+    /// JSON: {"formatVersion": 1, "valid", "diagnostics": [{file, line,
+    /// column, severity, message, help}]}.
     Json,
 }
 
@@ -364,8 +365,13 @@ fn validate(args: ValidateArgs) -> Result<u8, Error> {
     }
     match args.format {
         DiagnosticFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &loaded.diagnostics)
-                .map_err(std::io::Error::from)?;
+            // `validate --format json` format 1.
+            let doc = serde_json::json!({
+                "formatVersion": 1,
+                "valid": loaded.is_valid(),
+                "diagnostics": loaded.diagnostics,
+            });
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         DiagnosticFormat::Text => {

@@ -346,12 +346,8 @@ fn token_state(path: &std::path::Path) -> Result<&'static str, Error> {
     }
     let text = crate::input_file::read_text_capped(path, crate::api::auth::MAX_TOKEN_FILE_BYTES)
         .map_err(|e| Error::Input(format!("--token-file {}: {e}", path.display())))?;
-    let tokens: crate::api::auth::Tokens = serde_json::from_str(&text).map_err(|e| {
-        Error::Input(format!(
-            "--token-file {}: not a token file written by `flexsync login` ({e})",
-            path.display()
-        ))
-    })?;
+    let tokens = crate::api::auth::Tokens::from_file_bytes(text.as_bytes())
+        .map_err(|e| Error::Input(format!("--token-file {}: {e}", path.display())))?;
     Ok(if tokens.refresh_token.is_some() {
         "present"
     } else {

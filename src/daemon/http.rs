@@ -120,6 +120,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
 async fn status(State(s): State<AppState>) -> Response {
     let teams: Vec<_> = s.shared.teams().into_values().collect();
     axum::Json(json!({
+        // `/status` format 1.
+        "formatVersion": 1,
         "dryRun": s.shared.dry_run,
         "declaration": s.shared.declaration(),
         "credentialsError": s.shared.credentials_error(),
