@@ -75,11 +75,11 @@ MUTATIONS = [
      "      - { email: erin@example.com, products: [platform-services] }",
      "      - { email: erin@example.com, products: [platform-service] }", 0),
     ("CI: broken YAML indentation (GitHub)", "deploy/ci/github-actions.yml",
-     "      - name: Validate", "     - name: Validate", 0),
+     "      - name: Comment on the pull request", "     - name: Comment on the pull request", 0),
     ("CI: unknown permission value (release)", "deploy/ci/release.yml",
      "      contents: write      # create the release", "      contents: writable", 0),
     ("CI: unterminated quote in a script (GitLab)", "deploy/ci/gitlab-ci.yml",
-     '    - flexsync validate "$DECLARATIONS"', '    - flexsync validate "$DECLARATIONS', 0),
+     '        ./flexsync validate "$DECLARATIONS"', '        ./flexsync validate "$DECLARATIONS', 0),
     ("image: runs as root", "Dockerfile", "USER 65532:65532", "USER 0:0", 0),
 ]
 
