@@ -4,10 +4,10 @@
 
 use std::io::{self, Write};
 
-use owo_colors::{OwoColorize, Style};
+use owo_colors::Style;
 use serde::Serialize;
 
-use super::{Context, describe_reason, full_name};
+use super::{Context, describe_reason, full_name, painter};
 use crate::explain::{Asker, Explanation, ProductExplanation, Step, TeamExplanation};
 use crate::plan::{Change, Severity};
 
@@ -48,13 +48,7 @@ fn step_line(step: &Step, why: bool) -> String {
 }
 
 pub fn text(e: &Explanation, ctx: &Context, color: bool, out: &mut dyn Write) -> io::Result<()> {
-    let paint = |s: &str, style: Style| -> String {
-        if color {
-            s.style(style).to_string()
-        } else {
-            s.to_owned()
-        }
-    };
+    let paint = painter(color);
     let bold = Style::new().bold();
     let dim = Style::new().dimmed();
     let yellow = Style::new().yellow();

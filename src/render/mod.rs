@@ -146,6 +146,18 @@ pub enum Format {
 }
 
 /// Why a change is blocked, in words (the reason's own `Display`).
+/// Styles text for a terminal, or leaves it plain when colour is off.
+pub(crate) fn painter(color: bool) -> impl Fn(&str, owo_colors::Style) -> String {
+    use owo_colors::OwoColorize;
+    move |s, style| {
+        if color {
+            s.style(style).to_string()
+        } else {
+            s.to_owned()
+        }
+    }
+}
+
 pub fn describe_reason(reason: &BlockReason) -> String {
     reason.to_string()
 }

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use jiff::Timestamp;
-use owo_colors::{OwoColorize, Style};
+use owo_colors::Style;
 use serde::Serialize;
 
-use super::{human_age, markdown::escape, summary_line};
+use super::{human_age, markdown::escape, painter, summary_line};
 use crate::model::Limit;
 use crate::plan::Summary;
 use crate::planfile::{SavedAction, SavedChange, SavedPlan, SavedTeam};
@@ -158,13 +158,7 @@ fn describe(c: &SavedChange) -> String {
 }
 
 pub fn text(shown: &Shown<'_>, color: bool, out: &mut dyn Write) -> io::Result<()> {
-    let paint = |s: &str, style: Style| -> String {
-        if color {
-            s.style(style).to_string()
-        } else {
-            s.to_owned()
-        }
-    };
+    let paint = painter(color);
     let bold = Style::new().bold();
     let dim = Style::new().dimmed();
     let saved = shown.saved;

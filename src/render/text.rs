@@ -3,19 +3,13 @@
 
 use std::io::{self, Write};
 
-use owo_colors::{OwoColorize, Style};
+use owo_colors::Style;
 
-use super::{Context, describe_reason, full_name, summary_line};
+use super::{Context, describe_reason, full_name, painter, summary_line};
 use crate::plan::{Change, Plan, Severity};
 
 pub fn render(plan: &Plan, ctx: &Context, color: bool, out: &mut dyn Write) -> io::Result<()> {
-    let paint = |s: &str, style: Style| -> String {
-        if color {
-            s.style(style).to_string()
-        } else {
-            s.to_owned()
-        }
-    };
+    let paint = painter(color);
     let bold = Style::new().bold();
     let red = Style::new().red();
     let green = Style::new().green();
