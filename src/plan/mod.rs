@@ -479,6 +479,17 @@ pub enum Severity {
     Note,
 }
 
+impl Severity {
+    /// Stable for machines (the JSON's `severity`) and the text views' tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Blocker => "blocker",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        }
+    }
+}
+
 /// Seats of one limited pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeatUsage {

@@ -7,9 +7,10 @@ use std::io::{self, Write};
 use owo_colors::Style;
 use serde::Serialize;
 
+use super::json::JsonFinding;
 use super::{Context, describe_reason, full_name, painter};
 use crate::explain::{Asker, Explanation, ProductExplanation, Step, TeamExplanation};
-use crate::plan::{Change, Severity};
+use crate::plan::Change;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -141,12 +142,7 @@ fn team_text(
     if !t.findings.is_empty() {
         writeln!(out)?;
         for f in &t.findings {
-            let tag = match f.severity {
-                Severity::Blocker => "blocker",
-                Severity::Warning => "warning",
-                Severity::Note => "note",
-            };
-            writeln!(out, "  {tag}: {}", f.message)?;
+            writeln!(out, "  {}: {}", f.severity.as_str(), f.message)?;
         }
     }
     Ok(())
@@ -286,13 +282,6 @@ struct JsonHolding<'a> {
     holds: &'static str,
 }
 
-#[derive(Serialize)]
-struct JsonFinding<'a> {
-    severity: &'static str,
-    code: &'static str,
-    message: &'a str,
-}
-
 fn json_step(s: &Step) -> JsonStep {
     match s {
         Step::Planned(c) => JsonStep {
@@ -385,19 +374,7 @@ pub fn json(e: &Explanation, ctx: &Context, out: &mut dyn Write) -> io::Result<(
                     holds: holding_code(*how),
                 })
                 .collect(),
-            findings: t
-                .findings
-                .iter()
-                .map(|f| JsonFinding {
-                    severity: match f.severity {
-                        Severity::Blocker => "blocker",
-                        Severity::Warning => "warning",
-                        Severity::Note => "note",
-                    },
-                    code: f.code.as_str(),
-                    message: &f.message,
-                })
-                .collect(),
+            findings: t.findings.iter().map(JsonFinding::of).collect(),
         })
         .collect();
     let doc = JsonExplanation {

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{Context, Source, describe_reason};
-use crate::plan::{self, Change, Plan, Severity};
+use crate::plan::{self, Change, Plan};
 
 /// Bump when a consumer's parser would break.
 pub const FORMAT_VERSION: u32 = 1;
@@ -106,11 +106,22 @@ struct JsonTeam<'a> {
     seats: Vec<JsonSeats<'a>>,
 }
 
+/// A finding as both JSON documents (plan and explain) show it.
 #[derive(Serialize)]
-struct JsonFinding<'a> {
+pub(super) struct JsonFinding<'a> {
     severity: &'static str,
     code: &'static str,
     message: &'a str,
+}
+
+impl<'a> JsonFinding<'a> {
+    pub(super) fn of(f: &'a plan::Finding) -> Self {
+        JsonFinding {
+            severity: f.severity.as_str(),
+            code: f.code.as_str(),
+            message: &f.message,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -212,19 +223,7 @@ fn team<'a>(t: &'a plan::TeamPlan, ctx: &Context) -> JsonTeam<'a> {
             apply_calls,
             min_minutes,
         },
-        findings: t
-            .findings
-            .iter()
-            .map(|f| JsonFinding {
-                severity: match f.severity {
-                    Severity::Blocker => "blocker",
-                    Severity::Warning => "warning",
-                    Severity::Note => "note",
-                },
-                code: f.code.as_str(),
-                message: &f.message,
-            })
-            .collect(),
+        findings: t.findings.iter().map(JsonFinding::of).collect(),
         changes: t.changes.iter().map(change).collect(),
         blocked: t
             .blocked
