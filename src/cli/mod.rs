@@ -231,6 +231,7 @@ pub fn run() -> Result<u8, Error> {
         }
         Command::Run(args) => {
             let connect = args.connect.clone();
+            crate::daemon::memory::limit_arenas();
             runtime()?.block_on(run::run(args, &connect))
         }
         Command::Login(args) => runtime()?.block_on(login(args)),

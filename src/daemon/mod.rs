@@ -12,7 +12,8 @@
 //! - [`previews`]: what `/snapshot` serves (own writes laid over each read);
 //! - [`state`]: what the controller shares with the endpoints;
 //! - [`tls`]: the endpoints over TLS, the certificate reloaded when it changes;
-//! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING.
+//! - [`systemd`]: READY, STATUS, WATCHDOG, STOPPING;
+//! - [`memory`]: free pages handed back once the passes are over.
 //!
 //! The controller owns all per-team state and is the only writer of
 //! schedules. At most one pass per team runs at a time; triggers arriving
@@ -22,6 +23,7 @@
 pub mod consistency;
 mod controller;
 pub mod http;
+pub mod memory;
 pub mod notify;
 pub mod previews;
 pub mod reconcile;
@@ -138,6 +140,9 @@ pub async fn run(
                 match joined {
                     Ok(result) => ctl.finish(result),
                     Err(e) => tracing::error!(error = %e, "a reconcile task failed"),
+                }
+                if ctl.running.is_empty() {
+                    memory::release_free_memory();
                 }
             }
             Some(()) = changes.recv() => ctl.file_event(),
