@@ -12,11 +12,11 @@ mod served;
 #[path = "../tests/service_support/mod.rs"]
 mod service_support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use served::Served;
+use service_support::Service;
 
 fn seed(users: u32) -> String {
     format!(
@@ -88,39 +88,31 @@ async fn measure(users: u32, idle: Duration) -> (f64, f64, f64) {
     let s = Served::start_seeded(Some(&seed(users))).await;
     let decl = s.path("team.yaml");
     std::fs::write(&decl, declaration(users)).unwrap();
-    let mut child = service_support::command(&s, &decl, &["--dry-run", "--interval", "1h"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut err = child.stderr.take().unwrap();
-    // Drain stderr so the service never blocks on it.
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while matches!(err.read(&mut buf), Ok(n) if n > 0) {}
-    });
-    // The first pass reads the whole team; idle starts after it. Its
-    // dry-run log lines are at info level, which RUST_LOG=warn hides, so
-    // the state file of the sandbox is polled instead: wait for calls to
-    // stop, then a little more.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = cpu_seconds(pid);
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = cpu_seconds(pid);
-        if now - last < 0.01 || Instant::now() > deadline {
-            break;
-        }
-        last = now;
+    // Info lines of the command only (the listening address, which the
+    // harness reads); the passes' own lines stay quiet.
+    let service = Service::start(
+        &s,
+        &decl,
+        &["--dry-run", "--interval", "1h"],
+        "warn,flexsync::cli=info",
+    );
+    let pid = service.child.id();
+    // Idle starts once the first pass has succeeded. A large team's first
+    // read takes more than one minute of the team's budget (100 users a
+    // page), so waiting for the CPU to go quiet is not enough.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !service.team("100001").await["lastSuccess"].is_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the first pass did not end: {}",
+            service.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let before = cpu_seconds(pid);
     tokio::time::sleep(idle).await;
     let after = cpu_seconds(pid);
     let (rss, peak) = memory_mb(pid);
-    let _ = child.kill();
-    let _ = child.wait();
     ((after - before) / idle.as_secs_f64() * 100.0, rss, peak)
 }
 

@@ -8,12 +8,11 @@
 //! step [`Draft::block`]; [`finish`] orders the result and derives the
 //! holdings before and after.
 
-use std::collections::HashSet;
-
 use jiff::Timestamp;
 
 use super::draft::{Draft, finding, list};
 use super::guards::GUARDS;
+use super::hashing::Set;
 use super::team::Team;
 use super::{
     BlockReason, Blocked, Change, FindingCode, Holding, Options, Plan, ProductRef, Severity,
@@ -281,7 +280,7 @@ fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>)
         .collect();
     before.sort_unstable_by(|a, b| (&a.email, &a.product).cmp(&(&b.email, &b.product)));
     before.dedup_by(|a, b| a.email == b.email && a.product == b.product);
-    let removed: HashSet<(&Email, &str)> = changes
+    let removed: Set<(&Email, &str)> = changes
         .iter()
         .filter_map(|c| match c {
             Change::Unassign { email, product, .. } => Some((email, product.alias.0.as_str())),

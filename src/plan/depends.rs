@@ -6,19 +6,19 @@
 //! they prove nothing about who wrote the file (anyone who can read the team
 //! can compute them): that is the saved plan's digest's job.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
 use super::Change;
+use super::hashing::Map;
 use crate::model::{AssignmentType, Email, ObservedTeam, ProductId, ProductPool, UserId};
 
 /// One team's facts, indexed once so fingerprinting n changes is O(n).
 pub struct Facts<'a> {
-    user_of: HashMap<&'a Email, &'a UserId>,
-    held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
-    pools: HashMap<&'a ProductId, &'a ProductPool>,
+    user_of: Map<&'a Email, &'a UserId>,
+    held: Map<(&'a UserId, &'a ProductId), AssignmentType>,
+    pools: Map<&'a ProductId, &'a ProductPool>,
 }
 
 impl<'a> Facts<'a> {

@@ -1,8 +1,9 @@
 //! The changes of one team while the guards sort them, and the helpers
 //! every step uses to say why.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
+use super::hashing::Set;
 use super::{BlockReason, Blocked, Change, Finding, FindingCode, SeatUsage, Severity};
 use crate::model::Email;
 
@@ -44,7 +45,7 @@ impl Draft {
     /// for the same reason: they could not be sent without the user id.
     fn cascade(&mut self) {
         // Emails are shared pointers: collecting them copies no string.
-        let inviting: HashSet<Email> = self
+        let inviting: Set<Email> = self
             .changes
             .iter()
             .filter(|c| matches!(c, Change::Invite { .. }))

@@ -9,10 +9,11 @@
 //! an invitation left with no assignment is dropped last; a wrong team name
 //! or `suspend` stops everything.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Options;
 use super::draft::{Draft, list};
+use super::hashing::Set;
 use super::lookalike;
 use super::team::Team;
 use super::{BlockReason, Blocked, Change, FindingCode, ProductRef, SeatUsage, Severity};
@@ -432,8 +433,8 @@ fn grant_seats(
 /// or when membership alone is declared.
 fn nothing_assignable(team: &Team<'_>, _: &Options, draft: &mut Draft) {
     // Found first, then blocked: only the (few) emails blocked are copied.
-    let idle: HashSet<Email> = {
-        let assigning: HashSet<&Email> = draft
+    let idle: Set<Email> = {
+        let assigning: Set<&Email> = draft
             .changes
             .iter()
             .filter(|c| matches!(c, Change::Assign { .. }))

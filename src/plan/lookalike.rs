@@ -17,9 +17,9 @@
 //! neighbourhoods, so pairing n invitations with m holders costs
 //! O((n + m) · length), not O(n · m).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 
+use super::hashing::Map;
 use crate::model::Email;
 
 /// At most this many holders are examined per key: enough to find every
@@ -32,14 +32,16 @@ const MAX_CANDIDATES_PER_KEY: usize = 64;
 /// strings; a hash collision only adds a candidate, which `looks_alike`
 /// then rejects.
 pub struct Index<'a> {
-    by_key: HashMap<u64, Vec<&'a Email>>,
+    by_key: Map<u64, Vec<&'a Email>>,
+    /// SipHash, not Fx: a key hashes two slices as one string, which only
+    /// a streaming hasher guarantees ("gr"+"ae" must equal "gra"+"e").
     hasher: RandomState,
 }
 
 impl<'a> Index<'a> {
     pub fn new(emails: impl IntoIterator<Item = &'a Email>) -> Self {
         let hasher = RandomState::new();
-        let mut by_key: HashMap<u64, Vec<&'a Email>> = HashMap::new();
+        let mut by_key: Map<u64, Vec<&'a Email>> = Map::default();
         for email in emails {
             let (local, _) = split(email);
             for key in keys(&hasher, local) {

@@ -9,6 +9,7 @@ mod compute;
 mod depends;
 mod draft;
 mod guards;
+mod hashing;
 mod lookalike;
 mod team;
 

@@ -1,11 +1,12 @@
 //! One team's declaration and live state, indexed once: what the proposal
 //! and every guard look things up in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::ProductRef;
 use super::draft::{Draft, list};
+use super::hashing::{self, Map};
 use super::{FindingCode, Severity};
 use crate::model::{
     AssignmentType, DesiredTeam, Email, ObservedTeam, ProductId, ProductPool, ProductSelector,
@@ -16,10 +17,10 @@ use crate::model::{
 pub(super) struct Team<'a> {
     pub dt: &'a DesiredTeam,
     pub ot: &'a ObservedTeam,
-    pub by_email: HashMap<&'a Email, &'a TeamUser>,
-    pub by_id: HashMap<&'a UserId, &'a TeamUser>,
+    pub by_email: Map<&'a Email, &'a TeamUser>,
+    pub by_id: Map<&'a UserId, &'a TeamUser>,
     /// (user, product) → effective assignment type.
-    pub held: HashMap<(&'a UserId, &'a ProductId), AssignmentType>,
+    pub held: Map<(&'a UserId, &'a ProductId), AssignmentType>,
     pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
     /// The managed products, by pool id (shared by every change naming one).
     pub managed: BTreeMap<&'a ProductId, Arc<ProductRef>>,
@@ -27,7 +28,7 @@ pub(super) struct Team<'a> {
     pub aliases: Vec<ProductRef>,
     /// What each declared person must hold, by product id (sorted, no
     /// duplicates; usually one or two).
-    pub wanted: HashMap<&'a Email, Vec<&'a ProductId>>,
+    pub wanted: Map<&'a Email, Vec<&'a ProductId>>,
     /// How many declared people want each managed product.
     pub declared_holders: BTreeMap<&'a ProductId, usize>,
     /// People holding a managed product directly that the declaration does
@@ -46,7 +47,7 @@ pub(super) struct Team<'a> {
 impl<'a> Team<'a> {
     pub(super) fn new(dt: &'a DesiredTeam, ot: &'a ObservedTeam, draft: &mut Draft) -> Self {
         let by_email = ot.users.iter().map(|u| (&u.email, u)).collect();
-        let by_id: HashMap<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
+        let by_id: Map<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
         let held = ot
             .assignments
             .iter()
@@ -95,7 +96,7 @@ impl<'a> Team<'a> {
 
 /// What the declaration asks for, resolved to pools.
 struct Declared<'a> {
-    wanted: HashMap<&'a Email, Vec<&'a ProductId>>,
+    wanted: Map<&'a Email, Vec<&'a ProductId>>,
     holders: BTreeMap<&'a ProductId, usize>,
     unresolved: BTreeSet<&'a str>,
 }
@@ -109,7 +110,7 @@ impl<'a> Declared<'a> {
         products: &BTreeMap<&'a str, (ProductRef, &'a ProductPool)>,
         draft: &mut Draft,
     ) -> Self {
-        let mut wanted: HashMap<&Email, Vec<&ProductId>> = HashMap::with_capacity(dt.users.len());
+        let mut wanted: Map<&Email, Vec<&ProductId>> = hashing::map_with_capacity(dt.users.len());
         let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
         for user in dt.users.values() {
@@ -154,9 +155,9 @@ impl<'a> Declared<'a> {
 /// assignments of managed products (the removal guard's base).
 fn undeclared_holders<'a>(
     ot: &'a ObservedTeam,
-    by_id: &HashMap<&'a UserId, &'a TeamUser>,
+    by_id: &Map<&'a UserId, &'a TeamUser>,
     managed: &BTreeMap<&'a ProductId, Arc<ProductRef>>,
-    wanted: &HashMap<&'a Email, Vec<&'a ProductId>>,
+    wanted: &Map<&'a Email, Vec<&'a ProductId>>,
 ) -> (BTreeMap<&'a Email, Vec<&'a ProductId>>, usize) {
     let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
     let mut direct_holdings = 0;
