@@ -17,6 +17,7 @@ pub mod budget;
 pub mod error;
 mod files;
 pub mod login;
+mod retry;
 pub mod shared_budget;
 mod wire;
 
@@ -36,7 +37,6 @@ use crate::model::{self, Email, ObservedTeam, ProductId, TeamId, TeamUser, UserI
 use auth::TokenSource;
 use budget::{Budget, WindowCount};
 pub use error::ApiError;
-use error::ErrorBody;
 use shared_budget::SharedBudgets;
 use tokio_util::sync::CancellationToken;
 
@@ -455,7 +455,8 @@ impl Client {
 
     /// Sends one logical call: budget, request id, retries, one refresh on
     /// 401. Returns status and body of the final answer, or a typed error
-    /// for a 4xx/5xx.
+    /// for a 4xx/5xx. What each answer leads to is [`retry::classify`]'s
+    /// decision; this loop carries it out.
     async fn call(
         &self,
         bucket: &str,
@@ -470,182 +471,165 @@ impl Client {
             .api_url
             .join(path)
             .map_err(|e| ApiError::Config(format!("bad path {path}: {e}")))?;
-        let stats = self.stats(bucket);
-        let mut backoff = backon::ExponentialBuilder::default()
+        let request = Request {
+            bucket,
+            op,
+            method,
+            url,
+            query,
+            body,
+        };
+        let mut backoff = self.backoff();
+        let mut seen = retry::Seen::default();
+        let mut token = self.tokens.access_token(self.clock.now()).await?;
+        loop {
+            self.wait_for_budget(bucket).await;
+            let reply = match self.exchange(&request, &token).await {
+                Ok(reply) => reply,
+                Err(err @ ApiError::Transport { .. }) => {
+                    if self.back_off(&mut backoff, bucket, op, &err).await {
+                        continue;
+                    }
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
+            };
+            let step = retry::classify(
+                reply.status.as_u16(),
+                &reply.body,
+                &reply.request_id,
+                retry_after(&reply.headers),
+                bucket,
+                bucket != LIST_TEAMS_BUCKET,
+                seen,
+            );
+            match step {
+                retry::Step::Done => return Ok(reply.into_answer()),
+                retry::Step::Throttled(request_id) => {
+                    self.stats(bucket)
+                        .rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                    seen.throttles += 1;
+                    let request_id = request_id.unwrap_or_default();
+                    tracing::warn!(op, team = bucket, %request_id, "HTTP 429: waiting for the rate window");
+                }
+                retry::Step::Refresh(unauthorized) => {
+                    seen.refreshed = true;
+                    let now = self.clock.now();
+                    match self.tokens.refresh_after_rejection(&token, now).await? {
+                        Some(t) => token = t,
+                        None => return Err(unauthorized),
+                    }
+                }
+                retry::Step::Retry(err) => {
+                    if !self.back_off(&mut backoff, bucket, op, &err).await {
+                        return Err(err);
+                    }
+                }
+                retry::Step::Fail(ApiError::NotFound { detail, request_id }) => {
+                    let detail = self.base_hint(detail);
+                    return Err(ApiError::NotFound { detail, request_id });
+                }
+                retry::Step::Fail(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The waits between attempts of one call: exponential with jitter, up
+    /// to `max_attempts` in all.
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        backon::ExponentialBuilder::default()
             .with_min_delay(self.config.min_backoff)
             .with_max_delay(Duration::from_secs(20))
             .with_max_times(self.config.max_attempts.saturating_sub(1))
             .with_jitter()
-            .build();
-        let mut refreshed = false;
-        // 429s are waited out, not counted as attempts, but bounded.
-        let mut throttles = 0u32;
-        let mut token = self.tokens.access_token(self.clock.now()).await?;
-        loop {
-            self.wait_for_budget(bucket).await;
-            let request_id = auth::random_token(12)?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.expose())
-                .header("X-Request-Id", &request_id)
-                .query(query);
-            if let Some(b) = &body {
-                req = req.json(b);
+            .build()
+    }
+
+    /// Waits before another attempt after `err` (counted and logged);
+    /// false once the attempts are spent.
+    async fn back_off(
+        &self,
+        backoff: &mut impl Iterator<Item = Duration>,
+        bucket: &str,
+        op: &'static str,
+        err: &ApiError,
+    ) -> bool {
+        let Some(delay) = backoff.next() else {
+            return false;
+        };
+        self.stats(bucket).retries.fetch_add(1, Ordering::Relaxed);
+        let retry_in_ms = delay.as_millis() as u64;
+        match err {
+            ApiError::Transport { detail, .. } => {
+                tracing::warn!(op, team = bucket, error = %detail, retry_in_ms, "request failed; retrying");
             }
-            stats.calls.fetch_add(1, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let outcome = req.send().await;
-            let resp = match outcome {
-                Ok(r) => r,
-                Err(e) => {
-                    let detail = error::transport_detail(e);
-                    self.observe(bucket, op, 0);
-                    tracing::warn!(op, team = bucket, %request_id, error = %detail, "request failed");
-                    match backoff.next() {
-                        Some(delay) => {
-                            stats.retries.fetch_add(1, Ordering::Relaxed);
-                            self.clock.sleep(delay).await;
-                            continue;
-                        }
-                        None => {
-                            return Err(ApiError::Transport {
-                                url: url.to_string(),
-                                detail,
-                            });
-                        }
-                    }
-                }
-            };
-            let status = resp.status();
-            self.observe(bucket, op, status.as_u16());
-            let headers = resp.headers().clone();
-            self.learn(bucket, &headers, status).await;
-            let echoed = headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(&request_id)
-                .to_owned();
-            let bytes = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    let detail = error::transport_detail(e);
-                    match backoff.next() {
-                        Some(delay) => {
-                            stats.retries.fetch_add(1, Ordering::Relaxed);
-                            self.clock.sleep(delay).await;
-                            continue;
-                        }
-                        None => {
-                            return Err(ApiError::Transport {
-                                url: url.to_string(),
-                                detail,
-                            });
-                        }
-                    }
-                }
-            };
-            tracing::debug!(
-                op,
-                team = bucket,
-                status = status.as_u16(),
-                request_id = %echoed,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "api call"
-            );
-            if status.is_success() {
-                return Ok(Answer {
+            _ => {
+                let status = err.status().unwrap_or(0);
+                let request_id = err.request_id().unwrap_or_default();
+                tracing::warn!(
+                    op,
+                    team = bucket,
                     status,
-                    body: bytes.to_vec(),
-                    request_id: echoed,
-                });
-            }
-            let err_body = ErrorBody::parse(&bytes);
-            let request_id = err_body.request_id.clone().or(Some(echoed));
-            let detail = err_body.summary(status.as_u16());
-            match status.as_u16() {
-                429 => {
-                    stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    throttles += 1;
-                    tracing::warn!(
-                        op,
-                        team = bucket,
-                        request_id = request_id.as_deref().unwrap_or(""),
-                        "HTTP 429: waiting for the rate window"
-                    );
-                    if throttles > 10 {
-                        return Err(ApiError::RateLimited {
-                            team: bucket.to_owned(),
-                            retry_after: retry_after(&headers),
-                            request_id,
-                        });
-                    }
-                    continue;
-                }
-                401 if !refreshed => {
-                    refreshed = true;
-                    match self
-                        .tokens
-                        .refresh_after_rejection(&token, self.clock.now())
-                        .await?
-                    {
-                        Some(t) => {
-                            token = t;
-                            continue;
-                        }
-                        None => return Err(ApiError::Unauthorized { detail, request_id }),
-                    }
-                }
-                401 => return Err(ApiError::Unauthorized { detail, request_id }),
-                403 if bucket != LIST_TEAMS_BUCKET && !detail.to_lowercase().contains("scope") => {
-                    return Err(ApiError::Forbidden {
-                        team: bucket.to_owned(),
-                        request_id,
-                    });
-                }
-                403 => return Err(ApiError::MissingScope { detail, request_id }),
-                404 => {
-                    return Err(ApiError::NotFound {
-                        detail: self.base_hint(detail),
-                        request_id,
-                    });
-                }
-                422 => return Err(ApiError::Unprocessable { detail, request_id }),
-                s if (500..600).contains(&s) => match backoff.next() {
-                    Some(delay) => {
-                        stats.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            op,
-                            team = bucket,
-                            status = s,
-                            request_id = request_id.as_deref().unwrap_or(""),
-                            retry_in_ms = delay.as_millis() as u64,
-                            "server error; retrying"
-                        );
-                        self.clock.sleep(delay).await;
-                        continue;
-                    }
-                    None => {
-                        return Err(ApiError::Server {
-                            status: s,
-                            detail,
-                            request_id,
-                        });
-                    }
-                },
-                s => {
-                    return Err(if s == 400 {
-                        ApiError::BadRequest { detail, request_id }
-                    } else {
-                        ApiError::Server {
-                            status: s,
-                            detail,
-                            request_id,
-                        }
-                    });
-                }
+                    request_id,
+                    retry_in_ms,
+                    "server error; retrying"
+                );
             }
         }
+        self.clock.sleep(delay).await;
+        true
+    }
+
+    /// One attempt of `r` and its whole answer, with the budget, metrics
+    /// and call count told: status, headers, body and the request id the
+    /// server echoed (else ours). A failure to send or to read the body is
+    /// [`ApiError::Transport`].
+    async fn exchange(&self, r: &Request<'_>, token: &auth::Secret) -> Result<Reply, ApiError> {
+        let request_id = auth::random_token(12)?;
+        let mut req = self
+            .http
+            .request(r.method.clone(), r.url.clone())
+            .bearer_auth(token.expose())
+            .header("X-Request-Id", &request_id)
+            .query(r.query);
+        if let Some(b) = &r.body {
+            req = req.json(b);
+        }
+        let transport = |e: reqwest::Error| ApiError::Transport {
+            url: r.url.to_string(),
+            detail: error::transport_detail(e),
+        };
+        self.stats(r.bucket).calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let resp = req.send().await.map_err(|e| {
+            self.observe(r.bucket, r.op, 0);
+            transport(e)
+        })?;
+        let status = resp.status();
+        self.observe(r.bucket, r.op, status.as_u16());
+        let headers = resp.headers().clone();
+        self.learn(r.bucket, &headers, status).await;
+        let echoed = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(&request_id)
+            .to_owned();
+        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        tracing::debug!(
+            op = r.op,
+            team = r.bucket,
+            status = status.as_u16(),
+            request_id = %echoed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "api call"
+        );
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            request_id: echoed,
+        })
     }
 
     /// A 404 from an API URL without the version path is a wrong
@@ -982,6 +966,34 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
         .parse()
         .ok()?;
     Some(SignedDuration::from_secs(secs.clamp(0, 3600)))
+}
+
+/// What stays the same over one call's attempts.
+struct Request<'a> {
+    bucket: &'a str,
+    op: &'static str,
+    method: Method,
+    url: url::Url,
+    query: &'a [(&'a str, &'a str)],
+    body: Option<serde_json::Value>,
+}
+
+/// One answer as read, before [`retry::classify`] judges it.
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+    request_id: String,
+}
+
+impl Reply {
+    fn into_answer(self) -> Answer {
+        Answer {
+            status: self.status,
+            body: self.body,
+            request_id: self.request_id,
+        }
+    }
 }
 
 /// A successful answer. Private: callers get model types, never wire bytes.
