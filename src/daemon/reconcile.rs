@@ -15,10 +15,10 @@ use crate::api::{ApiError, Client, ReadHint, UserStrategy};
 use crate::apply::{self, Both, Halt, Observer};
 use crate::audit::{AuditLog, AuditTrail, RunInfo};
 use crate::metrics::{self, ActionLabels, Metrics, ReconcileLabels};
-use crate::model::{DesiredTeam, Observed, TeamId};
+use crate::model::{self, DesiredTeam, Observed, TeamId};
 use crate::plan::{self, Change};
 use crate::planfile::SavedPlan;
-use crate::report::Outcome;
+use crate::report::{ApplyReport, Outcome};
 
 /// Everything a pass needs; owned, so the pass runs as its own task.
 pub struct Pass {
@@ -141,15 +141,59 @@ impl PassEnd {
     }
 }
 
+/// Read, plan, publish the plan, then apply unless suspended, converged or
+/// dry-run; each step is one function below.
 async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Result<PassEnd, String> {
+    let id = pass.team.id.clone();
+    let (observed_team, publisher, now) = read(pass).await?;
+    let mut observed = Observed::default();
+    observed.teams.insert(id.clone(), observed_team);
+    let options = plan::Options {
+        hold_removals_until: pass.hold_removals_until,
+        ..plan::Options::at(now)
+    };
+    let plan = plan::Plan {
+        teams: vec![plan::compute_team(
+            &pass.team,
+            observed.teams.get(&id),
+            &options,
+        )],
+    };
+    let Some(team_plan) = plan.teams.first() else {
+        return Err("the planner returned no plan for the team".into());
+    };
+    *hold_until = team_plan.blocked.iter().find_map(|b| match b.reason {
+        plan::BlockReason::RemovalDelay { until } => Some(until),
+        _ => None,
+    });
+    publish_plan(pass, team_plan, now);
+    if let Some(end) = end_without_writes(pass, team_plan) {
+        return Ok(end);
+    }
+    let report = execute(pass, &plan, &observed, publisher, now).await;
+    remember_writes(pass, &report);
+    if pass.halt.superseded() {
+        // Not a failure: the controller runs the team again at once, with
+        // the new declaration.
+        tracing::info!(team = %id, "pass stopped: the declaration changed; planning again");
+        return Ok(PassEnd::Superseded);
+    }
+    outcome(pass, &report)
+}
+
+/// The team as the plan must see it: read at the lower bound, with the
+/// service's recent writes laid over the read; and, with /snapshot on, the
+/// publisher that keeps the snapshot current write by write.
+async fn read(
+    pass: &mut Pass,
+) -> Result<(model::ObservedTeam, Option<Publisher>, Timestamp), String> {
     let id = pass.team.id.clone();
     let client = pass.client.clone();
     let hint = ReadHint {
         emails: pass.team.users.keys().cloned().collect(),
         known_users: pass.known_users,
     };
-    let read = client.fetch_observed(&id, &hint).await;
-    let (mut observed_team, stats) = match read {
+    let (mut observed_team, stats) = match client.fetch_observed(&id, &hint).await {
         Ok(r) => {
             login_state(pass, None);
             r
@@ -187,30 +231,15 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
             now,
         )
     });
+    Ok((observed_team, publisher, now))
+}
 
-    let mut observed = Observed::default();
-    observed.teams.insert(id.clone(), observed_team);
-    let options = plan::Options {
-        hold_removals_until: pass.hold_removals_until,
-        ..plan::Options::at(now)
-    };
-    let plan = plan::Plan {
-        teams: vec![plan::compute_team(
-            &pass.team,
-            observed.teams.get(&id),
-            &options,
-        )],
-    };
-    let Some(team_plan) = plan.teams.first() else {
-        return Err("the planner returned no plan for the team".into());
-    };
-    *hold_until = team_plan.blocked.iter().find_map(|b| match b.reason {
-        plan::BlockReason::RemovalDelay { until } => Some(until),
-        _ => None,
-    });
+/// The plan's counts in metrics and /status, and its blocked changes in
+/// logs, metrics and notifications.
+fn publish_plan(pass: &Pass, team_plan: &plan::TeamPlan, now: Timestamp) {
     record_blocked(pass, team_plan);
     let summary = team_plan.summary();
-    let label = metrics::team(&id.0);
+    let label = metrics::team(&team_plan.team_id.0);
     pass.metrics
         .drift
         .get_or_create(&label)
@@ -220,7 +249,7 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
         .get_or_create(&label)
         .set(summary.blocked as i64);
     let name = team_plan.team_name.clone();
-    pass.shared.update_team(&id, |t| {
+    pass.shared.update_team(&team_plan.team_id, |t| {
         t.name = Some(name);
         t.last_run = Some(now);
         t.planned = Some(PlanCounts {
@@ -230,36 +259,50 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
             blocked: summary.blocked,
         });
     });
+}
 
-    if pass.team.suspended {
-        pass.shared
-            .update_team(&id, |t| t.state = TeamState::Suspended);
-        return Ok(PassEnd::Suspended);
-    }
-    if team_plan.changes.is_empty() {
-        pass.shared.update_team(&id, |t| {
-            t.state = TeamState::Converged;
-            t.last_error = None;
-        });
-        return Ok(PassEnd::Success);
-    }
-    if pass.dry_run {
+/// How the pass ends when it must not or need not write: suspended,
+/// converged, or a dry run (which logs the drift instead).
+fn end_without_writes(pass: &Pass, team_plan: &plan::TeamPlan) -> Option<PassEnd> {
+    let id = &team_plan.team_id;
+    let (state, end) = if pass.team.suspended {
+        (TeamState::Suspended, PassEnd::Suspended)
+    } else if team_plan.changes.is_empty() {
+        (TeamState::Converged, PassEnd::Success)
+    } else if pass.dry_run {
         // A few examples, then the count: a big drift must not flood the log.
         const SHOWN: usize = 20;
         for c in team_plan.changes.iter().take(SHOWN) {
             tracing::info!(team = %id, action = c.verb(), user = %c.email(), product = c.product().map(|p| p.alias.0.as_str()), "drift (dry run, not applied): {} {}", c.verb(), c.email());
         }
+        let summary = team_plan.summary();
         tracing::info!(team = %id, invite = summary.invite, assign = summary.assign, unassign = summary.unassign, "drift (dry run, not applied): {} change(s) in all", summary.changes());
-        pass.shared.update_team(&id, |t| {
-            t.state = TeamState::Drift;
+        (TeamState::Drift, PassEnd::DryRun)
+    } else {
+        return None;
+    };
+    pass.shared.update_team(id, |t| {
+        t.state = state;
+        // A suspended team keeps the last error it had.
+        if state != TeamState::Suspended {
             t.last_error = None;
-        });
-        return Ok(PassEnd::DryRun);
-    }
+        }
+    });
+    Some(end)
+}
 
+/// Carries the plan out, every write audited (intent before, outcome
+/// after), counted in metrics and, with /snapshot on, published.
+async fn execute(
+    pass: &Pass,
+    plan: &plan::Plan,
+    observed: &Observed,
+    publisher: Option<Publisher>,
+    now: Timestamp,
+) -> ApplyReport {
     let saved = SavedPlan::new(
-        &plan,
-        &observed,
+        plan,
+        observed,
         |_| Some(&*pass.team),
         pass.desired_digest.clone(),
         "service".into(),
@@ -275,7 +318,7 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
                 git_commit: pass.git_commit.clone(),
                 overrides: Default::default(),
             },
-            clock: client.clock().clone(),
+            clock: pass.client.clock().clone(),
         },
         Counting {
             metrics: pass.metrics.clone(),
@@ -286,9 +329,13 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
         Some(p) => Arc::new(Both(recording, p)),
         None => Arc::new(recording),
     };
-    let report = apply::execute(client.clone(), &plan, observer, pass.halt.clone()).await;
-    let done_at = client.clock().now();
-    // Trust our own writes' answers over a lagging team-wide list.
+    apply::execute(pass.client.clone(), plan, observer, pass.halt.clone()).await
+}
+
+/// Our own writes' answers, trusted over a lagging team-wide list in the
+/// next passes.
+fn remember_writes(pass: &mut Pass, report: &ApplyReport) {
+    let done_at = pass.client.clock().now();
     let mut invited = BTreeMap::new();
     for r in report.teams.iter().flat_map(|t| &t.results) {
         if let (
@@ -309,14 +356,13 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
             done_at,
         );
     }
-    if pass.halt.superseded() {
-        // Not a failure: the controller runs the team again at once, with
-        // the new declaration.
-        tracing::info!(team = %id, "pass stopped: the declaration changed; planning again");
-        return Ok(PassEnd::Superseded);
-    }
+}
+
+/// What the apply leaves: drift still to do in metrics, counts in
+/// /status, and a failure naming the first change not made.
+fn outcome(pass: &Pass, report: &ApplyReport) -> Result<PassEnd, String> {
+    let id = &pass.team.id;
     let tally = report.tally();
-    // What is left to do now, not what the plan wanted before the apply.
     pass.metrics
         .drift
         .get_or_create(&metrics::team(&id.0))
@@ -339,7 +385,7 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
                 )),
                 Outcome::Done { .. } => None,
             });
-    pass.shared.update_team(&id, |t| {
+    pass.shared.update_team(id, |t| {
         t.applied = Some(AppliedCounts {
             done: tally.done,
             failed: tally.failed,
@@ -353,7 +399,7 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
             tally.done + tally.failed + tally.skipped
         )),
         None => {
-            pass.shared.update_team(&id, |t| {
+            pass.shared.update_team(id, |t| {
                 t.state = TeamState::Applied;
                 t.last_error = None;
             });
