@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_saphyr::Spanned;
 
-use super::format::{LimitDecl, PolicyDecl, ProductDecl};
+use super::format::{Document, LimitDecl, PolicyDecl, ProductDecl};
 use super::load::ParsedDocument;
 use crate::diagnostic::Diagnostic;
 use crate::model::{
@@ -154,31 +154,14 @@ fn check_document(
 ) {
     let file = doc.file.as_str();
     let d = doc.document;
-    if d.version.value != 1 {
-        diags.push(
-            Place::of(file, &d.version)
-                .error(format!(
-                    "unsupported version {}: this flexsync reads version 1",
-                    d.version.value
-                ))
-                .with_help("write `version: 1`, or upgrade flexsync"),
-        );
+    if !version_supported(file, &d, diags) {
         // A different version may mean anything; checking further would only
         // add noise.
         return;
     }
-
-    let team_place = Place::of(file, &d.team);
-    let raw_id = d.team.value.id.value.trim();
-    if raw_id.is_empty() || raw_id.chars().any(char::is_whitespace) {
-        diags.push(
-            Place::of(file, &d.team.value.id).error(
-                "team id must be a non-empty id without spaces, as listed by `flexsync teams`",
-            ),
-        );
+    let Some(team_id) = team_id(file, &d, diags) else {
         return;
-    }
-    let team_id = TeamId(raw_id.to_owned());
+    };
     let parts = teams.entry(team_id.clone()).or_default();
     let file_index = parts.file_index(file);
     parts.suspended |= d.suspend;
@@ -187,17 +170,88 @@ fn check_document(
     } else {
         file.to_owned()
     });
-
-    if let Some(name) = &d.team.value.name {
-        match &parts.name {
-            Some((other, at)) if other != name => diags.push(team_place.error(format!(
-                "team {team_id} is named {name:?} here but {other:?} at {at}"
+    merge_name(file, &d, &team_id, parts, diags);
+    merge_products(file, &d, &team_id, parts, diags);
+    // People declared by this document: `users` entries first, then group
+    // members (who may also have a `users` entry for names and products).
+    let mut people = listed_users(file, file_index, &d, parts, diags);
+    add_group_members(file, file_index, &d, &mut people, parts, diags);
+    for (email, (user, place)) in people {
+        match parts.users.get(&email) {
+            Some((_, first)) => diags.push(place.error(format!(
+                "user {email} is declared for team {team_id} twice: here and at {first}"
             ))),
-            Some(_) => {}
-            None => parts.name = Some((name.clone(), team_place.clone())),
+            None => {
+                parts.users.insert(email, (user, place));
+            }
         }
     }
+    merge_policy(file, &d, &team_id, parts, diags);
+}
 
+/// The people a document declares, each with where.
+type People = BTreeMap<Email, (DesiredUser, Place)>;
+
+/// Only version 1 exists.
+fn version_supported(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> bool {
+    if d.version.value == 1 {
+        return true;
+    }
+    diags.push(
+        Place::of(file, &d.version)
+            .error(format!(
+                "unsupported version {}: this flexsync reads version 1",
+                d.version.value
+            ))
+            .with_help("write `version: 1`, or upgrade flexsync"),
+    );
+    false
+}
+
+/// The document's team id, if it is one (non-empty, no spaces).
+fn team_id(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> Option<TeamId> {
+    let raw_id = d.team.value.id.value.trim();
+    if raw_id.is_empty() || raw_id.chars().any(char::is_whitespace) {
+        diags.push(
+            Place::of(file, &d.team.value.id).error(
+                "team id must be a non-empty id without spaces, as listed by `flexsync teams`",
+            ),
+        );
+        return None;
+    }
+    Some(TeamId(raw_id.to_owned()))
+}
+
+/// The team's name, which every document naming it must agree on.
+fn merge_name(
+    file: &str,
+    d: &Document,
+    team_id: &TeamId,
+    parts: &mut TeamParts,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(name) = &d.team.value.name else {
+        return;
+    };
+    let team_place = Place::of(file, &d.team);
+    match &parts.name {
+        Some((other, at)) if other != name => diags.push(team_place.error(format!(
+            "team {team_id} is named {name:?} here but {other:?} at {at}"
+        ))),
+        Some(_) => {}
+        None => parts.name = Some((name.clone(), team_place)),
+    }
+}
+
+/// The document's product aliases, which must mean the same pool wherever
+/// the team declares them.
+fn merge_products(
+    file: &str,
+    d: &Document,
+    team_id: &TeamId,
+    parts: &mut TeamParts,
+    diags: &mut Vec<Diagnostic>,
+) {
     for (alias, decl) in &d.products {
         let place = Place::of(file, decl);
         let Some(selector) = product_selector(alias, &decl.value, &place, diags) else {
@@ -214,10 +268,17 @@ fn check_document(
             }
         }
     }
+}
 
-    // People declared by this document: `users` entries first, then group
-    // members (who may also have a `users` entry for names and products).
-    let mut people: BTreeMap<Email, (DesiredUser, Place)> = BTreeMap::new();
+/// The document's `users:` entries, each once, with their `replaces:`.
+fn listed_users(
+    file: &str,
+    file_index: u32,
+    d: &Document,
+    parts: &mut TeamParts,
+    diags: &mut Vec<Diagnostic>,
+) -> People {
+    let mut people = People::new();
     for user in &d.users {
         let email_place = Place::of(file, &user.value.email);
         let Some(email) = parse_email(&user.value.email.value, &email_place, diags) else {
@@ -246,26 +307,34 @@ fn check_document(
                 None => {}
             }
         }
-        people.insert(
-            email.clone(),
-            (
-                DesiredUser {
-                    email,
-                    first_name: non_empty(&user.value.first_name),
-                    last_name: non_empty(&user.value.last_name),
-                    products,
-                    replaces,
-                    origin: Origin {
-                        at: source_place(file_index, &user.value.email),
-                        groups: Box::default(),
-                        entry_products: u64::MAX,
-                        has_entry: true,
-                    },
-                },
-                email_place,
-            ),
-        );
+        let user = DesiredUser {
+            email: email.clone(),
+            first_name: non_empty(&user.value.first_name),
+            last_name: non_empty(&user.value.last_name),
+            products,
+            replaces,
+            origin: Origin {
+                at: source_place(file_index, &user.value.email),
+                groups: Box::default(),
+                entry_products: u64::MAX,
+                has_entry: true,
+            },
+        };
+        people.insert(email, (user, email_place));
     }
+    people
+}
+
+/// Group members join `people` (or gain the group's products), and each
+/// person remembers the groups and which products their own entry lists.
+fn add_group_members(
+    file: &str,
+    file_index: u32,
+    d: &Document,
+    people: &mut People,
+    parts: &mut TeamParts,
+    diags: &mut Vec<Diagnostic>,
+) {
     // The products of people with a `users:` entry, as the entry lists
     // them, kept only for those whom a group gives more.
     let mut listed: BTreeMap<Email, AliasSet> = BTreeMap::new();
@@ -292,20 +361,18 @@ fn check_document(
             seen.insert(email.clone(), place.clone());
             let at = source_place(file_index, member);
             let entry = people.entry(email.clone()).or_insert_with(|| {
-                (
-                    DesiredUser {
-                        email: email.clone(),
-                        first_name: None,
-                        last_name: None,
-                        products: AliasSet::default(),
-                        replaces: BTreeSet::new(),
-                        origin: Origin {
-                            at,
-                            ..Origin::default()
-                        },
+                let user = DesiredUser {
+                    email: email.clone(),
+                    first_name: None,
+                    last_name: None,
+                    products: AliasSet::default(),
+                    replaces: BTreeSet::new(),
+                    origin: Origin {
+                        at,
+                        ..Origin::default()
                     },
-                    place,
-                )
+                };
+                (user, place)
             });
             let user = &mut entry.0;
             if user.origin.has_entry && !listed.contains_key(&email) {
@@ -328,30 +395,30 @@ fn check_document(
                 .fold(0, |mask, (i, _)| mask | 1 << i);
         }
     }
-    for (email, (user, place)) in people {
-        match parts.users.get(&email) {
-            Some((_, first)) => diags.push(place.error(format!(
-                "user {email} is declared for team {team_id} twice: here and at {first}"
-            ))),
-            None => {
-                parts.users.insert(email, (user, place));
-            }
-        }
-    }
+}
 
-    if let Some(policy) = &d.policy {
-        let place = Place::of(file, policy);
-        let checked = check_policy(file, &policy.value, diags);
-        match &parts.policy {
-            Some((_, first)) => diags.push(
-                place
-                    .error(format!(
-                        "the policy of team {team_id} is already set at {first}"
-                    ))
-                    .with_help("set a team's policy in one document only"),
-            ),
-            None => parts.policy = Some((checked, place)),
-        }
+/// The team's policy, which one document at most may set.
+fn merge_policy(
+    file: &str,
+    d: &Document,
+    team_id: &TeamId,
+    parts: &mut TeamParts,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(policy) = &d.policy else {
+        return;
+    };
+    let place = Place::of(file, policy);
+    let checked = check_policy(file, &policy.value, diags);
+    match &parts.policy {
+        Some((_, first)) => diags.push(
+            place
+                .error(format!(
+                    "the policy of team {team_id} is already set at {first}"
+                ))
+                .with_help("set a team's policy in one document only"),
+        ),
+        None => parts.policy = Some((checked, place)),
     }
 }
 
@@ -514,6 +581,57 @@ users:
 
     fn user<'a>(d: &'a crate::model::Desired, email: &str) -> &'a DesiredUser {
         &d.teams.values().next().unwrap().users[&Email::parse(email).unwrap()]
+    }
+
+    /// Two documents of one team that disagree on everything they may
+    /// not: each conflict is an error at the place of the second.
+    const CONFLICTS: &str = "version: 1
+team: { id: \"1\", name: Alpha }
+products:
+  a: { productId: pa }
+groups:
+  g: { products: [a], members: [bo@x.org, bo@x.org] }
+users:
+  - { email: ada@x.org, products: [a], replaces: ada@x.org }
+policy: { prune: false }
+---
+version: 1
+team: { id: \"1\", name: Beta }
+products:
+  a: { productId: pz }
+users:
+  - { email: ada@x.org, products: [a] }
+policy: { prune: true }
+---
+version: 1
+team: { id: \"two words\" }
+---
+version: 2
+team: { id: \"3\" }
+";
+
+    #[test]
+    fn every_conflict_is_an_error_at_its_place() {
+        let loaded = crate::config::load_str("t.yaml", CONFLICTS);
+        let got: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        let expect = [
+            "6:43 bo@x.org is listed twice in group `g` (first at t.yaml:6:33)",
+            "8:50 ada@x.org cannot replace itself",
+            "12:7 team 1 is named \"Beta\" here but \"Alpha\" at t.yaml:2:7",
+            "14:6 product alias `a` of team 1 means productId pz here but productId pa at t.yaml:4:6",
+            "16:14 user ada@x.org is declared for team 1 twice: here and at t.yaml:8:14",
+            "17:9 the policy of team 1 is already set at t.yaml:9:9",
+            "20:13 team id must be a non-empty id without spaces, as listed by `flexsync teams`",
+            "22:10 unsupported version 2: this flexsync reads version 1",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g == e), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
     }
 
     #[test]
