@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::model::{Email, ObservedTeam, ProductId, ProductPool};
+use crate::model::{Email, ObservedTeam, ProductId, ProductPool, TeamUser};
 
 /// The YAML text of a declaration of `team`, limited to `products` (all
 /// pools when empty, matched by productId or exact productName).
@@ -17,6 +17,50 @@ pub fn to_yaml(
     products: &[String],
     captured_at: jiff::Timestamp,
 ) -> Result<String, String> {
+    let pools = selected_pools(team, products)?;
+    let aliases = aliases(&pools);
+    let (direct, inherited) = holdings(team, &aliases);
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# Exported by flexsync from team {} ({}) at {captured_at}.",
+        team.id, team.name
+    );
+    let _ = writeln!(
+        y,
+        "# Review it, then commit it. `flexsync schema` describes every field."
+    );
+    let _ = writeln!(y, "version: 1");
+    let _ = writeln!(
+        y,
+        "team: {{ id: {}, name: {} }}",
+        quote(&team.id.0),
+        quote(&team.name)
+    );
+    write_products(&pools, &aliases, &mut y);
+    write_users(team, &direct, &mut y);
+    if !inherited.is_empty() {
+        let _ = writeln!(
+            y,
+            "# Inherited (through a group or the team), so not managed by flexsync:"
+        );
+        for line in &inherited {
+            let _ = writeln!(y, "#   {}", line.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(
+        y,
+        "# Nothing is removed until you set `policy: {{ prune: true }}`."
+    );
+    Ok(y)
+}
+
+/// The pools named by `products` (by id or exact name; all when empty),
+/// sorted by id, each once.
+fn selected_pools<'a>(
+    team: &'a ObservedTeam,
+    products: &[String],
+) -> Result<Vec<&'a ProductPool>, String> {
     let mut pools: Vec<&ProductPool> = Vec::new();
     for wanted in products {
         let found: Vec<&ProductPool> = team
@@ -43,11 +87,14 @@ pub fn to_yaml(
     }
     pools.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     pools.dedup_by(|a, b| a.product_id == b.product_id);
+    Ok(pools)
+}
 
-    // Aliases from product names, made unique.
-    let mut aliases: BTreeMap<&ProductId, String> = BTreeMap::new();
+/// An alias for each pool from its product name, made unique.
+fn aliases<'a>(pools: &[&'a ProductPool]) -> BTreeMap<&'a ProductId, String> {
+    let mut aliases = BTreeMap::new();
     let mut taken = BTreeSet::new();
-    for pool in &pools {
+    for pool in pools {
         let base = slug(&pool.product_name);
         let mut alias = base.clone();
         let mut n = 2;
@@ -57,7 +104,15 @@ pub fn to_yaml(
         }
         aliases.insert(&pool.product_id, alias);
     }
+    aliases
+}
 
+/// Each person's direct holdings of the exported pools (declared), and the
+/// inherited ones as sentences (commented).
+fn holdings<'a>(
+    team: &'a ObservedTeam,
+    aliases: &'a BTreeMap<&ProductId, String>,
+) -> (BTreeMap<&'a Email, BTreeSet<&'a str>>, Vec<String>) {
     let by_id: BTreeMap<_, _> = team.users.iter().map(|u| (&u.id, u)).collect();
     let mut direct: BTreeMap<&Email, BTreeSet<&str>> = BTreeMap::new();
     let mut inherited: Vec<String> = Vec::new();
@@ -75,30 +130,16 @@ pub fn to_yaml(
         }
     }
     inherited.sort();
+    (direct, inherited)
+}
 
-    let mut y = String::new();
-    let _ = writeln!(
-        y,
-        "# Exported by flexsync from team {} ({}) at {captured_at}.",
-        team.id, team.name
-    );
-    let _ = writeln!(
-        y,
-        "# Review it, then commit it. `flexsync schema` describes every field."
-    );
-    let _ = writeln!(y, "version: 1");
-    let _ = writeln!(
-        y,
-        "team: {{ id: {}, name: {} }}",
-        quote(&team.id.0),
-        quote(&team.name)
-    );
+fn write_products(pools: &[&ProductPool], aliases: &BTreeMap<&ProductId, String>, y: &mut String) {
     if pools.is_empty() {
         let _ = writeln!(y, "products: {{}}");
-    } else {
-        let _ = writeln!(y, "products:");
+        return;
     }
-    for pool in &pools {
+    let _ = writeln!(y, "products:");
+    for pool in pools {
         let alias = aliases
             .get(&pool.product_id)
             .map(String::as_str)
@@ -110,13 +151,22 @@ pub fn to_yaml(
             pool.product_name.replace('\n', " ")
         );
     }
+}
+
+fn write_users(team: &ObservedTeam, direct: &BTreeMap<&Email, BTreeSet<&str>>, y: &mut String) {
     if direct.is_empty() {
         let _ = writeln!(y, "users: []");
-    } else {
-        let _ = writeln!(y, "users:");
+        return;
     }
-    for (email, held) in &direct {
-        let user = team.users.iter().find(|u| &u.email == *email);
+    let _ = writeln!(y, "users:");
+    // Names from the first account with the address (one lookup each, not
+    // a scan of the team per person).
+    let mut by_email: BTreeMap<&Email, &TeamUser> = BTreeMap::new();
+    for u in &team.users {
+        by_email.entry(&u.email).or_insert(u);
+    }
+    for (email, held) in direct {
+        let user = by_email.get(email);
         let mut fields = vec![format!("email: {}", quote(email.as_str()))];
         if let Some(first) = user.and_then(|u| u.first_name.as_deref()) {
             fields.push(format!("firstName: {}", quote(first)));
@@ -128,20 +178,6 @@ pub fn to_yaml(
         fields.push(format!("products: [{}]", list.join(", ")));
         let _ = writeln!(y, "  - {{ {} }}", fields.join(", "));
     }
-    if !inherited.is_empty() {
-        let _ = writeln!(
-            y,
-            "# Inherited (through a group or the team), so not managed by flexsync:"
-        );
-        for line in &inherited {
-            let _ = writeln!(y, "#   {}", line.replace('\n', " "));
-        }
-    }
-    let _ = writeln!(
-        y,
-        "# Nothing is removed until you set `policy: {{ prune: true }}`."
-    );
-    Ok(y)
 }
 
 /// `Autodesk Flex - Platform Services` → `autodesk-flex-platform-services`.
@@ -183,6 +219,61 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn team() -> ObservedTeam {
+        serde_json::from_value(serde_json::json!({
+            "id": "100001",
+            "name": "Acme",
+            "users": [
+                { "id": "U2", "email": "bo@example.com" },
+                { "id": "U1", "email": "ada@example.com", "firstName": "Ada", "lastName": "O'Brien: #1" },
+                { "id": "U3", "email": "cy@example.com" }
+            ],
+            "pools": [
+                { "productId": "p2", "productName": "Fusion" },
+                { "productId": "p1", "productName": "Fusion" },
+                { "productId": "p3", "productName": "Other" }
+            ],
+            "assignments": [
+                { "userId": "U2", "productId": "p2", "assignmentType": "DIRECT" },
+                { "userId": "U1", "productId": "p1", "assignmentType": "DIRECT" },
+                { "userId": "U1", "productId": "p2", "assignmentType": "DIRECT" },
+                { "userId": "U3", "productId": "p1", "assignmentType": "GROUP" },
+                { "userId": "U3", "productId": "p3", "assignmentType": "DIRECT" }
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_team_becomes_a_declaration_of_its_direct_holdings() {
+        let at = "2026-11-26T12:00:00Z".parse().unwrap();
+        let y = to_yaml(&team(), &["Fusion".to_owned()], at).unwrap();
+        let body: Vec<&str> = y.lines().filter(|l| !l.starts_with("# Exported")).collect();
+        assert_eq!(
+            body,
+            [
+                "# Review it, then commit it. `flexsync schema` describes every field.",
+                "version: 1",
+                "team: { id: \"100001\", name: Acme }",
+                "products:",
+                "  fusion: { productId: p1 }  # Fusion",
+                "  fusion-2: { productId: p2 }  # Fusion",
+                "users:",
+                "  - { email: ada@example.com, firstName: Ada, lastName: \"O'Brien: #1\", products: [fusion, fusion-2] }",
+                "  - { email: bo@example.com, products: [fusion-2] }",
+                "# Inherited (through a group or the team), so not managed by flexsync:",
+                "#   cy@example.com holds fusion through a group",
+                "# Nothing is removed until you set `policy: { prune: true }`.",
+            ]
+        );
+        let err = to_yaml(&team(), &["Maya".to_owned()], at).unwrap_err();
+        assert!(
+            err.contains("no product pool with id or name \"Maya\""),
+            "{err}"
+        );
+        assert!(err.contains("p3 (Other)"), "{err}");
+    }
 
     #[test]
     fn slugs_and_quotes() {
