@@ -5,7 +5,7 @@ mod service_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -353,22 +353,7 @@ async fn sigterm_stops_cleanly() {
     declare(&dir, "a.yaml", TEAM_A);
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
-    let pid = svc.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = svc.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = svc.terminate();
     assert!(status.success(), "exit status {status:?}");
     assert!(svc.logs().contains("stopped"));
     // Nothing half-written: the token store and the audit log parse.
@@ -697,22 +682,7 @@ async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_se
     })
     .await;
     // And SIGTERM still stops it.
-    let pid = svc.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = svc.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = svc.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
 

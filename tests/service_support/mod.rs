@@ -135,6 +135,26 @@ impl Service {
         self.logs.lock().unwrap().clone()
     }
 
+    /// SIGTERM, then its exit status (which must come within 10 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGHUP: re-read and run every team now.
     pub fn hangup(&self) {
         let pid = self.child.id().to_string();
