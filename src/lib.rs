@@ -66,13 +66,67 @@ pub enum Error {
     InvalidDeclaration(usize),
     #[error("{0}")]
     Input(String),
+    /// Flags or arguments that are missing or cannot go together.
+    #[error("{0}")]
+    Usage(String),
+    /// A file flexsync was pointed at that cannot be read, written or used;
+    /// `context` names it (and the flag that named it).
+    #[error("{context}: {cause}")]
+    File {
+        context: String,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A saved plan that must not be applied or shown as it is.
+    #[error("{error}{hint}")]
+    SavedPlan {
+        error: planfile::PlanFileError,
+        hint: &'static str,
+    },
+    /// None of the declared teams could be read.
+    #[error("no team can be read:\n{}", unreadable_list(.0))]
+    NoTeamReadable(Vec<(model::TeamId, api::ApiError)>),
+    /// The person at the prompt did not say yes.
+    #[error("apply cancelled; nothing was changed")]
+    Cancelled,
+    /// The service's endpoints cannot listen where they were told to.
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen { addr: String, cause: std::io::Error },
+    /// Something in flexsync itself failed (a task, an encoder): a bug.
+    #[error("{0}")]
+    Internal(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Api(#[from] api::ApiError),
 }
 
+impl From<planfile::PlanFileError> for Error {
+    fn from(error: planfile::PlanFileError) -> Self {
+        Error::SavedPlan { error, hint: "" }
+    }
+}
+
+fn unreadable_list(teams: &[(model::TeamId, api::ApiError)]) -> String {
+    let lines: Vec<String> = teams
+        .iter()
+        .map(|(id, e)| format!("  team {id}: {e}"))
+        .collect();
+    lines.join("\n")
+}
+
 impl Error {
+    /// An error about the file `path` (named by `what`, e.g. a flag).
+    pub fn file(
+        what: impl std::fmt::Display,
+        path: &std::path::Path,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::File {
+            context: format!("{what} {}", path.display()),
+            cause: cause.into(),
+        }
+    }
+
     /// Every error exits 1; 2 is reserved for "plan has changes".
     pub fn exit_code(&self) -> u8 {
         1

@@ -74,7 +74,7 @@ fn saved_plan_file(paths: &[PathBuf]) -> Result<Option<&PathBuf>, Error> {
     match (saved.as_slice(), paths.len()) {
         ([], _) => Ok(None),
         ([one], 1) => Ok(Some(*one)),
-        ([one, ..], _) => Err(Error::Input(format!(
+        ([one, ..], _) => Err(Error::Usage(format!(
             "{} is a saved plan: give it alone (`flexsync apply {}`), not with declaration files",
             one.display(),
             one.display()
@@ -93,14 +93,14 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     let saved_file = saved_plan_file(&args.paths)?.cloned();
     // Refuse before spending any API call on a plan nobody can approve.
     if saved_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
-        return Err(Error::Input(
+        return Err(Error::Usage(
             "refusing to ask for confirmation without a terminal: review with `flexsync plan`, then run apply with --auto-approve (or apply a saved plan)".into(),
         ));
     }
     let saved = match &saved_file {
         Some(file) => {
             if !args.guard.overrides().is_empty() {
-                return Err(Error::Input(
+                return Err(Error::Usage(
                     "--max-unassign, --max-invite and --allow-renames apply when planning; a saved plan keeps the overrides it was made with".into(),
                 ));
             }
@@ -108,7 +108,7 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         }
         None => {
             if args.expect_digest.is_some() {
-                return Err(Error::Input(
+                return Err(Error::Usage(
                     "--expect-digest checks a saved plan: give the FILE.plan written by `flexsync plan --out`".into(),
                 ));
             }
@@ -153,12 +153,10 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         .audit_log
         .clone()
         .unwrap_or_else(|| default_audit_log(connect));
-    let log = Arc::new(AuditLog::open(&audit_path).map_err(|e| {
-        Error::Input(format!(
-            "cannot open the audit log {}: {e}",
-            audit_path.display()
-        ))
-    })?);
+    let log = Arc::new(
+        AuditLog::open(&audit_path)
+            .map_err(|e| Error::file("cannot open the audit log", &audit_path, e))?,
+    );
     let trail = AuditTrail {
         log,
         run,
@@ -204,15 +202,13 @@ fn read_saved(
 ) -> Result<(SavedPlan, String), Error> {
     let name = file.display().to_string();
     let text = crate::input_file::read_text_capped(file, crate::planfile::MAX_FILE_BYTES)
-        .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
-    let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
-    saved
-        .verify(
-            &name,
-            args.key.load()?.as_ref(),
-            args.expect_digest.as_deref(),
-        )
-        .map_err(|e| Error::Input(e.to_string()))?;
+        .map_err(|e| Error::file("cannot read", file, e))?;
+    let saved = SavedPlan::parse(&name, &text)?;
+    saved.verify(
+        &name,
+        args.key.load()?.as_ref(),
+        args.expect_digest.as_deref(),
+    )?;
     let now_target = if connect.sandbox {
         "sandbox".to_owned()
     } else {
@@ -224,14 +220,14 @@ fn read_saved(
         } else {
             ""
         };
-        return Err(Error::Input(format!(
-            "{}{hint}",
-            crate::planfile::PlanFileError::Target {
+        return Err(Error::SavedPlan {
+            error: crate::planfile::PlanFileError::Target {
                 file: name,
                 saved: saved.target.clone(),
                 now: now_target,
-            }
-        )));
+            },
+            hint,
+        });
     }
     Ok((saved, name))
 }
@@ -259,12 +255,11 @@ async fn load_saved(
             .await?;
         observed.teams.insert(id, state);
     }
-    let plan = saved
-        .to_plan(&name, &observed)
-        .map_err(|e| Error::Input(e.to_string()))?;
-    let overrides = saved
-        .overrides()
-        .map_err(|e| Error::Input(format!("{name}: {e}")))?;
+    let plan = saved.to_plan(&name, &observed)?;
+    let overrides = saved.overrides().map_err(|e| Error::File {
+        context: name.clone(),
+        cause: e.into(),
+    })?;
     let ctx = Context {
         source: now_source,
         read_calls: Default::default(),
@@ -302,7 +297,7 @@ fn confirm() -> Result<(), Error> {
         let _ = writeln!(err);
     }
     if answer.trim() != "yes" {
-        return Err(Error::Input("apply cancelled; nothing was changed".into()));
+        return Err(Error::Cancelled);
     }
     Ok(())
 }

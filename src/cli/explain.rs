@@ -48,7 +48,7 @@ pub enum ExplainFormat {
 
 pub async fn explain(args: ExplainArgs) -> Result<u8, Error> {
     let email = Email::parse(&args.email)
-        .map_err(|e| Error::Input(format!("{:?} is not an email address: {e}", args.email)))?;
+        .map_err(|e| Error::Usage(format!("{:?} is not an email address: {e}", args.email)))?;
     let loaded = load_valid(&args.paths)?;
     let desired = select_teams(loaded.desired, &email, args.team.as_deref())?;
     let now = jiff::Timestamp::now();
@@ -135,7 +135,7 @@ fn select_teams(mut desired: Desired, email: &Email, team: Option<&str>) -> Resu
             let id = TeamId(id.to_owned());
             if !desired.teams.contains_key(&id) {
                 let declared: Vec<&str> = desired.teams.keys().map(|t| t.0.as_str()).collect();
-                return Err(Error::Input(format!(
+                return Err(Error::Usage(format!(
                     "team {id} is not in the declaration (its teams: {})",
                     declared.join(", ")
                 )));

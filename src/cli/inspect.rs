@@ -51,7 +51,7 @@ pub async fn export(args: ExportArgs) -> Result<u8, Error> {
         .fetch_observed(&team, &ReadHint::default())
         .await?;
     let yaml = crate::config::export::to_yaml(&state, &args.products, conn.client.clock().now())
-        .map_err(Error::Input)?;
+        .map_err(Error::Usage)?;
     let mut out = std::io::stdout().lock();
     out.write_all(yaml.as_bytes())?;
     Ok(0)

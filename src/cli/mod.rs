@@ -405,7 +405,7 @@ fn report(diags: &[Diagnostic], loaded: &Loaded) -> Result<(), Error> {
 /// would fail on its first field. Say what it is and what to do with it.
 fn refuse_saved_plans(paths: &[PathBuf]) -> Result<(), Error> {
     match paths.iter().find(|p| p.is_file() && apply::looks_saved(p)) {
-        Some(p) => Err(Error::Input(format!(
+        Some(p) => Err(Error::Usage(format!(
             "{} is a saved plan, not a declaration: look at it with `flexsync show {}`, apply it with `flexsync apply {}`",
             p.display(),
             p.display(),
@@ -446,9 +446,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<u8, Error> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .and_then(|()| clap_mangen::generate_to(cmd, dir))
-                .map_err(|e| {
-                    Error::Input(format!("cannot write man pages to {}: {e}", dir.display()))
-                })?;
+                .map_err(|e| Error::file("cannot write man pages to", dir, e))?;
             eprintln!(
                 "Man pages written to {} (flexsync.1 and one per command).",
                 dir.display()
@@ -466,7 +464,7 @@ fn man(dir: Option<&std::path::Path>) -> Result<u8, Error> {
 fn schema() -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     let text = serde_json::to_string_pretty(&config::format::schema())
-        .map_err(|e| Error::Input(format!("cannot encode the schema: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode the schema: {e}")))?;
     writeln!(out, "{text}")?;
     Ok(0)
 }

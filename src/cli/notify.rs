@@ -57,8 +57,10 @@ impl NotifyArgs {
             .webhook_files
             .iter()
             .map(|(format, file)| {
-                Webhook::from_file(format.unwrap_or(default), file)
-                    .map_err(|e| Error::Input(format!("--notify-webhook-file: {e}")))
+                Webhook::from_file(format.unwrap_or(default), file).map_err(|e| Error::File {
+                    context: "--notify-webhook-file".into(),
+                    cause: e.into(),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NotifySettings {

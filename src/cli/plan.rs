@@ -69,11 +69,11 @@ impl PlanKeyArgs {
             return Ok(None);
         };
         let bytes = crate::input_file::read_capped(path, PlanKey::MAX_BYTES as u64 + 64)
-            .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))?;
+            .map_err(|e| Error::file("--plan-key", path, e))?;
         warn_if_shared(path);
         PlanKey::new(&bytes)
             .map(Some)
-            .map_err(|e| Error::Input(format!("--plan-key {}: {e}", path.display())))
+            .map_err(|e| Error::file("--plan-key", path, e))
     }
 }
 
@@ -151,7 +151,8 @@ pub async fn observe(conn: &Connection, desired: &Desired) -> Result<Observation
     let mut stats = BTreeMap::new();
     let mut errors: BTreeMap<TeamId, ApiError> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let (id, result) = joined.map_err(|e| Error::Input(format!("a read task failed: {e}")))?;
+        let (id, result) =
+            joined.map_err(|e| Error::Internal(format!("a read task failed: {e}")))?;
         match result {
             Ok((team, s)) => {
                 observed.teams.insert(id.clone(), team);
@@ -163,20 +164,13 @@ pub async fn observe(conn: &Connection, desired: &Desired) -> Result<Observation
         }
     }
     if observed.teams.is_empty() && !errors.is_empty() {
-        return Err(match errors.len() {
-            1 => errors
-                .into_values()
-                .next()
-                .map(Error::from)
-                .unwrap_or(Error::Input(String::new())),
-            _ => Error::Input(format!(
-                "no team can be read:\n{}",
-                errors
-                    .iter()
-                    .map(|(id, e)| format!("  team {id}: {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )),
+        let mut errors: Vec<(TeamId, ApiError)> = errors.into_iter().collect();
+        return Err(match errors.pop() {
+            Some((_, only)) if errors.is_empty() => Error::from(only),
+            last => {
+                errors.extend(last);
+                Error::NoTeamReadable(errors)
+            }
         });
     }
     Ok(Observation {
@@ -277,7 +271,7 @@ pub async fn make_plan(
             (observed, source, reads, conn.client.calls_per_window())
         }
         (None, None) => {
-            return Err(Error::Input(
+            return Err(Error::Usage(
                 "nothing to plan against: give --observed SNAPSHOT.json, --sandbox, or log in"
                     .into(),
             ));
@@ -311,11 +305,14 @@ pub(super) fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String)
     use crate::input_file::{ReadError, read_text_capped, size_text};
     let name = file.display().to_string();
     let text = read_text_capped(file, crate::snapshot::MAX_FILE_BYTES).map_err(|e| match e {
-        ReadError::TooLarge { cap } => Error::Input(format!(
-            "snapshot {name} is larger than {}, the limit for snapshots; it was not read",
-            size_text(cap)
-        )),
-        e => Error::Input(format!("cannot read snapshot {name}: {e}")),
+        ReadError::TooLarge { cap } => Error::File {
+            context: format!(
+                "snapshot {name} is larger than {}, the limit for snapshots",
+                size_text(cap)
+            ),
+            cause: "it was not read".into(),
+        },
+        e => Error::file("cannot read snapshot", file, e),
     })?;
     let snapshot = Snapshot::parse(&name, &text).map_err(|d| {
         let mut sources = crate::diagnostic::Sources::default();
@@ -323,7 +320,10 @@ pub(super) fn read_snapshot(file: &std::path::Path) -> Result<(Snapshot, String)
         let rendered = crate::diagnostic::render_human(&[d], &sources, stderr_color());
         // Best effort: the error below still reaches the user if this fails.
         let _ = std::io::stderr().write_all(rendered.as_bytes());
-        Error::Input(format!("{name} is not a usable snapshot"))
+        Error::File {
+            context: name.clone(),
+            cause: "not a usable snapshot (see above)".into(),
+        }
     })?;
     Ok((snapshot, name))
 }
@@ -362,15 +362,13 @@ pub async fn plan(args: PlanArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     if let Some(file) = &args.json_out {
         let mut buf = Vec::new();
         render::json::render(&planned.plan, &planned.ctx, &mut buf)?;
-        std::fs::write(file, buf)
-            .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
+        std::fs::write(file, buf).map_err(|e| Error::file("cannot write", file, e))?;
     }
     if let Some(file) = &args.out {
         let saved = planned.saved(args.key.load()?.as_ref());
         let text = serde_json::to_string_pretty(&saved)
-            .map_err(|e| Error::Input(format!("cannot encode the plan: {e}")))?;
-        std::fs::write(file, text + "\n")
-            .map_err(|e| Error::Input(format!("cannot write {}: {e}", file.display())))?;
+            .map_err(|e| Error::Internal(format!("cannot encode the plan: {e}")))?;
+        std::fs::write(file, text + "\n").map_err(|e| Error::file("cannot write", file, e))?;
         eprintln!(
             "Plan saved to {} (digest {}). Apply exactly these changes with `flexsync apply {}`; \
              add `--expect-digest {}` to refuse any other file.",

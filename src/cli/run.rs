@@ -138,10 +138,11 @@ fn snapshot_token(args: &RunArgs) -> Result<Option<Secret>, Error> {
     let token = super::connect::read_secret_file(path, "--snapshot-token-file")?;
     let token = token.trim().to_owned();
     if token.len() < 16 {
-        return Err(Error::Input(format!(
-            "the snapshot token in {} is too short (at least 16 characters)",
-            path.display()
-        )));
+        return Err(Error::file(
+            "the snapshot token in",
+            path,
+            "too short (at least 16 characters)",
+        ));
     }
     Ok(Some(Secret::new(token)))
 }
@@ -160,25 +161,29 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         .audit_log
         .clone()
         .unwrap_or_else(|| super::apply::default_audit_log(connect));
-    let audit = Arc::new(AuditLog::open(&audit_path).map_err(|e| {
-        Error::Input(format!(
-            "cannot open the audit log {}: {e}",
-            audit_path.display()
-        ))
-    })?);
+    let audit = Arc::new(
+        AuditLog::open(&audit_path)
+            .map_err(|e| Error::file("cannot open the audit log", &audit_path, e))?,
+    );
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             daemon::tls::Reloading::new(daemon::tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             })
-            .map_err(|e| Error::Input(e.to_string()))?,
+            .map_err(|e| Error::File {
+                context: "--tls-cert/--tls-key".into(),
+                cause: e.into(),
+            })?,
         )),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .map_err(|e| Error::Input(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|cause| Error::Listen {
+            addr: args.listen.clone(),
+            cause,
+        })?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, dry_run = args.dry_run, interval = %jiff::SignedDuration::try_from(args.interval).unwrap_or_default(), "serving /healthz /readyz /metrics /status");
@@ -234,7 +239,7 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             lines.push("login: FLEXSYNC_ACCESS_TOKEN (never refreshed)".into());
         } else {
             if connect.client_id.as_deref().is_none_or(str::is_empty) {
-                return Err(Error::Input(
+                return Err(Error::Usage(
                     "no APS app: set FLEXSYNC_CLIENT_ID (or --client-id)".into(),
                 ));
             }
@@ -244,7 +249,7 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
                 }
                 None if std::env::var_os("FLEXSYNC_CLIENT_SECRET").is_some() => {}
                 None => {
-                    return Err(Error::Input(
+                    return Err(Error::Usage(
                         "no client secret: set --client-secret-file or FLEXSYNC_CLIENT_SECRET"
                             .into(),
                     ));
@@ -272,12 +277,15 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         std::fs::OpenOptions::new()
             .append(true)
             .open(&audit)
-            .map_err(|e| Error::Input(format!("--audit-log {}: {e}", audit.display())))?;
+            .map_err(|e| Error::file("--audit-log", &audit, e))?;
     }
     lines.push(format!("audit log: {}", audit.display()));
 
     let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(args.listen.as_str())
-        .map_err(|e| Error::Input(format!("--listen {}: {e}", args.listen)))?
+        .map_err(|cause| Error::Listen {
+            addr: args.listen.clone(),
+            cause,
+        })?
         .map(|a| a.to_string())
         .collect();
     lines.push(format!("listen: {}", addrs.join(" ")));
@@ -330,11 +338,11 @@ fn usable_dir(file: &std::path::Path, what: &str) -> Result<(), Error> {
             } else {
                 format!(" ({} does not exist)", parent.display())
             };
-            Err(Error::Input(format!(
-                "{what} {}: cannot create files in {}{missing}: {e}",
-                file.display(),
-                dir.display()
-            )))
+            Err(Error::file(
+                what,
+                file,
+                format!("cannot create files in {}{missing}: {e}", dir.display()),
+            ))
         }
     }
 }
@@ -345,9 +353,9 @@ fn token_state(path: &std::path::Path) -> Result<&'static str, Error> {
         return Ok("absent: install one with `flexsync login`");
     }
     let text = crate::input_file::read_text_capped(path, crate::api::auth::MAX_TOKEN_FILE_BYTES)
-        .map_err(|e| Error::Input(format!("--token-file {}: {e}", path.display())))?;
+        .map_err(|e| Error::file("--token-file", path, e))?;
     let tokens = crate::api::auth::Tokens::from_file_bytes(text.as_bytes())
-        .map_err(|e| Error::Input(format!("--token-file {}: {e}", path.display())))?;
+        .map_err(|e| Error::file("--token-file", path, e))?;
     Ok(if tokens.refresh_token.is_some() {
         "present"
     } else {

@@ -33,8 +33,8 @@ pub struct ShowArgs {
 pub fn show(args: ShowArgs) -> Result<u8, Error> {
     let name = args.file.display().to_string();
     let text = crate::input_file::read_text_capped(&args.file, crate::planfile::MAX_FILE_BYTES)
-        .map_err(|e| Error::Input(format!("cannot read {name}: {e}")))?;
-    let saved = SavedPlan::parse(&name, &text).map_err(|e| Error::Input(e.to_string()))?;
+        .map_err(|e| Error::file("cannot read", &args.file, e))?;
+    let saved = SavedPlan::parse(&name, &text)?;
     let key = args.key.load()?;
     // A keyed seal cannot be checked without the key; its plan's own
     // policy still can.
@@ -51,7 +51,7 @@ pub fn show(args: ShowArgs) -> Result<u8, Error> {
                 keyed: saved.is_keyed(),
             },
             Err(crate::planfile::PlanFileError::Tampered { what, .. }) => Seal::Broken(what),
-            Err(e) => return Err(Error::Input(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     };
     let broken = matches!(seal, Seal::Broken(_));
