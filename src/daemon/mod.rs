@@ -87,23 +87,9 @@ pub async fn run(
         dry_run: settings.dry_run,
         ..Shared::default()
     });
-    let app = http::router(http::AppState {
-        shared: shared.clone(),
-        metrics: metrics.clone(),
-        snapshot_token: settings.snapshot_token.clone(),
-        on_demand: Arc::new(previews::OnDemand::new(client.clone())),
-    });
-    let server_stop = shutdown.clone();
-    let server = match settings.tls.clone() {
-        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_stop)),
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(server_stop.cancelled_owned())
-                .await
-        }),
-    };
-
-    let (tx, mut changes) = tokio::sync::mpsc::channel(1);
+    let server = serve(&settings, &client, &metrics, &shared, listener, &shutdown);
+    let shutdown_grace = settings.shutdown_grace;
+    let (tx, changes) = tokio::sync::mpsc::channel(1);
     let _watcher = match watch::watch(&settings.paths, tx) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -111,14 +97,9 @@ pub async fn run(
             None
         }
     };
-    let mut hangups = hangup_signals();
-    let watchdog = systemd::watchdog_period();
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    let mut reread = tokio::time::interval(settings.reread_every);
-    reread.tick().await;
-    let shutdown_grace = settings.shutdown_grace;
-
-    let mut heartbeat = tokio::time::interval(http::LIVENESS_LIMIT / 6);
+    // Before the first read: SIGHUP's default action would end the process.
+    let hangups = hangup_signals();
+    let reread_every = settings.reread_every;
     let mut ctl = Controller::new(settings, shared.clone(), metrics, client, shutdown.clone());
     ctl.look(true).await;
     // Serving whatever the declaration: an invalid one is reported on
@@ -128,6 +109,71 @@ pub async fn run(
     shared.beat();
     systemd::ready("serving; reading the declaration");
     tracing::info!("flexsync is running");
+    let events = Events {
+        changes,
+        hangups,
+        reread_every,
+    };
+    control_loop(&mut ctl, &shared, events, &shutdown).await;
+    drain(&mut ctl, shutdown_grace).await;
+    match server.await {
+        Ok(result) => result,
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// The endpoints, over TLS when configured, until `shutdown`.
+fn serve(
+    settings: &Settings,
+    client: &Arc<Client>,
+    metrics: &Arc<Metrics>,
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let app = http::router(http::AppState {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+        snapshot_token: settings.snapshot_token.clone(),
+        on_demand: Arc::new(previews::OnDemand::new(client.clone())),
+    });
+    let server_stop = shutdown.clone();
+    match settings.tls.clone() {
+        Some(tls) => tokio::spawn(tls::serve(listener, app, tls, server_stop)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(server_stop.cancelled_owned())
+                .await
+        }),
+    }
+}
+
+/// What wakes the controller besides its own schedule.
+struct Events {
+    /// File events (hints; the controller re-reads and compares).
+    changes: tokio::sync::mpsc::Receiver<()>,
+    hangups: tokio::sync::mpsc::Receiver<()>,
+    reread_every: Duration,
+}
+
+/// The controller's loop: passes as they are due, their outcomes, file
+/// events, SIGHUP, periodic re-reads and the watchdog, until `shutdown`.
+async fn control_loop(
+    ctl: &mut Controller,
+    shared: &Shared,
+    events: Events,
+    shutdown: &CancellationToken,
+) {
+    let Events {
+        mut changes,
+        mut hangups,
+        reread_every,
+    } = events;
+    let watchdog = systemd::watchdog_period();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut reread = tokio::time::interval(reread_every);
+    reread.tick().await;
+    let mut heartbeat = tokio::time::interval(http::LIVENESS_LIMIT / 6);
     loop {
         shared.beat();
         ctl.start_due().await;
@@ -157,13 +203,17 @@ pub async fn run(
             _ = tokio::time::sleep(sleep_for) => {}
         }
     }
+}
 
+/// Shutdown: no new pass or write; passes finish the write in flight
+/// within the grace period, then are abandoned.
+async fn drain(ctl: &mut Controller, grace: Duration) {
     systemd::stopping();
     tracing::info!(
         running = ctl.running.len(),
         "shutting down: no new writes; finishing the ones in flight"
     );
-    let drained = tokio::time::timeout(shutdown_grace, async {
+    let drained = tokio::time::timeout(grace, async {
         while let Some(joined) = ctl.running.join_next().await {
             if let Ok(result) = joined {
                 ctl.finish(result);
@@ -174,10 +224,6 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("shutdown grace period over; abandoning passes still running");
         ctl.running.abort_all();
-    }
-    match server.await {
-        Ok(result) => result,
-        Err(e) => Err(std::io::Error::other(e)),
     }
 }
 
