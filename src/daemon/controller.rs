@@ -48,13 +48,33 @@ struct InForce {
     git_commit: Option<String>,
 }
 
+/// Which teams a read makes due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Only teams whose declaration changed (file events, re-reads).
+    Changed,
+    /// Every team, changed or not (start, SIGHUP).
+    Every,
+}
+
+impl Due {
+    /// The wider of two requests.
+    fn and(self, other: Due) -> Due {
+        if self == Due::Every || other == Due::Every {
+            Due::Every
+        } else {
+            Due::Changed
+        }
+    }
+}
+
 /// Files that changed and have not yet been seen unchanged for the settle
 /// window.
 struct Candidate {
     digest: String,
     since: Instant,
-    /// SIGHUP asked for every team to run once this settles.
-    force: bool,
+    /// Which teams run once this settles (SIGHUP: every one).
+    due: Due,
 }
 
 pub(super) struct Controller {
@@ -121,7 +141,7 @@ impl Controller {
     /// Reads the files. Content already in force changes nothing (SIGHUP
     /// still makes every team due); new content is adopted only when it was
     /// read unchanged a settle window earlier.
-    pub async fn look(&mut self, force: bool) {
+    pub async fn look(&mut self, due: Due) {
         self.look_at = None;
         // Off the event loop: a slow network filesystem must not stall
         // passes, signals or the watchdog.
@@ -133,7 +153,7 @@ impl Controller {
                 return;
             }
         };
-        self.read(force, stamp).await;
+        self.read(due, stamp).await;
     }
 
     /// The periodic re-read, the backstop for lost file events: files whose
@@ -146,10 +166,10 @@ impl Controller {
         if self.candidate.is_none() && self.last_stamp.as_ref() == Some(&stamp) {
             return;
         }
-        self.read(false, stamp).await;
+        self.read(Due::Changed, stamp).await;
     }
 
-    async fn read(&mut self, force: bool, stamp: String) {
+    async fn read(&mut self, due: Due, stamp: String) {
         let paths = self.settings.paths.clone();
         let loaded = match tokio::task::spawn_blocking(move || config::load(&paths)).await {
             Ok(loaded) => loaded,
@@ -164,7 +184,7 @@ impl Controller {
         if loaded.is_valid() && in_force == Some(digest.as_str()) {
             self.candidate = None;
             self.mark_valid();
-            if force {
+            if due == Due::Every {
                 self.trigger_all();
             }
             return;
@@ -172,17 +192,17 @@ impl Controller {
         let settle = self.settings.settle;
         match &mut self.candidate {
             Some(c) if c.digest == digest && c.since.elapsed() >= settle => {
-                let force = force || c.force;
+                let due = due.and(c.due);
                 self.candidate = None;
-                self.adopt(loaded, digest, force);
+                self.adopt(loaded, digest, due);
             }
-            Some(c) if c.digest == digest => c.force |= force,
+            Some(c) if c.digest == digest => c.due = c.due.and(due),
             _ => {
                 tracing::debug!(digest = %digest, "declaration changed on disk; waiting for it to settle");
                 self.candidate = Some(Candidate {
                     digest,
                     since: Instant::now(),
-                    force,
+                    due,
                 });
             }
         }
@@ -214,7 +234,7 @@ impl Controller {
 
     /// Settled content: a valid declaration replaces the one in force; an
     /// invalid one is reported and changes nothing.
-    fn adopt(&mut self, loaded: Loaded, digest: String, force: bool) {
+    fn adopt(&mut self, loaded: Loaded, digest: String, due: Due) {
         if !loaded.is_valid() {
             self.report_invalid(loaded);
             return;
@@ -263,7 +283,7 @@ impl Controller {
                     token.cancel();
                 }
             }
-            if changed || force {
+            if changed || due == Due::Every {
                 rt.schedule.trigger(now);
             }
             self.shared.update_team(id, |_| {});

@@ -44,7 +44,7 @@ use crate::api::Client;
 use crate::api::auth::Secret;
 use crate::audit::AuditLog;
 use crate::metrics::Metrics;
-use controller::Controller;
+use controller::{Controller, Due};
 use schedule::Pacing;
 use state::Shared;
 
@@ -101,7 +101,7 @@ pub async fn run(
     let hangups = hangup_signals();
     let reread_every = settings.reread_every;
     let mut ctl = Controller::new(settings, shared.clone(), metrics, client, shutdown.clone());
-    ctl.look(true).await;
+    ctl.look(Due::Every).await;
     // Serving whatever the declaration: an invalid one is reported on
     // /status, /readyz and metrics, and picked up once fixed; a start that
     // waited for it would hang `systemctl start` and restart forever.
@@ -194,10 +194,10 @@ async fn control_loop(
             Some(()) = changes.recv() => ctl.file_event(),
             Some(()) = hangups.recv() => {
                 tracing::info!("SIGHUP: re-reading the declaration and reconciling every team");
-                ctl.look(true).await;
+                ctl.look(Due::Every).await;
             }
             _ = reread.tick() => ctl.reread().await,
-            _ = sleep_until(look_at), if look_at.is_some() => ctl.look(false).await,
+            _ = sleep_until(look_at), if look_at.is_some() => ctl.look(Due::Changed).await,
             _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::ping(),
             _ = heartbeat.tick() => {}
             _ = tokio::time::sleep(sleep_for) => {}
