@@ -452,7 +452,7 @@ impl Controller {
             team: result.team.clone(),
             degraded: schedule.degraded,
             failures: schedule.failures,
-            error: result.outcome.as_ref().err().cloned(),
+            error: result.outcome.as_ref().err().map(ToString::to_string),
         });
         self.shared.update_team(&result.team, |t| {
             t.next_run = Some(schedule.next_at);
@@ -466,7 +466,7 @@ impl Controller {
                     } else {
                         TeamState::Failing
                     };
-                    t.last_error = Some(e.clone());
+                    t.last_error = Some(e.to_string());
                 }
             }
         });

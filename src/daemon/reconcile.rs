@@ -45,10 +45,25 @@ pub struct Pass {
     pub notify: Notifier,
 }
 
+/// Why a pass failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum PassError {
+    /// The team could not be read; nothing was planned.
+    #[error("{0}")]
+    Read(Arc<ApiError>),
+    /// Some changes were not made (failed, or skipped after a failure).
+    #[error("{not_made} of {of} change(s) not made; first: {first}")]
+    Incomplete {
+        not_made: usize,
+        of: usize,
+        first: String,
+    },
+}
+
 /// What a pass hands back to the controller.
 pub struct PassResult {
     pub team: TeamId,
-    pub outcome: Result<(), String>,
+    pub outcome: Result<(), PassError>,
     pub expectations: Expectations,
     pub known_users: Option<u64>,
     /// Removals the plan held for the removal delay may go then.
@@ -143,7 +158,10 @@ impl PassEnd {
 
 /// Read, plan, publish the plan, then apply unless suspended, converged or
 /// dry-run; each step is one function below.
-async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Result<PassEnd, String> {
+async fn run_inner(
+    pass: &mut Pass,
+    hold_until: &mut Option<Timestamp>,
+) -> Result<PassEnd, PassError> {
     let id = pass.team.id.clone();
     let (observed_team, publisher, now) = read(pass).await?;
     let mut observed = Observed::default();
@@ -152,24 +170,18 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
         hold_removals_until: pass.hold_removals_until,
         ..plan::Options::at(now)
     };
-    let plan = plan::Plan {
-        teams: vec![plan::compute_team(
-            &pass.team,
-            observed.teams.get(&id),
-            &options,
-        )],
-    };
-    let Some(team_plan) = plan.teams.first() else {
-        return Err("the planner returned no plan for the team".into());
-    };
+    let team_plan = plan::compute_team(&pass.team, observed.teams.get(&id), &options);
     *hold_until = team_plan.blocked.iter().find_map(|b| match b.reason {
         plan::BlockReason::RemovalDelay { until } => Some(until),
         _ => None,
     });
-    publish_plan(pass, team_plan, now);
-    if let Some(end) = end_without_writes(pass, team_plan) {
+    publish_plan(pass, &team_plan, now);
+    if let Some(end) = end_without_writes(pass, &team_plan) {
         return Ok(end);
     }
+    let plan = plan::Plan {
+        teams: vec![team_plan],
+    };
     let report = execute(pass, &plan, &observed, publisher, now).await;
     remember_writes(pass, &report);
     if pass.halt.superseded() {
@@ -186,7 +198,7 @@ async fn run_inner(pass: &mut Pass, hold_until: &mut Option<Timestamp>) -> Resul
 /// publisher that keeps the snapshot current write by write.
 async fn read(
     pass: &mut Pass,
-) -> Result<(model::ObservedTeam, Option<Publisher>, Timestamp), String> {
+) -> Result<(model::ObservedTeam, Option<Publisher>, Timestamp), PassError> {
     let id = pass.team.id.clone();
     let client = pass.client.clone();
     let hint = ReadHint {
@@ -205,7 +217,7 @@ async fn read(
             ) {
                 login_state(pass, Some(e.to_string()));
             }
-            return Err(e.to_string());
+            return Err(PassError::Read(Arc::new(e)));
         }
     };
     let now = client.clock().now();
@@ -360,7 +372,7 @@ fn remember_writes(pass: &mut Pass, report: &ApplyReport) {
 
 /// What the apply leaves: drift still to do in metrics, counts in
 /// /status, and a failure naming the first change not made.
-fn outcome(pass: &Pass, report: &ApplyReport) -> Result<PassEnd, String> {
+fn outcome(pass: &Pass, report: &ApplyReport) -> Result<PassEnd, PassError> {
     let id = &pass.team.id;
     let tally = report.tally();
     pass.metrics
@@ -393,11 +405,11 @@ fn outcome(pass: &Pass, report: &ApplyReport) -> Result<PassEnd, String> {
         });
     });
     match first_problem {
-        Some(problem) => Err(format!(
-            "{} of {} change(s) not made; first: {problem}",
-            tally.failed + tally.skipped,
-            tally.done + tally.failed + tally.skipped
-        )),
+        Some(first) => Err(PassError::Incomplete {
+            not_made: tally.failed + tally.skipped,
+            of: tally.done + tally.failed + tally.skipped,
+            first,
+        }),
         None => {
             pass.shared.update_team(id, |t| {
                 t.state = TeamState::Applied;
