@@ -279,8 +279,7 @@ pub fn pkce_pair() -> Result<(String, String), ApiError> {
 /// `bytes` random bytes, base64url: for verifiers, states and request ids.
 pub fn random_token(bytes: usize) -> Result<String, ApiError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)
-        .map_err(|e| ApiError::Config(format!("no system randomness: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| ApiError::Randomness(e.to_string()))?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
@@ -680,11 +679,9 @@ impl StoredTokens {
                 });
             };
             let Some(oauth) = &self.oauth else {
-                return Err(ApiError::Config(format!(
-                    "the access token in {} has expired or was refused, and renewing it needs the APS app: \
-                     set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file)",
-                    self.store.path.display()
-                )));
+                return Err(ApiError::NoApp {
+                    token_file: self.store.path.clone(),
+                });
             };
             let renewed = match oauth.refresh(refresh, now).await {
                 Ok(renewed) => renewed,

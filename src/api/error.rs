@@ -69,8 +69,40 @@ pub enum ApiError {
     InvalidResponse { url: String, detail: String },
     #[error("token store {path}: {detail}")]
     TokenStore { path: String, detail: String },
+    /// `--api-url` that flexsync will not send a token to.
+    #[error("--api-url {url}: {problem}")]
+    ApiUrl { url: String, problem: UrlProblem },
+    /// The access token needs renewing and no APS app is configured.
+    #[error(
+        "the access token in {} has expired or was refused, and renewing it needs the APS app: \
+         set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file)",
+        token_file.display()
+    )]
+    NoApp { token_file: std::path::PathBuf },
+    /// The login's one-shot callback listener failed.
+    #[error("login callback: {0}")]
+    LoginCallback(String),
+    /// The HTTP client could not be built (its causes, e.g. no CA
+    /// certificates on this system, spelled out).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    /// The operating system gave no randomness for request ids or state.
+    #[error("no system randomness: {0}")]
+    Randomness(String),
+    /// A request flexsync itself built wrongly: a bug.
     #[error("{0}")]
-    Config(String),
+    Internal(String),
+}
+
+/// What is wrong with an `--api-url`.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlProblem {
+    #[error("not a URL ({0})")]
+    NotAUrl(url::ParseError),
+    #[error("uses plain http to a non-loopback host; use https")]
+    PlainHttp,
+    #[error("unsupported scheme {0:?}")]
+    Scheme(String),
 }
 
 /// A transport error with its causes ("error sending request: connection

@@ -41,21 +41,19 @@ impl std::fmt::Debug for PendingLogin {
 pub async fn start(oauth: &OAuthClient, callback: &url::Url) -> Result<PendingLogin, ApiError> {
     let host = callback
         .host_str()
-        .ok_or_else(|| ApiError::Config(format!("callback URL {callback} has no host")))?;
+        .ok_or_else(|| ApiError::LoginCallback(format!("callback URL {callback} has no host")))?;
     let port = callback.port_or_known_default().unwrap_or(80);
     let bind_host = if host == "localhost" {
         "127.0.0.1"
     } else {
         host
     };
-    let listener = TcpListener::bind((bind_host, port)).await.map_err(|e| {
-        ApiError::Config(format!(
-            "cannot listen on {host}:{port} for the login callback: {e}"
-        ))
-    })?;
+    let listener = TcpListener::bind((bind_host, port))
+        .await
+        .map_err(|e| ApiError::LoginCallback(format!("cannot listen on {host}:{port}: {e}")))?;
     let actual = listener
         .local_addr()
-        .map_err(|e| ApiError::Config(e.to_string()))?;
+        .map_err(|e| ApiError::LoginCallback(e.to_string()))?;
     let mut redirect = callback.clone();
     let _ = redirect.set_port(Some(actual.port()));
     let redirect_uri = redirect.to_string();
@@ -110,7 +108,7 @@ impl PendingLogin {
             .listener
             .accept()
             .await
-            .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+            .map_err(|e| ApiError::LoginCallback(e.to_string()))?;
         // The request line is all we need; browsers send small requests.
         let mut buf = vec![0u8; 8192];
         let mut len = 0;
@@ -118,7 +116,7 @@ impl PendingLogin {
             let n = socket
                 .read(&mut buf[len..])
                 .await
-                .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+                .map_err(|e| ApiError::LoginCallback(e.to_string()))?;
             len += n;
             if n == 0 || buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || len == buf.len() {
                 break;
@@ -132,7 +130,7 @@ impl PendingLogin {
             .unwrap_or("/");
         let url = url::Url::parse("http://callback.invalid")
             .and_then(|base| base.join(target))
-            .map_err(|e| ApiError::Config(format!("login callback: {e}")))?;
+            .map_err(|e| ApiError::LoginCallback(e.to_string()))?;
         let param = |k: &str| {
             url.query_pairs()
                 .find(|(key, _)| key == k)

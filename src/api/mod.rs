@@ -36,7 +36,7 @@ use reqwest::{Method, StatusCode};
 use crate::model::{self, Email, ObservedTeam, ProductId, TeamId, TeamUser, UserId};
 use auth::TokenSource;
 use budget::{Budget, WindowCount};
-pub use error::ApiError;
+pub use error::{ApiError, UrlProblem};
 use shared_budget::SharedBudgets;
 use tokio_util::sync::CancellationToken;
 
@@ -87,21 +87,16 @@ impl ClientConfig {
     /// Checks the URL: https, or plain http only to a loopback address (the
     /// sandbox), so a token never crosses a network in clear text.
     pub fn new(api_url: &str) -> Result<Self, ApiError> {
-        let mut url = url::Url::parse(api_url)
-            .map_err(|e| ApiError::Config(format!("--api-url {api_url:?} is not a URL: {e}")))?;
+        let refused = |problem| ApiError::ApiUrl {
+            url: api_url.to_owned(),
+            problem,
+        };
+        let mut url = url::Url::parse(api_url).map_err(|e| refused(UrlProblem::NotAUrl(e)))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
-            "http" => {
-                return Err(ApiError::Config(format!(
-                    "--api-url {api_url} uses plain http to a non-loopback host; use https"
-                )));
-            }
-            other => {
-                return Err(ApiError::Config(format!(
-                    "--api-url {api_url}: unsupported scheme {other:?}"
-                )));
-            }
+            "http" => return Err(refused(UrlProblem::PlainHttp)),
+            other => return Err(refused(UrlProblem::Scheme(other.to_owned()))),
         }
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
@@ -123,7 +118,7 @@ impl ClientConfig {
         let join = |p: &str| {
             self.api_url
                 .join(p)
-                .map_err(|e| ApiError::Config(format!("bad OAuth URL: {e}")))
+                .map_err(|e| ApiError::Internal(format!("bad OAuth URL: {e}")))
         };
         Ok((
             join("/authentication/v2/authorize")?,
@@ -155,13 +150,13 @@ pub fn http_client(config: &ClientConfig) -> Result<reqwest::Client, ApiError> {
     builder.build().map_err(|e| {
         // reqwest says only "builder error"; the cause (no CA certificates
         // on this system, say) is further down the chain.
-        let mut message = format!("cannot build the HTTP client: {e}");
+        let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(cause) = source {
             message.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        ApiError::Config(message)
+        ApiError::HttpClient(message)
     })
 }
 
@@ -470,7 +465,7 @@ impl Client {
             .config
             .api_url
             .join(path)
-            .map_err(|e| ApiError::Config(format!("bad path {path}: {e}")))?;
+            .map_err(|e| ApiError::Internal(format!("bad path {path}: {e}")))?;
         let request = Request {
             bucket,
             op,
@@ -784,7 +779,7 @@ impl Client {
         collection: &str,
         body: &impl serde::Serialize,
     ) -> Result<Answer, ApiError> {
-        let body = serde_json::to_value(body).map_err(|e| ApiError::Config(e.to_string()))?;
+        let body = serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
         self.call(
             &team.0,
             op,
