@@ -7,8 +7,8 @@
 //! verdict) uses the plan's own wording of block reasons.
 
 use crate::model::{
-    AssignmentType, Desired, DesiredTeam, Email, Observed, ObservedTeam, ProductId, TeamId,
-    TeamUser,
+    Alias, AssignmentType, Desired, DesiredTeam, DesiredUser, Email, Observed, ObservedTeam,
+    ProductId, TeamId, TeamUser,
 };
 use crate::plan::{BlockReason, Change, Finding, FindingCode, Plan, ProductRef, TeamPlan};
 
@@ -128,105 +128,29 @@ fn explain_team(
             .collect(),
         _ => Vec::new(),
     };
-    let holds = |id: &ProductId| held.iter().find(|(p, _)| *p == id).map(|(_, how)| *how);
     let user = dt.users.get(email);
-    let declared = user.map(|u| Declared {
-        at: dt.provenance.locate(u.origin.at),
-        has_entry: u.origin.has_entry,
-        groups: u
-            .origin
-            .groups
-            .iter()
-            .filter_map(|g| dt.provenance.groups.get(*g as usize))
-            .map(|g| (g.name.clone(), dt.provenance.locate(g.at)))
-            .collect(),
-        first_name: u.first_name.clone(),
-        last_name: u.last_name.clone(),
-        replaces: u.replaces.iter().cloned().collect(),
-    });
-    let steps: Vec<Step> = tp
-        .changes
-        .iter()
-        .filter(|c| c.email() == email)
-        .cloned()
-        .map(Step::Planned)
-        .chain(
-            tp.blocked
-                .iter()
-                .filter(|b| b.change.email() == email)
-                .map(|b| Step::Blocked(b.change.clone(), b.reason.clone())),
-        )
-        .collect();
+    let steps = steps_of(email, tp);
     let invite = steps
         .iter()
         .find(|s| matches!(s.change(), Change::Invite { .. }))
         .cloned();
     let protected = dt.policy.protect.contains(email);
-    let observed = ot.is_some();
+    let about = Person {
+        dt,
+        tp,
+        user,
+        held: &held,
+        steps: &steps,
+        invite: invite.as_ref(),
+        observed: ot.is_some(),
+        member: member.is_some(),
+        protected,
+    };
     let products = dt
         .products
         .keys()
-        .map(|alias| {
-            let pool: Option<&ProductRef> = tp.managed.iter().find(|p| &p.alias == alias);
-            let now = pool.and_then(|p| holds(&p.id));
-            let asked_by = user
-                .map(|u| {
-                    let mut by = Vec::new();
-                    if let Some(i) = u.products.iter().position(|a| a == alias) {
-                        if u.origin.entry_lists(i) {
-                            by.push(Asker::Entry(dt.provenance.locate(u.origin.at)));
-                        }
-                        for g in u.origin.groups.iter() {
-                            if let Some(g) = dt.provenance.groups.get(*g as usize)
-                                && g.products.contains(alias)
-                            {
-                                by.push(Asker::Group(g.name.clone(), dt.provenance.locate(g.at)));
-                            }
-                        }
-                    }
-                    by
-                })
-                .unwrap_or_default();
-            let step = steps
-                .iter()
-                .find(|s| s.change().product().is_some_and(|p| &p.alias == alias))
-                .cloned();
-            let verdict = verdict(Facts {
-                observed,
-                holds: now,
-                declared: user.is_some_and(|u| u.products.contains(alias)),
-                step: step.as_ref(),
-                member: member.is_some(),
-                invite: invite.as_ref(),
-                prune: dt.policy.prune,
-                protected,
-                resolved: pool.is_some(),
-            });
-            ProductExplanation {
-                alias: alias.0.clone(),
-                pool: pool.map(|p| (p.id.clone(), p.name.clone())),
-                holds: now,
-                asked_by,
-                step,
-                verdict,
-            }
-        })
+        .map(|alias| about.product(alias))
         .collect();
-    let other_holdings = match ot {
-        Some(t) => held
-            .iter()
-            .filter(|(id, _)| !tp.managed.iter().any(|p| &p.id == *id))
-            .map(|(id, how)| {
-                let name = t
-                    .pools
-                    .iter()
-                    .find(|p| &p.product_id == *id)
-                    .map_or_else(|| id.0.clone(), |p| p.product_name.clone());
-                (name, *how)
-            })
-            .collect(),
-        None => Vec::new(),
-    };
     let wanted: Vec<&str> = user
         .map(|u| u.products.iter().map(|a| a.0.as_str()).collect())
         .unwrap_or_default();
@@ -239,15 +163,141 @@ fn explain_team(
     TeamExplanation {
         team_id: tp.team_id.clone(),
         team_name: tp.team_name.clone(),
-        observed,
+        observed: ot.is_some(),
         member,
-        declared,
+        declared: user.map(|u| declared(dt, u)),
         prune: dt.policy.prune,
         protected,
         invite,
         products,
-        other_holdings,
+        other_holdings: other_holdings(ot, tp, &held),
         findings,
+    }
+}
+
+/// Where and how the declaration names the person.
+fn declared(dt: &DesiredTeam, u: &DesiredUser) -> Declared {
+    Declared {
+        at: dt.provenance.locate(u.origin.at),
+        has_entry: u.origin.has_entry,
+        groups: u
+            .origin
+            .groups
+            .iter()
+            .filter_map(|g| dt.provenance.groups.get(*g as usize))
+            .map(|g| (g.name.clone(), dt.provenance.locate(g.at)))
+            .collect(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        replaces: u.replaces.iter().cloned().collect(),
+    }
+}
+
+/// The plan's changes about the person, executable then blocked.
+fn steps_of(email: &Email, tp: &TeamPlan) -> Vec<Step> {
+    tp.changes
+        .iter()
+        .filter(|c| c.email() == email)
+        .cloned()
+        .map(Step::Planned)
+        .chain(
+            tp.blocked
+                .iter()
+                .filter(|b| b.change.email() == email)
+                .map(|b| Step::Blocked(b.change.clone(), b.reason.clone())),
+        )
+        .collect()
+}
+
+/// Products the person holds that the declaration does not manage.
+fn other_holdings(
+    ot: Option<&ObservedTeam>,
+    tp: &TeamPlan,
+    held: &[(&ProductId, AssignmentType)],
+) -> Vec<(String, AssignmentType)> {
+    let Some(t) = ot else {
+        return Vec::new();
+    };
+    held.iter()
+        .filter(|(id, _)| !tp.managed.iter().any(|p| &p.id == *id))
+        .map(|(id, how)| {
+            let name = t
+                .pools
+                .iter()
+                .find(|p| &p.product_id == *id)
+                .map_or_else(|| id.0.clone(), |p| p.product_name.clone());
+            (name, *how)
+        })
+        .collect()
+}
+
+/// One person in one team, as each managed product's explanation needs.
+struct Person<'a> {
+    dt: &'a DesiredTeam,
+    tp: &'a TeamPlan,
+    user: Option<&'a DesiredUser>,
+    held: &'a [(&'a ProductId, AssignmentType)],
+    steps: &'a [Step],
+    invite: Option<&'a Step>,
+    observed: bool,
+    member: bool,
+    protected: bool,
+}
+
+impl Person<'_> {
+    fn product(&self, alias: &Alias) -> ProductExplanation {
+        let pool: Option<&ProductRef> = self.tp.managed.iter().find(|p| &p.alias == alias);
+        let now = pool.and_then(|p| {
+            self.held
+                .iter()
+                .find(|(id, _)| **id == p.id)
+                .map(|(_, how)| *how)
+        });
+        let step = self
+            .steps
+            .iter()
+            .find(|s| s.change().product().is_some_and(|p| &p.alias == alias))
+            .cloned();
+        let verdict = verdict(Facts {
+            observed: self.observed,
+            holds: now,
+            declared: self.user.is_some_and(|u| u.products.contains(alias)),
+            step: step.as_ref(),
+            member: self.member,
+            invite: self.invite,
+            prune: self.dt.policy.prune,
+            protected: self.protected,
+            resolved: pool.is_some(),
+        });
+        ProductExplanation {
+            alias: alias.0.clone(),
+            pool: pool.map(|p| (p.id.clone(), p.name.clone())),
+            holds: now,
+            asked_by: self.asked_by(alias),
+            step,
+            verdict,
+        }
+    }
+
+    /// Who asks for `alias`: the person's own entry, and each group.
+    fn asked_by(&self, alias: &Alias) -> Vec<Asker> {
+        let (Some(u), dt) = (self.user, self.dt) else {
+            return Vec::new();
+        };
+        let mut by = Vec::new();
+        if let Some(i) = u.products.iter().position(|a| a == alias) {
+            if u.origin.entry_lists(i) {
+                by.push(Asker::Entry(dt.provenance.locate(u.origin.at)));
+            }
+            for g in u.origin.groups.iter() {
+                if let Some(g) = dt.provenance.groups.get(*g as usize)
+                    && g.products.contains(alias)
+                {
+                    by.push(Asker::Group(g.name.clone(), dt.provenance.locate(g.at)));
+                }
+            }
+        }
+        by
     }
 }
 
