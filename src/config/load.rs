@@ -109,81 +109,12 @@ impl Walk {
         if self.gave_up {
             return;
         }
-        let Some(id) = dir_id(dir, meta) else {
-            self.diagnostics.push(Diagnostic::error(
-                &display(dir),
-                0,
-                0,
-                "cannot resolve this directory",
-            ));
+        let Some(id) = self.enter(dir, meta, ancestors) else {
             return;
         };
-        if let Some((_, ancestor)) = ancestors.iter().find(|(a, _)| *a == id) {
-            self.diagnostics.push(
-                Diagnostic::error(
-                    &display(dir),
-                    0,
-                    0,
-                    format!(
-                        "symlink loop: this leads back to {}, a directory that contains it",
-                        display(ancestor)
-                    ),
-                )
-                .with_help("remove the symlink, or point it at a directory outside this one"),
-            );
+        let Some(paths) = self.list(dir, ancestors) else {
             return;
-        }
-        if !self.visited.insert(id.clone()) {
-            return;
-        }
-        if ancestors.len() >= MAX_WALK_DEPTH {
-            self.diagnostics.push(Diagnostic::error(
-                &display(dir),
-                0,
-                0,
-                format!(
-                    "directories nest more than {MAX_WALK_DEPTH} levels deep below the path given"
-                ),
-            ));
-            return;
-        }
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.diagnostics.push(Diagnostic::error(
-                    &display(dir),
-                    0,
-                    0,
-                    format!("cannot list: {e}"),
-                ));
-                return;
-            }
         };
-        let mut paths = Vec::new();
-        for entry in entries {
-            self.entries += 1;
-            if self.entries > MAX_WALK_ENTRIES {
-                self.gave_up = true;
-                let root = ancestors.first().map_or(dir, |(_, p)| p.as_path());
-                self.diagnostics.push(
-                    Diagnostic::error(
-                        &display(root),
-                        0,
-                        0,
-                        format!(
-                            "more than {MAX_WALK_ENTRIES} directory entries below this path; \
-                             flexsync stopped looking for declarations"
-                        ),
-                    )
-                    .with_help("is there a symlink pointing outside the declaration?"),
-                );
-                return;
-            }
-            if let Ok(entry) = entry {
-                paths.push(entry.path());
-            }
-        }
-        paths.sort();
         for path in paths {
             let hidden = path
                 .file_name()
@@ -213,6 +144,85 @@ impl Walk {
                 _ => {}
             }
         }
+    }
+
+    /// The directory's identity, if it is to be listed: not a loop back to
+    /// an ancestor, not seen before through another link, not too deep.
+    fn enter(
+        &mut self,
+        dir: &Path,
+        meta: &Metadata,
+        ancestors: &[(DirId, PathBuf)],
+    ) -> Option<DirId> {
+        let error = |message: String| Diagnostic::error(&display(dir), 0, 0, message);
+        let Some(id) = dir_id(dir, meta) else {
+            self.diagnostics
+                .push(error("cannot resolve this directory".into()));
+            return None;
+        };
+        if let Some((_, ancestor)) = ancestors.iter().find(|(a, _)| *a == id) {
+            self.diagnostics.push(
+                error(format!(
+                    "symlink loop: this leads back to {}, a directory that contains it",
+                    display(ancestor)
+                ))
+                .with_help("remove the symlink, or point it at a directory outside this one"),
+            );
+            return None;
+        }
+        if !self.visited.insert(id.clone()) {
+            return None;
+        }
+        if ancestors.len() >= MAX_WALK_DEPTH {
+            self.diagnostics.push(error(format!(
+                "directories nest more than {MAX_WALK_DEPTH} levels deep below the path given"
+            )));
+            return None;
+        }
+        Some(id)
+    }
+
+    /// The directory's entries, sorted; none once the walk has seen more
+    /// entries than any declaration has (then it gives up, saying so).
+    fn list(&mut self, dir: &Path, ancestors: &[(DirId, PathBuf)]) -> Option<Vec<PathBuf>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::error(
+                    &display(dir),
+                    0,
+                    0,
+                    format!("cannot list: {e}"),
+                ));
+                return None;
+            }
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            self.entries += 1;
+            if self.entries > MAX_WALK_ENTRIES {
+                self.gave_up = true;
+                let root = ancestors.first().map_or(dir, |(_, p)| p.as_path());
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        &display(root),
+                        0,
+                        0,
+                        format!(
+                            "more than {MAX_WALK_ENTRIES} directory entries below this path; \
+                             flexsync stopped looking for declarations"
+                        ),
+                    )
+                    .with_help("is there a symlink pointing outside the declaration?"),
+                );
+                return None;
+            }
+            if let Ok(entry) = entry {
+                paths.push(entry.path());
+            }
+        }
+        paths.sort();
+        Some(paths)
     }
 }
 
