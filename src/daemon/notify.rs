@@ -482,71 +482,17 @@ impl Decider {
                 failures,
                 error,
             } => {
-                let firing = degraded.then(|| Firing {
-                    summary: format!(
-                        "{} is degraded: {failures} passes failed in a row; it is retried at a \
-                         slower pace until one succeeds",
-                        capitalise(&self.team_ref(team).to_string())
-                    ),
-                    lines: error
-                        .iter()
-                        .map(|e| format!("Last error: {}", clip(e, MAX_TEXT)))
-                        .collect(),
-                    details: json!({ "failures": failures, "lastError": error }),
-                });
+                let firing = degraded.then(|| self.degraded(team, *failures, error.as_deref()));
                 self.set(Some(team), Condition::TeamDegraded, firing, now, &mut out);
             }
             Observation::Plan { team, signals } => {
                 if !signals.team_name.is_empty() {
                     self.names.insert(team.clone(), signals.team_name.clone());
                 }
-                let guard = (!signals.guarded.is_empty()).then(|| {
-                    let counts = signals
-                        .guarded
-                        .iter()
-                        .map(|(reason, n)| format!("{n} by {reason}"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    Firing {
-                        summary: format!(
-                            "A guard blocks changes in {}: {counts}; they wait until the \
-                             declaration or the guard's limit changes",
-                            self.team_ref(team)
-                        ),
-                        lines: signals.guard_findings.clone(),
-                        details: json!({
-                            "blocked": signals.guarded,
-                            "findings": signals.guard_findings,
-                        }),
-                    }
-                });
+                let guard = (!signals.guarded.is_empty()).then(|| self.guarded(team, signals));
                 self.set(Some(team), Condition::GuardBlocked, guard, now, &mut out);
-                let seats = (!signals.seats.is_empty()).then(|| Firing {
-                    summary: format!(
-                        "{} is out of seats: {}",
-                        capitalise(&self.team_ref(team).to_string()),
-                        signals
-                            .seats
-                            .iter()
-                            .map(|s| format!("{} short of {}", s.product, seats(s.short)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    lines: signals
-                        .seats
-                        .iter()
-                        .map(|s| {
-                            format!(
-                                "{}: {} in all, {} blocked for want of a seat",
-                                s.product,
-                                seats(s.total),
-                                plural(s.waiting, "assignment")
-                            )
-                        })
-                        .collect(),
-                    details: json!({ "products": signals.seats }),
-                });
-                self.set(Some(team), Condition::SeatsShort, seats, now, &mut out);
+                let short = (!signals.seats.is_empty()).then(|| self.short(team, &signals.seats));
+                self.set(Some(team), Condition::SeatsShort, short, now, &mut out);
             }
             Observation::Login { lost } => {
                 let firing = lost.as_ref().map(|why| Firing {
@@ -577,6 +523,68 @@ impl Decider {
             }
         }
         out
+    }
+
+    fn degraded(&self, team: &TeamId, failures: u32, error: Option<&str>) -> Firing {
+        Firing {
+            summary: format!(
+                "{} is degraded: {failures} passes failed in a row; it is retried at a \
+                 slower pace until one succeeds",
+                capitalise(&self.team_ref(team).to_string())
+            ),
+            lines: error
+                .iter()
+                .map(|e| format!("Last error: {}", clip(e, MAX_TEXT)))
+                .collect(),
+            details: json!({ "failures": failures, "lastError": error }),
+        }
+    }
+
+    fn guarded(&self, team: &TeamId, signals: &PlanSignals) -> Firing {
+        let counts = signals
+            .guarded
+            .iter()
+            .map(|(reason, n)| format!("{n} by {reason}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Firing {
+            summary: format!(
+                "A guard blocks changes in {}: {counts}; they wait until the \
+                 declaration or the guard's limit changes",
+                self.team_ref(team)
+            ),
+            lines: signals.guard_findings.clone(),
+            details: json!({
+                "blocked": signals.guarded,
+                "findings": signals.guard_findings,
+            }),
+        }
+    }
+
+    fn short(&self, team: &TeamId, shortages: &[Shortage]) -> Firing {
+        Firing {
+            summary: format!(
+                "{} is out of seats: {}",
+                capitalise(&self.team_ref(team).to_string()),
+                shortages
+                    .iter()
+                    .map(|s| format!("{} short of {}", s.product, seats(s.short)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            lines: shortages
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: {} in all, {} blocked for want of a seat",
+                        s.product,
+                        seats(s.total),
+                        plural(s.waiting, "assignment")
+                    )
+                })
+                .collect(),
+            details: json!({ "products": shortages }),
+        }
     }
 
     /// Summaries of held-back events whose window has room again.
