@@ -90,31 +90,7 @@ pub(crate) fn default_audit_log(connect: &ConnectArgs) -> PathBuf {
 }
 
 pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> {
-    let saved_file = saved_plan_file(&args.paths)?.cloned();
-    // Refuse before spending any API call on a plan nobody can approve.
-    if saved_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to ask for confirmation without a terminal: review with `flexsync plan`, then run apply with --auto-approve (or apply a saved plan)".into(),
-        ));
-    }
-    let saved = match &saved_file {
-        Some(file) => {
-            if !args.guard.overrides().is_empty() {
-                return Err(Error::Usage(
-                    "--max-unassign, --max-invite and --allow-renames apply when planning; a saved plan keeps the overrides it was made with".into(),
-                ));
-            }
-            Some(read_saved(file, connect, &args)?)
-        }
-        None => {
-            if args.expect_digest.is_some() {
-                return Err(Error::Usage(
-                    "--expect-digest checks a saved plan: give the FILE.plan written by `flexsync plan --out`".into(),
-                ));
-            }
-            None
-        }
-    };
+    let saved = saved_or_refused(&args, connect)?;
     let conn = connect.connect().await?;
     // Teams that could not be read fail alone: the others are applied, and
     // the exit code says some team was not.
@@ -148,14 +124,59 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         let _ = writeln!(Lenient(std::io::stdout()), "Nothing to apply.");
         return Ok(0);
     }
-
     let audit_path = args
         .audit_log
         .clone()
         .unwrap_or_else(|| default_audit_log(connect));
+    let report = execute(&plan, run, &ctx, &conn, &audit_path).await?;
+    print_report(&report, &audit_path)?;
+    let unread = report_unreadable(&unreadable);
+    Ok(if report.has_failures() || unread {
+        1
+    } else {
+        0
+    })
+}
+
+/// The saved plan named among the arguments, read and checked, if any;
+/// flags that make no sense with (or without) one are refused first, before
+/// any API call.
+fn saved_or_refused(
+    args: &ApplyArgs,
+    connect: &ConnectArgs,
+) -> Result<Option<(SavedPlan, String)>, Error> {
+    let saved_file = saved_plan_file(&args.paths)?;
+    // Refuse before spending any API call on a plan nobody can approve.
+    if saved_file.is_none() && !args.auto_approve && !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to ask for confirmation without a terminal: review with `flexsync plan`, then run apply with --auto-approve (or apply a saved plan)".into(),
+        ));
+    }
+    match saved_file {
+        Some(_) if !args.guard.overrides().is_empty() => Err(Error::Usage(
+            "--max-unassign, --max-invite and --allow-renames apply when planning; a saved plan keeps the overrides it was made with".into(),
+        )),
+        Some(file) => read_saved(file, connect, args).map(Some),
+        None if args.expect_digest.is_some() => Err(Error::Usage(
+            "--expect-digest checks a saved plan: give the FILE.plan written by `flexsync plan --out`".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Carries `plan` out: every write audited in `audit_path` (intent before,
+/// outcome after) and shown as it ends; Ctrl-C or SIGTERM stops it between
+/// writes.
+async fn execute(
+    plan: &Plan,
+    run: RunInfo,
+    ctx: &Context,
+    conn: &Connection,
+    audit_path: &Path,
+) -> Result<ApplyReport, Error> {
     let log = Arc::new(
-        AuditLog::open(&audit_path)
-            .map_err(|e| Error::file("cannot open the audit log", &audit_path, e))?,
+        AuditLog::open(audit_path)
+            .map_err(|e| Error::file("cannot open the audit log", audit_path, e))?,
     );
     let trail = AuditTrail {
         log,
@@ -163,9 +184,8 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
         clock: conn.client.clock().clone(),
     };
     let total = plan.teams.iter().map(|t| t.changes.len()).sum::<usize>();
-    let progress = Progress::new(total, &ctx);
+    let progress = Progress::new(total, ctx);
     let observer: Arc<dyn Observer> = Arc::new(Both(trail, progress));
-
     let cancel = CancellationToken::new();
     crate::daemon::cancel_on_termination(cancel.clone());
     let interrupted = cancel.clone();
@@ -178,19 +198,13 @@ pub async fn apply(args: ApplyArgs, connect: &ConnectArgs) -> Result<u8, Error> 
     });
     let report = apply::execute(
         conn.client.clone(),
-        &plan,
+        plan,
         observer.clone(),
         apply::Halt::on_shutdown(&cancel),
     )
     .await;
     drop(observer);
-    print_report(&report, &audit_path)?;
-    let unread = report_unreadable(&unreadable);
-    Ok(if report.has_failures() || unread {
-        1
-    } else {
-        0
-    })
+    Ok(report)
 }
 
 /// Reads a saved plan and checks its seal, its own policy and its target,
