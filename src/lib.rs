@@ -7,8 +7,8 @@
 //! decides; a shell does the I/O: `cli` reads argv, the environment and the
 //! terminal; `api` speaks HTTP to Autodesk and keeps the token store;
 //! `daemon` owns signals, the file watcher, systemd and its listener;
-//! `input_file`, `audit`, `planfile` and `sandbox`'s persistence read and
-//! write files.
+//! `input_file`, `audit` and `planfile` read and write files, `rehearsal`
+//! a snapshot for the sandbox.
 //!
 //! ```text
 //! desired/*.yaml --config::load--> Desired  --+
@@ -17,11 +17,17 @@
 //!  (or snapshot.json, the sandbox)                     +--apply::execute--> ApplyReport --> audit log
 //! ```
 //!
+//! The sandbox, a local simulator of the Team Admin API (`--sandbox`,
+//! `flexsync sandbox`, the tests' peer), is the crate `flexsync_sandbox`
+//! (`crates/sandbox`). It depends on nothing of flexsync, so it shares no
+//! code with `api`: the crate graph enforces it.
+//!
 //! - [`model`]: the vocabulary (ids, emails, desired and observed state); a leaf.
 //! - [`config`]: YAML files → validated [`model::Desired`], with diagnostics.
 //! - [`diagnostic`]: problems with `file:line:column`, rendered for people or JSON.
 //! - [`input_file`]: reading files flexsync did not write: regular only, capped.
 //! - [`snapshot`]: the observed-state file format.
+//! - [`rehearsal`]: a snapshot handed to the sandbox as a copy of live teams to rehearse on.
 //! - [`plan`]: the pure planner (guards as an ordered list) and the plan as data.
 //! - [`planfile`]: saved plans: sealed, checked against their policy and the live team.
 //! - [`explain`]: one person's holdings, declaration and planned changes, from a plan.
@@ -34,7 +40,6 @@
 //! - [`daemon`]: `flexsync run`, the service.
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`telemetry`]: logging (text, JSON, journald priorities).
-//! - [`sandbox`]: a local simulator of the Team Admin API; shares no code with `api`.
 //! - [`cli`]: the command line; wires the rest together.
 
 pub mod api;
@@ -51,9 +56,9 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod planfile;
+pub mod rehearsal;
 pub mod render;
 pub mod report;
-pub mod sandbox;
 pub mod snapshot;
 pub mod telemetry;
 

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use client_support::start;
 use flexsync::api::{ApiError, Assigned, ClientConfig, ReadHint, Unassigned, UserStrategy};
 use flexsync::model::{AssignmentType, Email, ProductId, TeamId, UserId};
-use flexsync::sandbox::FaultSettings;
+use flexsync_sandbox::FaultSettings;
 
 fn team(id: &str) -> TeamId {
     TeamId(id.into())
@@ -662,7 +662,7 @@ async fn secrets_never_reach_debug_output_errors_or_logs() {
     let secrets = [
         tokens["accessToken"].as_str().unwrap().to_owned(),
         tokens["refreshToken"].as_str().unwrap().to_owned(),
-        flexsync::sandbox::DEFAULT_CLIENT_SECRET.to_owned(),
+        flexsync_sandbox::DEFAULT_CLIENT_SECRET.to_owned(),
     ];
     let mut seen = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     seen.push_str(&format!("{client:?}"));

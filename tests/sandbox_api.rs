@@ -587,7 +587,7 @@ async fn list_teams_paginates_too() {
 
 #[tokio::test]
 async fn inherited_first_precedence_shows_the_group_for_bob() {
-    let ts = start(|c| c.quirks.precedence = flexsync::sandbox::Precedence::InheritedFirst).await;
+    let ts = start(|c| c.quirks.precedence = flexsync_sandbox::Precedence::InheritedFirst).await;
     let t = ts.login().await;
     let (_, rows) = call(
         ts.get(&format!("/teams/{ENG}/assignments"), &t.access)

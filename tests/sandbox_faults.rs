@@ -4,7 +4,7 @@ mod sandbox_support;
 
 use std::time::{Duration, Instant};
 
-use flexsync::sandbox::FaultSettings;
+use flexsync_sandbox::FaultSettings;
 use reqwest::StatusCode;
 use sandbox_support::{call, problem, start};
 use serde_json::{Value, json};
@@ -100,7 +100,7 @@ async fn faults_configured_at_start_can_include_the_token_endpoint() {
         }
     })
     .await;
-    let code = ts.authorize(flexsync::sandbox::ALL_SCOPES, None).await;
+    let code = ts.authorize(flexsync_sandbox::ALL_SCOPES, None).await;
     let res = ts.exchange(&code, sandbox_support::VERIFIER).await;
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     ts.sandbox.set_faults(FaultSettings::default());

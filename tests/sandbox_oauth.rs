@@ -2,7 +2,7 @@
 
 mod sandbox_support;
 
-use flexsync::sandbox::{ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use flexsync_sandbox::{ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use reqwest::StatusCode;
 use sandbox_support::{REDIRECT, VERIFIER, call, start, tokens};
 use serde_json::Value;
@@ -295,7 +295,7 @@ async fn authorize_refuses_unregistered_redirects_and_plain_pkce() {
 #[tokio::test]
 async fn a_public_client_sends_its_id_in_the_body_and_must_use_pkce() {
     let ts = start(|c| {
-        c.auth.clients.push(flexsync::sandbox::OAuthClient {
+        c.auth.clients.push(flexsync_sandbox::OAuthClient {
             client_id: "public-cli".into(),
             client_secret: None,
             redirect_uris: vec!["http://localhost/callback".into()],
@@ -356,7 +356,7 @@ async fn a_public_client_sends_its_id_in_the_body_and_must_use_pkce() {
 #[tokio::test]
 async fn auth_errors_can_be_problem_details_instead() {
     let ts =
-        start(|c| c.quirks.auth_error_format = flexsync::sandbox::AuthErrorFormat::ProblemDetails)
+        start(|c| c.quirks.auth_error_format = flexsync_sandbox::AuthErrorFormat::ProblemDetails)
             .await;
     let body =
         sandbox_support::problem(ts.get("/teams", "made-up"), StatusCode::UNAUTHORIZED).await;

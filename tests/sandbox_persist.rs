@@ -2,7 +2,7 @@
 
 mod sandbox_support;
 
-use flexsync::sandbox::{Sandbox, SandboxError, Seed};
+use flexsync_sandbox::{Sandbox, SandboxError, Seed};
 use reqwest::StatusCode;
 use sandbox_support::{call, config, start_sandbox, tokens};
 use serde_json::json;

@@ -1,6 +1,10 @@
 //! The import rules ARCHITECTURE.md states, checked on the source text (in
 //! the spirit of rust-analyzer's tidy tests): a rule that only lives in a
 //! document is broken by the first hurried change.
+//!
+//! The sandbox is a crate of its own (`crates/sandbox`, `flexsync_sandbox`):
+//! here it counts as a module named `sandbox` that flexsync's modules may or
+//! may not use, and it must itself name nothing of flexsync.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,9 +53,16 @@ fn code(path: &Path) -> String {
         .join("\n")
 }
 
-/// Which top-level modules `text` names as `crate::NAME`.
+/// Where the sandbox crate lives.
+const SANDBOX_CRATE: &str = "crates/sandbox";
+
+/// Which top-level modules `text` names as `crate::NAME`, and `sandbox` if it
+/// names the sandbox crate.
 fn crate_refs(text: &str, known: &BTreeMap<String, PathBuf>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    if text.contains("flexsync_sandbox") {
+        out.insert("sandbox".to_owned());
+    }
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + "crate::".len()..];
         let name: String = rest
@@ -126,8 +137,11 @@ fn modules_import_only_what_architecture_md_allows() {
                 "audit",
             ],
         ),
+        // Where a snapshot meets the sandbox: it hands the sandbox a copy
+        // of live teams and, like the sandbox, leans on nothing of the
+        // client's.
         (
-            "sandbox",
+            "rehearsal",
             &[
                 "api", "plan", "config", "render", "apply", "daemon", "cli", "planfile", "audit",
                 "metrics",
@@ -202,43 +216,100 @@ fn no_import_circle_between_modules() {
     }
 }
 
+/// A cycle among the files directly in `dir` (its `root` file, `mod.rs` or
+/// `lib.rs`, aside), each naming its siblings as `super::NAME` or
+/// `{prefix}NAME`.
+fn file_cycle(dir: &Path, root: &str, prefix: &str) -> Option<Vec<String>> {
+    let files: BTreeMap<String, PathBuf> = rust_files(dir)
+        .into_iter()
+        .filter(|f| f.parent() == Some(dir))
+        .map(|f| (f.file_stem().unwrap().to_string_lossy().into_owned(), f))
+        .filter(|(n, _)| n != root)
+        .collect();
+    let mut graph = BTreeMap::new();
+    for (name, file) in &files {
+        let text = code(file);
+        let mut deps = BTreeSet::new();
+        for sibling in files.keys().filter(|s| *s != name) {
+            let named = [
+                format!("super::{sibling}::"),
+                format!("super::{sibling}}}"),
+                format!("super::{sibling},"),
+                format!("super::{sibling};"),
+                format!("{prefix}{sibling}::"),
+                format!("{prefix}{sibling};"),
+            ];
+            if named.iter().any(|n| text.contains(n.as_str()))
+                || text.contains(&format!("super::{{{sibling}"))
+            {
+                deps.insert(sibling.clone());
+            }
+        }
+        graph.insert(name.clone(), deps);
+    }
+    cycle(&graph)
+}
+
 #[test]
 fn no_import_circle_between_the_files_of_a_module() {
     for (module, path) in modules() {
         if !path.is_dir() {
             continue;
         }
-        let files: BTreeMap<String, PathBuf> = rust_files(&path)
-            .into_iter()
-            .filter(|f| f.parent() == Some(path.as_path()))
-            .map(|f| (f.file_stem().unwrap().to_string_lossy().into_owned(), f))
-            .filter(|(n, _)| n != "mod")
-            .collect();
-        let mut graph = BTreeMap::new();
-        for (name, file) in &files {
-            let text = code(file);
-            let mut deps = BTreeSet::new();
-            for sibling in files.keys().filter(|s| *s != name) {
-                let named = [
-                    format!("super::{sibling}::"),
-                    format!("super::{sibling}}}"),
-                    format!("super::{sibling},"),
-                    format!("super::{sibling};"),
-                    format!("crate::{module}::{sibling}::"),
-                    format!("crate::{module}::{sibling};"),
-                ];
-                if named.iter().any(|n| text.contains(n.as_str()))
-                    || text.contains(&format!("super::{{{sibling}"))
-                {
-                    deps.insert(sibling.clone());
-                }
-            }
-            graph.insert(name.clone(), deps);
-        }
-        if let Some(c) = cycle(&graph) {
+        if let Some(c) = file_cycle(&path, "mod", &format!("crate::{module}::")) {
             panic!("import circle in src/{module}/: {}", c.join(" -> "));
         }
     }
+    let sandbox = Path::new(SANDBOX_CRATE).join("src");
+    if let Some(c) = file_cycle(&sandbox, "lib", "crate::") {
+        panic!("import circle in {}: {}", sandbox.display(), c.join(" -> "));
+    }
+}
+
+/// Where `crate_dir` names the `flexsync` crate: in its sources (any
+/// `flexsync::` path, `extern crate flexsync`) or as a dependency in its
+/// manifest.
+fn flexsync_refs(crate_dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in rust_files(&crate_dir.join("src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("flexsync::") || line.contains("extern crate flexsync") {
+                out.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    let manifest = crate_dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    for (n, line) in text.lines().enumerate() {
+        let key: String = line
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let rest = line.trim_start()[key.len()..].trim_start();
+        let names_flexsync = key == "flexsync" && (rest.starts_with('=') || rest.starts_with('.'));
+        let squeezed = line.replace(' ', "");
+        let renamed = squeezed.contains("package=\"flexsync\"");
+        let table = squeezed.ends_with(".flexsync]");
+        if names_flexsync || renamed || table {
+            out.push(format!("{}:{}: {}", manifest.display(), n + 1, line.trim()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_sandbox_crate_uses_nothing_of_flexsync() {
+    // The sandbox and the API client are written independently from the
+    // API reference; the crate graph keeps them apart only while the
+    // sandbox depends on nothing of flexsync.
+    let refs = flexsync_refs(Path::new(SANDBOX_CRATE));
+    assert!(
+        refs.is_empty(),
+        "the sandbox crate must not use flexsync:\n{}",
+        refs.join("\n")
+    );
 }
 
 #[test]
@@ -250,8 +321,31 @@ fn the_tidy_checks_see_a_broken_rule() {
         &known,
     );
     assert!(refs.contains("api") && refs.contains("model") && refs.contains("plan"));
+    assert!(crate_refs("use flexsync_sandbox::Seed;", &known).contains("sandbox"));
     let mut g = BTreeMap::new();
     g.insert("a".to_owned(), BTreeSet::from(["b".to_owned()]));
     g.insert("b".to_owned(), BTreeSet::from(["a".to_owned()]));
     assert!(cycle(&g).is_some());
+    // A sandbox crate that reached for flexsync would be seen.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), "//! x\n").unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"flexsync-sandbox\"\n[dependencies]\nserde.workspace = true\n",
+    )
+    .unwrap();
+    assert!(flexsync_refs(dir.path()).is_empty());
+    std::fs::write(
+        dir.path().join("src/lib.rs"),
+        "use flexsync::model::Email;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[dependencies]\nflexsync = { path = \"../..\" }\nf = { package = \"flexsync\", path = \"../..\" }\n\
+         [dev-dependencies.flexsync]\npath = \"../..\"\n",
+    )
+    .unwrap();
+    assert_eq!(flexsync_refs(dir.path()).len(), 4);
 }

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use flexsync_sandbox::{self as sandbox, Sandbox, SandboxConfig, SandboxError, Seed};
+
 use crate::Error;
 use crate::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
 use crate::api::{self, CallObserver, Client, ClientConfig, SystemClock, login};
-use crate::sandbox::{self, Sandbox, SandboxConfig, SandboxError, Seed};
 
 use super::sandbox::SANDBOX_STATE;
 const SANDBOX_TOKENS: &str = ".flexsync/sandbox-token.json";

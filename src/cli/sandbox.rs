@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use flexsync_sandbox::{Sandbox, SandboxConfig, SandboxError, Seed, serve};
+
 use crate::Error;
-use crate::sandbox::{Sandbox, SandboxConfig, SandboxError, Seed, serve};
 
 /// Where the embedded sandbox keeps its state, relative to the working
 /// directory (ignored by git).
@@ -80,7 +81,8 @@ fn seed(path: Option<&PathBuf>, snapshot: Option<&PathBuf>) -> Result<Seed, Erro
 /// The world of a snapshot, saying on stderr what it holds and what could
 /// not be copied exactly.
 pub(super) fn rehearsal_seed(file: &Path) -> Result<Seed, Error> {
-    let (seed, report) = Seed::from_snapshot_file(file).map_err(|e| Error::Input(e.to_string()))?;
+    let (seed, report) =
+        crate::rehearsal::seed_from_file(file).map_err(|e| Error::Input(e.to_string()))?;
     let captured = report
         .captured_at
         .map(|t| format!(", captured {t}"))

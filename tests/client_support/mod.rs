@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use flexsync::api::auth::{OAuthClient, Secret, TokenSource, TokenStore};
 use flexsync::api::{self, Client, ClientConfig, login};
-use flexsync::sandbox::{
-    self, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ManualClock, Sandbox, SandboxConfig, Seed,
+use flexsync_sandbox::{
+    self as sandbox, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ManualClock, Sandbox, SandboxConfig,
+    Seed,
 };
 use jiff::{SignedDuration, Timestamp};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use flexsync::sandbox::{
+use flexsync_sandbox::{
     ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ManualClock, Sandbox, SandboxConfig,
     Seed, serve,
 };
@@ -98,7 +98,7 @@ impl TestSandbox {
     }
 
     pub fn advance(&self, secs: i64) {
-        use flexsync::sandbox::Clock;
+        use flexsync_sandbox::Clock;
         self.clock.advance(SignedDuration::from_secs(secs));
     }
 

@@ -66,7 +66,7 @@ pub(crate) fn lock(state: &Path) -> Result<StateLock, SandboxError> {
             Ok(StateLock { _file: file })
         }
         Err(fs::TryLockError::WouldBlock) => {
-            let holder = crate::input_file::read_text_capped(&path, 4096)
+            let holder = crate::read::read_text_capped(&path, 4096)
                 .ok()
                 .and_then(|t| t.lines().next().map(|l| l.trim().to_owned()))
                 .filter(|l| !l.is_empty());
@@ -155,7 +155,7 @@ pub(crate) fn save(path: &Path, world: &World) -> Result<(), SandboxError> {
 
 /// Reads a state file written by [`save`].
 pub(crate) fn load(path: &Path) -> Result<World, SandboxError> {
-    let text = crate::input_file::read_text_capped(path, MAX_STATE_BYTES).map_err(|source| {
+    let text = crate::read::read_text_capped(path, MAX_STATE_BYTES).map_err(|source| {
         SandboxError::Read {
             path: path.display().to_string(),
             what: "sandbox state",
@@ -185,7 +185,7 @@ pub(crate) fn load(path: &Path) -> Result<World, SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::Seed;
+    use crate::Seed;
 
     #[test]
     fn round_trip_and_no_temp_left_behind() {

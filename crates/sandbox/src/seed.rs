@@ -47,7 +47,7 @@ impl Seed {
     /// Refuses a file over [`MAX_SEED_BYTES`] (from its size, unread), and
     /// FIFOs and devices (without opening them in a way that blocks).
     pub fn from_file(path: &Path) -> Result<Self, SandboxError> {
-        let text = crate::input_file::read_text_capped(path, MAX_SEED_BYTES).map_err(|source| {
+        let text = crate::read::read_text_capped(path, MAX_SEED_BYTES).map_err(|source| {
             SandboxError::Read {
                 path: path.display().to_string(),
                 what: "seed",

@@ -2,17 +2,18 @@
 //!
 //! It is the peer of flexsync's integration tests, the world `--sandbox` runs against,
 //! and a place for admins to rehearse. It follows `team-admin-api.md`; where that says
-//! [NOT FOUND] the behaviour is a [`Quirks`] knob (see `docs/sandbox.md`). It shares no
-//! code with flexsync's API client, so tests that pair them check the contract, not a
-//! shared assumption.
+//! [NOT FOUND] the behaviour is a [`Quirks`] knob (see `docs/sandbox.md`). It is a crate
+//! of its own that depends on nothing of flexsync, so it shares no code with flexsync's
+//! API client, and tests that pair them check the contract, not a shared assumption.
 //!
 //! # Layout
 //! - `config`: [`SandboxConfig`] and every knob, including [`Quirks`].
 //! - `clock`: the [`Clock`] trait, a real clock that can be moved, and a [`ManualClock`].
 //! - `seed`: the YAML seed format and the bundled default ([`Seed`]).
-//! - `rehearsal`: a world from a snapshot of live teams ([`Seed::from_snapshot`]).
+//! - `rehearsal`: a world from a copy of live teams ([`TeamCopy`], [`Seed::from_team_copy`]).
 //! - `state`: the world (accounts, teams, pools, groups, assignments) and its rules.
 //! - `persist`: the JSON state file, written atomically.
+//! - `read`: seed and state files read capped, regular files only ([`ReadError`]).
 //! - `ratelimit`: fixed UTC-minute windows per team and per OAuth client.
 //! - `problem`: Problem Details, request ids, APS and OAuth error bodies.
 //! - `oauth`: `/authentication/v2/authorize` and `/authentication/v2/token`.
@@ -24,12 +25,12 @@
 //! # Use
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use flexsync::sandbox::{Sandbox, SandboxConfig, Seed};
+//! use flexsync_sandbox::{Sandbox, SandboxConfig, Seed};
 //! let sandbox = Sandbox::open(".flexsync/sandbox.json", &Seed::bundled()?, SandboxConfig::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
 //! // A CLI passes e.g. `async { let _ = tokio::signal::ctrl_c().await; }`.
 //! let shutdown = std::future::pending::<()>();
-//! flexsync::sandbox::serve(listener, sandbox, shutdown).await?;
+//! flexsync_sandbox::serve(listener, sandbox, shutdown).await?;
 //! # Ok(()) }
 //! ```
 
@@ -44,6 +45,7 @@ mod oauth;
 mod persist;
 mod problem;
 mod ratelimit;
+mod read;
 mod rehearsal;
 mod seed;
 mod server;
@@ -62,7 +64,11 @@ pub use config::{
 };
 pub use faults::FaultSettings;
 pub use persist::MAX_STATE_BYTES;
-pub use rehearsal::{MAX_SNAPSHOT_MEMBERS, REHEARSAL_ADMIN, Rehearsal};
+pub use read::ReadError;
+pub use rehearsal::{
+    AssignmentKind, CopiedAssignment, CopiedMember, CopiedPool, CopiedTeam, MAX_SNAPSHOT_MEMBERS,
+    REHEARSAL_ADMIN, Rehearsal, TeamCopy,
+};
 pub use seed::{DEFAULT_SEED_YAML, MAX_GENERATED_USERS, MAX_SEED_BYTES, MAX_SEED_MEMBERS, Seed};
 pub use server::serve;
 
@@ -93,7 +99,7 @@ pub enum SandboxError {
         path: String,
         what: &'static str,
         #[source]
-        source: crate::input_file::ReadError,
+        source: ReadError,
     },
     /// The seed is not valid YAML of the seed format.
     #[error("{path}:{line}:{column}: invalid seed: {message}")]

@@ -2,8 +2,9 @@
 //! or the service's `/snapshot`), so a big change can be applied, inspected
 //! and thrown away before it touches the real team.
 //!
-//! The snapshot is the observed state as the API shows it, which is less
-//! than the sandbox's world: it has effective assignments, not where each
+//! The snapshot comes as a [`TeamCopy`] (flexsync reads its own file format
+//! and fills one in; nothing here knows that format). It is the observed
+//! state as the API shows it, which is less than the sandbox's world: it has effective assignments, not where each
 //! comes from. What is rebuilt, and how:
 //! - teams, members (role as observed), pools (seats and dates);
 //! - `DIRECT` assignments as direct ones;
@@ -20,7 +21,6 @@
 //! it might not. The plan already says so wherever it counts on freed seats.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use jiff::Timestamp;
 
@@ -29,8 +29,6 @@ use super::seed::Seed;
 use super::state::{
     Account, DirectAssignment, Group, Member, MemberStatus, Pool, Role, Team, World,
 };
-use crate::model::AssignmentType;
-use crate::snapshot::Snapshot;
 
 /// Most members (over all teams) a snapshot may bring into the sandbox: the
 /// largest team flexsync plans for. Their state file (with `--state`) is
@@ -42,6 +40,71 @@ pub const MAX_SNAPSHOT_MEMBERS: usize = 100_000;
 pub const REHEARSAL_ADMIN: &str = "USADMIN00001";
 const REHEARSAL_ADMIN_EMAIL: &str = "ada.admin@example.com";
 
+/// Live teams as a snapshot of them shows them, field for field, in the
+/// sandbox's own plain types: what a rehearsal starts from. Reading a
+/// snapshot file is its owner's business (flexsync's `rehearsal` module
+/// fills this in); making a world of it is the sandbox's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TeamCopy {
+    /// When the teams were read, if known; reported back in [`Rehearsal`].
+    pub captured_at: Option<Timestamp>,
+    pub teams: Vec<CopiedTeam>,
+}
+
+/// One team of a [`TeamCopy`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopiedTeam {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<CopiedMember>,
+    pub pools: Vec<CopiedPool>,
+    pub assignments: Vec<CopiedAssignment>,
+}
+
+/// A member as List Team Users shows one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopiedMember {
+    pub id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The API's word (`USER`, `EXTERNAL_USER`), verbatim.
+    pub role: Option<String>,
+}
+
+/// A pool as List Product Pools shows one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopiedPool {
+    pub product_id: String,
+    pub product_name: String,
+    pub unlimited: bool,
+    /// Seats; not known for some limited pools.
+    pub total_quantity: Option<u64>,
+    /// Seats in use, as reported.
+    pub assigned_quantity: Option<u64>,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
+}
+
+/// One person holding one product, with the effective assignment type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopiedAssignment {
+    pub user_id: String,
+    pub product_id: String,
+    pub kind: AssignmentKind,
+}
+
+/// How an assignment is held: the API's `DIRECT`, `GROUP`, `TEAM`, or
+/// another (inherited) kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignmentKind {
+    Direct,
+    Group,
+    Team,
+    /// An inherited kind other than `GROUP` and `TEAM`: rebuilt like `GROUP`.
+    OtherInherited,
+}
+
 /// What the rebuilt world could not carry over exactly, for the operator.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rehearsal {
@@ -52,30 +115,13 @@ pub struct Rehearsal {
 }
 
 impl Seed {
-    /// Reads a snapshot file (capped at [`crate::snapshot::MAX_FILE_BYTES`])
-    /// and builds the world it describes.
-    pub fn from_snapshot_file(path: &Path) -> Result<(Seed, Rehearsal), SandboxError> {
-        let name = path.display().to_string();
-        let text = crate::input_file::read_text_capped(path, crate::snapshot::MAX_FILE_BYTES)
-            .map_err(|source| SandboxError::Read {
-                path: name.clone(),
-                what: "snapshot",
-                source,
-            })?;
-        let snapshot =
-            Snapshot::parse(&name, &text).map_err(|d| SandboxError::SnapshotInvalid {
-                place: d.place(),
-                message: d.message,
-            })?;
-        Seed::from_snapshot(&snapshot, &name)
-    }
-
-    /// The world of `snapshot`; `source_name` names it in errors.
-    pub fn from_snapshot(
-        snapshot: &Snapshot,
+    /// The world of the teams `copy` holds; `source_name` (the snapshot's
+    /// file) names it in errors.
+    pub fn from_team_copy(
+        copy: &TeamCopy,
         source_name: &str,
     ) -> Result<(Seed, Rehearsal), SandboxError> {
-        let (world, report) = build(snapshot).map_err(|message| SandboxError::SnapshotInvalid {
+        let (world, report) = build(copy).map_err(|message| SandboxError::SnapshotInvalid {
             place: source_name.to_owned(),
             message,
         })?;
@@ -92,17 +138,17 @@ fn open_end() -> Timestamp {
     Timestamp::from_second(4_102_444_799).unwrap_or(Timestamp::MAX) // 2099-12-31T23:59:59Z
 }
 
-fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
+fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
     let mut world = World::default();
     let mut report = Rehearsal {
-        captured_at: snapshot.captured_at,
+        captured_at: copy.captured_at,
         ..Rehearsal::default()
     };
     // Lower-cased email -> account id: the sandbox finds people by email.
     let mut emails: BTreeMap<String, String> = BTreeMap::new();
-    for observed in &snapshot.teams {
-        let team_id = observed.id.0.clone();
-        report.members = report.members.saturating_add(observed.users.len());
+    for observed in &copy.teams {
+        let team_id = observed.id.clone();
+        report.members = report.members.saturating_add(observed.members.len());
         if report.members > MAX_SNAPSHOT_MEMBERS {
             return Err(format!(
                 "with team {team_id} the snapshot has more than {MAX_SNAPSHOT_MEMBERS} team \
@@ -112,9 +158,9 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
         let mut members = Vec::new();
         let mut member_ids = BTreeSet::new();
         let mut domains = BTreeSet::new();
-        for user in &observed.users {
-            let id = user.id.0.clone();
-            let email = user.email.as_str().to_owned();
+        for user in &observed.members {
+            let id = user.id.clone();
+            let email = user.email.clone();
             if !member_ids.insert(id.clone()) {
                 return Err(format!("user {id} is listed twice in team {team_id}"));
             }
@@ -127,7 +173,7 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(other) = emails.insert(email.clone(), id.clone()) {
+                    if let Some(other) = emails.insert(email.to_ascii_lowercase(), id.clone()) {
                         return Err(format!("email {email} is used by both {other} and {id}"));
                     }
                     world.accounts.insert(
@@ -159,7 +205,7 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
         let mut pools = Vec::new();
         let mut products = BTreeSet::new();
         for p in &observed.pools {
-            let product = p.product_id.0.clone();
+            let product = p.product_id.clone();
             if !products.insert(product.clone()) {
                 return Err(format!("product {product} has two pools in team {team_id}"));
             }
@@ -192,7 +238,7 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
         let mut seen = BTreeSet::new();
         let mut skipped = 0usize;
         for a in &observed.assignments {
-            let (user, product) = (a.user_id.0.clone(), a.product_id.0.clone());
+            let (user, product) = (a.user_id.clone(), a.product_id.clone());
             if !member_ids.contains(&user) || !products.contains(&product) {
                 skipped += 1;
                 continue;
@@ -200,17 +246,17 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
             if !seen.insert((user.clone(), product.clone())) {
                 continue;
             }
-            match a.assignment_type {
-                AssignmentType::Direct => direct.push(DirectAssignment {
+            match a.kind {
+                AssignmentKind::Direct => direct.push(DirectAssignment {
                     user_id: user,
                     product_id: product,
                     created_at: None,
                     removed_at: None,
                 }),
-                AssignmentType::Team => {
+                AssignmentKind::Team => {
                     through_team.entry(product).or_default().insert(user);
                 }
-                AssignmentType::Group | AssignmentType::Inherited => {
+                AssignmentKind::Group | AssignmentKind::OtherInherited => {
                     inherited.entry(product).or_default().insert(user);
                 }
             }
@@ -256,7 +302,7 @@ fn build(snapshot: &Snapshot) -> Result<(World, Rehearsal), String> {
             let Some(reported) = p.assigned_quantity else {
                 continue;
             };
-            let holders = holders_of(&team, &p.product_id.0);
+            let holders = holders_of(&team, &p.product_id);
             if holders as u64 != reported && !p.unlimited {
                 report.notes.push(format!(
                     "team {team_id}: pool {} reported {reported} seat(s) in use; the sandbox \
@@ -318,16 +364,96 @@ fn holders_of(team: &Team, product: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn example() -> Snapshot {
-        let text = include_str!("../../examples/snapshot.json");
-        Snapshot::parse("snapshot.json", text).unwrap()
+    fn member(id: &str, email: &str, role: &str) -> CopiedMember {
+        CopiedMember {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            first_name: Some(id.to_owned()),
+            last_name: None,
+            role: Some(role.to_owned()),
+        }
+    }
+
+    fn pool(product: &str, total: Option<u64>, assigned: Option<u64>) -> CopiedPool {
+        CopiedPool {
+            product_id: product.to_owned(),
+            product_name: product.to_owned(),
+            unlimited: total.is_none(),
+            total_quantity: total,
+            assigned_quantity: assigned,
+            start_date: None,
+            end_date: None,
+        }
+    }
+
+    fn holds(user: &str, product: &str, kind: AssignmentKind) -> CopiedAssignment {
+        CopiedAssignment {
+            user_id: user.to_owned(),
+            product_id: product.to_owned(),
+            kind,
+        }
+    }
+
+    /// Team 100001 of examples/snapshot.json (its pools' dates left out),
+    /// and a smaller 100002.
+    fn example() -> TeamCopy {
+        use AssignmentKind::{Direct, Group, Team};
+        let users = [
+            ("US1000000001", "alice@example.com", "USER"),
+            ("US1000000002", "bob@example.com", "USER"),
+            ("US1000000003", "carol@example.com", "USER"),
+            ("US1000000004", "dave@example.com", "USER"),
+            ("US1000000005", "erin@example.com", "USER"),
+            (
+                "US1000000006",
+                "frank@contractor.example.net",
+                "EXTERNAL_USER",
+            ),
+        ];
+        let mut assignments = vec![
+            holds("US1000000001", "prod_flex_platform", Direct),
+            holds("US1000000001", "prod_acad_premium", Direct),
+            holds("US1000000002", "prod_acad_premium", Direct),
+            holds("US1000000003", "prod_acad_premium", Group),
+            holds("US1000000004", "prod_flex_platform", Direct),
+        ];
+        assignments.extend(users.iter().map(|u| holds(u.0, "prod_docs", Team)));
+        let engineering = CopiedTeam {
+            id: "100001".to_owned(),
+            name: "Example Engineering".to_owned(),
+            members: users.iter().map(|u| member(u.0, u.1, u.2)).collect(),
+            pools: vec![
+                pool("prod_flex_platform", None, None),
+                pool("prod_acad_premium", Some(4), Some(3)),
+                pool("prod_docs", None, None),
+                pool("prod_revit_next_term", Some(10), None),
+                pool("prod_navisworks_old", Some(5), Some(0)),
+            ],
+            assignments,
+        };
+        let manufacturing = CopiedTeam {
+            id: "100002".to_owned(),
+            name: "Example Manufacturing".to_owned(),
+            members: vec![
+                member("US1000000001", "alice@example.com", "USER"),
+                member("US2000000001", "user1@example.com", "USER"),
+            ],
+            pools: vec![pool("prod_fusion", Some(3), Some(1))],
+            assignments: vec![holds("US2000000001", "prod_fusion", Direct)],
+        };
+        TeamCopy {
+            captured_at: Some("2026-11-26T09:00:00Z".parse().unwrap()),
+            teams: vec![engineering, manufacturing],
+        }
     }
 
     #[test]
     fn the_example_snapshot_becomes_a_world_with_its_admin_and_inherited_assignments() {
-        let (seed, report) = Seed::from_snapshot(&example(), "snapshot.json").unwrap();
+        let (seed, report) = Seed::from_team_copy(&example(), "snapshot.json").unwrap();
         let world = seed.world();
         assert_eq!(report.teams, 2);
+        assert_eq!(report.members, 8);
+        assert_eq!(report.captured_at, example().captured_at);
         assert!(report.notes.is_empty(), "{:?}", report.notes);
         assert_eq!(
             world.admins[REHEARSAL_ADMIN],
@@ -357,23 +483,21 @@ mod tests {
             .unwrap();
         assert_eq!(acad.total_quantity, Some(4));
         assert_eq!(holders_of(eng, "prod_acad_premium"), 3);
-        assert_eq!(world.teams["100002"].members.len(), 141);
+        // Alice is on both teams: one account.
+        assert_eq!(world.teams["100002"].members.len(), 2);
+        assert_eq!(world.accounts.len(), 8);
     }
 
     #[test]
     fn inconsistencies_are_noted_or_refused() {
         let mut s = example();
-        let eng =
-            std::sync::Arc::make_mut(s.teams.iter_mut().find(|t| t.id.0 == "100001").unwrap());
+        let eng = s.teams.iter_mut().find(|t| t.id == "100001").unwrap();
         // Docs "through the team" for one person only: a group, not the team.
         eng.assignments
-            .retain(|a| a.product_id.0 != "prod_docs" || a.user_id.0 == "US1000000001");
-        eng.assignments.push(crate::model::Assignment {
-            user_id: crate::model::UserId("US404".into()),
-            product_id: crate::model::ProductId("prod_docs".into()),
-            assignment_type: AssignmentType::Direct,
-        });
-        let (seed, report) = Seed::from_snapshot(&s, "s.json").unwrap();
+            .retain(|a| a.product_id != "prod_docs" || a.user_id == "US1000000001");
+        eng.assignments
+            .push(holds("US404", "prod_docs", AssignmentKind::Direct));
+        let (seed, report) = Seed::from_team_copy(&s, "s.json").unwrap();
         let eng = &seed.world().teams["100001"];
         assert!(eng.team_products.is_empty());
         assert_eq!(holders_of(eng, "prod_docs"), 1);
@@ -384,10 +508,49 @@ mod tests {
         );
 
         let mut s = example();
-        let email = s.teams[0].users[0].email.clone();
-        std::sync::Arc::make_mut(&mut s.teams[0]).users[1].email = email;
-        let e = Seed::from_snapshot(&s, "s.json").unwrap_err().to_string();
+        let email = s.teams[0].members[0].email.clone();
+        s.teams[0].members[1].email = email;
+        let e = Seed::from_team_copy(&s, "s.json").unwrap_err().to_string();
         assert!(e.starts_with("s.json: invalid snapshot:"), "{e}");
         assert!(e.contains("is used by both"), "{e}");
+    }
+
+    #[test]
+    fn a_pool_without_a_seat_count_or_with_other_holders_is_noted() {
+        let mut s = example();
+        let eng = &mut s.teams[0];
+        eng.pools[1].total_quantity = None;
+        eng.pools[4].assigned_quantity = Some(2);
+        let (seed, report) = Seed::from_team_copy(&s, "s.json").unwrap();
+        let acad = &seed.world().teams["100001"].pools[1];
+        assert_eq!(acad.total_quantity, Some(3));
+        assert_eq!(
+            report.notes,
+            [
+                "team 100001: pool prod_acad_premium is limited but its seat count is not known; \
+                 the sandbox gives it 3 seat(s), those in use",
+                "team 100001: pool prod_navisworks_old reported 2 seat(s) in use; the sandbox \
+                 counts 0 from the assignments the snapshot lists",
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_members_or_the_admins_id_are_refused() {
+        let mut s = example();
+        let extra = MAX_SNAPSHOT_MEMBERS + 1 - s.teams[0].members.len();
+        s.teams[1].members = (0..extra)
+            .map(|i| member(&format!("US{i}"), &format!("u{i}@example.com"), "USER"))
+            .collect();
+        let e = Seed::from_team_copy(&s, "s.json").unwrap_err().to_string();
+        assert!(
+            e.contains("with team 100002 the snapshot has more than 100000"),
+            "{e}"
+        );
+
+        let mut s = example();
+        s.teams[1].members[1].id = REHEARSAL_ADMIN.to_owned();
+        let e = Seed::from_team_copy(&s, "s.json").unwrap_err().to_string();
+        assert!(e.contains("which the sandbox's admin needs"), "{e}");
     }
 }
