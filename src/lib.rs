@@ -69,8 +69,6 @@ pub enum Error {
     #[error("the declaration is invalid: {0} error(s)")]
     #[diagnostic(help("fix the errors above, then run `flexsync validate` again"))]
     InvalidDeclaration(usize),
-    #[error("{0}")]
-    Input(String),
     /// Flags or arguments that are missing or cannot go together.
     #[error("{0}")]
     Usage(String),
@@ -96,6 +94,16 @@ pub enum Error {
     /// The service's endpoints cannot listen where they were told to.
     #[error("cannot listen on {addr}: {cause}")]
     Listen { addr: String, cause: std::io::Error },
+    /// The local sandbox refused (its state locked by another process,
+    /// unreadable, a seed it cannot use), with what to do next.
+    #[error("{error}{next_step}")]
+    Sandbox {
+        error: flexsync_sandbox::SandboxError,
+        next_step: String,
+    },
+    /// A snapshot that cannot become a rehearsal sandbox.
+    #[error("{0}")]
+    Rehearsal(rehearsal::RehearsalError),
     /// Something in flexsync itself failed (a task, an encoder): a bug.
     #[error("{0}")]
     Internal(String),
@@ -103,6 +111,21 @@ pub enum Error {
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Api(#[from] api::ApiError),
+}
+
+impl From<flexsync_sandbox::SandboxError> for Error {
+    fn from(error: flexsync_sandbox::SandboxError) -> Self {
+        Error::Sandbox {
+            error,
+            next_step: String::new(),
+        }
+    }
+}
+
+impl From<rehearsal::RehearsalError> for Error {
+    fn from(error: rehearsal::RehearsalError) -> Self {
+        Error::Rehearsal(error)
+    }
 }
 
 impl From<planfile::PlanFileError> for Error {

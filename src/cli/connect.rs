@@ -102,7 +102,7 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// it; never quotes the content.
 pub(crate) fn read_secret_file(path: &Path, flag: &str) -> Result<String, Error> {
     crate::input_file::read_text_capped(path, MAX_SECRET_FILE_BYTES)
-        .map_err(|e| Error::Input(format!("cannot read {flag} {}: {e}", path.display())))
+        .map_err(|e| Error::file(format!("cannot read {flag}"), path, e))
 }
 
 /// flexsync's directory for state that must survive restarts:
@@ -140,7 +140,7 @@ fn budget_dir(tokens: &TokenSource) -> PathBuf {
 }
 
 fn no_app() -> Error {
-    Error::Input(
+    Error::Usage(
         "no APS app: set FLEXSYNC_CLIENT_ID (and FLEXSYNC_CLIENT_SECRET or --client-secret-file), or try --sandbox".into(),
     )
 }
@@ -168,7 +168,7 @@ impl ConnectArgs {
             if value.is_some_and(|v| v.trim().is_empty()) {
                 let from_env =
                     std::env::var_os(var).is_some_and(|v| v.to_string_lossy().trim().is_empty());
-                return Err(Error::Input(if from_env {
+                return Err(Error::Usage(if from_env {
                     format!(
                         "{var} is set but empty: unset it, or set it to a value (it stands for {flag})"
                     )
@@ -270,23 +270,27 @@ impl ConnectArgs {
                 &mut buf,
             )?;
             if buf.len() as u64 > MAX {
-                return Err(Error::Input(
-                    "the tokens on standard input are too large".into(),
-                ));
+                return Err(Error::File {
+                    context: "the tokens on standard input".into(),
+                    cause: "too large".into(),
+                });
             }
-            String::from_utf8(buf)
-                .map_err(|_| Error::Input("the tokens on standard input are not UTF-8".into()))?
+            String::from_utf8(buf).map_err(|e| Error::File {
+                context: "the tokens on standard input".into(),
+                cause: e.into(),
+            })?
         } else {
             crate::input_file::read_text_capped(from, MAX)
-                .map_err(|e| Error::Input(format!("--from-file {}: {e}", from.display())))?
+                .map_err(|e| Error::file("--from-file", from, e))?
         };
         let tokens = crate::api::auth::Tokens::from_file_bytes(text.as_bytes())
-            .map_err(|e| Error::Input(format!("--from-file {}: {e}", from.display())))?;
+            .map_err(|e| Error::file("--from-file", from, e))?;
         if tokens.refresh_token.is_none() {
-            return Err(Error::Input(format!(
-                "--from-file {}: it holds no refresh token, so the login would end within the hour",
-                from.display()
-            )));
+            return Err(Error::file(
+                "--from-file",
+                from,
+                "it holds no refresh token, so the login would end within the hour",
+            ));
         }
         let path = self.token_file.clone().unwrap_or_else(default_token_file);
         TokenStore::new(path.clone()).save_async(&tokens).await?;
@@ -311,7 +315,7 @@ impl ConnectArgs {
         let config = ClientConfig::new(&self.api_url)?;
         let oauth = self.oauth(&config)?;
         let callback = url::Url::parse(callback)
-            .map_err(|e| Error::Input(format!("--callback-url {callback}: {e}")))?;
+            .map_err(|e| Error::Usage(format!("--callback-url {callback}: {e}")))?;
         let pending = login::start(&oauth, &callback).await?;
         eprintln!(
             "Open this URL in a browser and sign in as an administrator of your team:\n\n  {}\n",
@@ -358,14 +362,17 @@ fn try_open_browser(url: &str) {
 /// The embedded sandbox of `--sandbox`, on its state file. It owns the file
 /// (an exclusive lock) until the server task ends, after its last save.
 fn open_embedded() -> Result<Sandbox, Error> {
-    let seed = Seed::bundled().map_err(|e| Error::Input(e.to_string()))?;
-    Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default()).map_err(|e| match e {
-        SandboxError::Locked { .. } => Error::Input(format!(
-            "{e}. Wait for that process to finish, or stop it. To use one sandbox from \
-             several processes, serve it with `flexsync sandbox serve --state {SANDBOX_STATE}` \
-             (it then owns the state) and point them all at it with --api-url; see docs/sandbox.md"
-        )),
-        e => Error::Input(format!("{e} (run `flexsync sandbox reset` to start over)")),
+    let seed = Seed::bundled()?;
+    Sandbox::open(SANDBOX_STATE, &seed, SandboxConfig::default()).map_err(|error| {
+        let next_step = match error {
+            SandboxError::Locked { .. } => format!(
+                ". Wait for that process to finish, or stop it. To use one sandbox from \
+                 several processes, serve it with `flexsync sandbox serve --state {SANDBOX_STATE}` \
+                 (it then owns the state) and point them all at it with --api-url; see docs/sandbox.md"
+            ),
+            _ => " (run `flexsync sandbox reset` to start over)".to_owned(),
+        };
+        Error::Sandbox { error, next_step }
     })
 }
 
@@ -389,12 +396,14 @@ async fn connect_sandbox(
         }
         None => (open_embedded()?, PathBuf::from(SANDBOX_TOKENS), None),
     };
+    let listen = |cause| Error::Listen {
+        addr: "127.0.0.1:0 (the embedded sandbox)".into(),
+        cause,
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Input(format!("cannot start the sandbox: {e}")))?;
+        .map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     let base_url = format!("http://{addr}");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(sandbox::serve(listener, sandbox, async {
@@ -419,8 +428,8 @@ async fn connect_sandbox(
         Some(Secret::new(sandbox::DEFAULT_CLIENT_SECRET)),
         http.clone(),
     );
-    let callback =
-        url::Url::parse("http://127.0.0.1:0/callback").map_err(|e| Error::Input(e.to_string()))?;
+    let callback = url::Url::parse("http://127.0.0.1:0/callback")
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let pending = login::start(&oauth, &callback).await?;
     let url = pending.url.clone();
     let approver = http.clone();
@@ -429,7 +438,7 @@ async fn connect_sandbox(
     let tokens = pending.finish(&oauth, jiff::Timestamp::now()).await?;
     approve
         .await
-        .map_err(|e| Error::Input(format!("sandbox login: {e}")))??;
+        .map_err(|e| Error::Internal(format!("sandbox login: {e}")))??;
     let store = TokenStore::new(token_file);
     store.save_async(&tokens).await?;
     let source = TokenSource::stored(store, oauth);

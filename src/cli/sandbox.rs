@@ -61,9 +61,13 @@ pub enum SandboxCommand {
 /// A state file another process owns gets a next step; other errors speak
 /// for themselves.
 fn state_error(e: SandboxError) -> Error {
-    match e {
-        SandboxError::Locked { .. } => Error::Input(format!("{e}. Stop that process first.")),
-        e => Error::Input(e.to_string()),
+    let next_step = match e {
+        SandboxError::Locked { .. } => ". Stop that process first.".to_owned(),
+        _ => String::new(),
+    };
+    Error::Sandbox {
+        error: e,
+        next_step,
     }
 }
 
@@ -75,14 +79,13 @@ fn seed(path: Option<&PathBuf>, snapshot: Option<&PathBuf>) -> Result<Seed, Erro
         Some(p) => Seed::from_file(p),
         None => Seed::bundled(),
     }
-    .map_err(|e| Error::Input(e.to_string()))
+    .map_err(Error::from)
 }
 
 /// The world of a snapshot, saying on stderr what it holds and what could
 /// not be copied exactly.
 pub(super) fn rehearsal_seed(file: &Path) -> Result<Seed, Error> {
-    let (seed, report) =
-        crate::rehearsal::seed_from_file(file).map_err(|e| Error::Input(e.to_string()))?;
+    let (seed, report) = crate::rehearsal::seed_from_file(file)?;
     let captured = report
         .captured_at
         .map(|t| format!(", captured {t}"))
@@ -144,7 +147,10 @@ pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
             super::runtime()?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
-                    .map_err(|e| Error::Input(format!("cannot listen on {listen}: {e}")))?;
+                    .map_err(|cause| Error::Listen {
+                        addr: listen.clone(),
+                        cause,
+                    })?;
                 let addr = listener.local_addr()?;
                 eprintln!("Sandbox serving http://{addr}/team-admin/v1 (Ctrl-C to stop)");
                 let stop = tokio_util::sync::CancellationToken::new();
