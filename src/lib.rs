@@ -6,7 +6,8 @@
 //! bytes, `plan`, `render`, `daemon::schedule`, `daemon::consistency`)
 //! decides; a shell does the I/O: `cli` reads argv, the environment and the
 //! terminal; `api` speaks HTTP to Autodesk and keeps the token store;
-//! `daemon` owns signals, the file watcher, systemd and its listener;
+//! `daemon` owns SIGHUP, the file watcher, systemd and its listener;
+//! `signals` stops a long-running command on SIGTERM or SIGINT;
 //! `input_file`, `audit` and `planfile` read and write files, `rehearsal`
 //! a snapshot for the sandbox.
 //!
@@ -38,6 +39,7 @@
 //! - [`audit`]: the append-only audit log (intent and outcome lines).
 //! - [`git`]: the commit a declaration's checkout is at, read from `.git`.
 //! - [`daemon`]: `flexsync run`, the service.
+//! - [`signals`]: SIGTERM and SIGINT stop `apply`, `run` and `sandbox serve` alike.
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`telemetry`]: logging (text, JSON, journald priorities).
 //! - [`cli`]: the command line; wires the rest together.
@@ -59,6 +61,7 @@ pub mod planfile;
 pub mod rehearsal;
 pub mod render;
 pub mod report;
+pub mod signals;
 pub mod snapshot;
 pub mod telemetry;
 

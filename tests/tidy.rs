@@ -299,6 +299,32 @@ fn flexsync_refs(crate_dir: &Path) -> Vec<String> {
     out
 }
 
+/// The functional core (the vocabulary, the declaration, the planner, the
+/// views) is kept in the main crate, not a crate of its own: this is the
+/// rule such a crate would have made the compiler check. It names no
+/// async runtime, HTTP or network library.
+#[test]
+fn the_core_names_no_runtime_or_network_library() {
+    let core = ["model", "config", "plan", "render", "explain", "diagnostic"];
+    let banned = [
+        "tokio", "reqwest", "axum", "hyper", "rustls", "notify::", "std::net",
+    ];
+    let known = modules();
+    let mut broken = Vec::new();
+    for module in core {
+        let path = &known[module];
+        for file in rust_files(path) {
+            let text = code(&file);
+            for b in banned {
+                if text.contains(b) {
+                    broken.push(format!("{} names {b}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
 #[test]
 fn the_sandbox_crate_uses_nothing_of_flexsync() {
     // The sandbox and the API client are written independently from the

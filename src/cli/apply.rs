@@ -187,7 +187,7 @@ async fn execute(
     let progress = Progress::new(total, ctx);
     let observer: Arc<dyn Observer> = Arc::new(Both(trail, progress));
     let cancel = CancellationToken::new();
-    crate::daemon::cancel_on_termination(cancel.clone());
+    crate::signals::cancel_on_termination(cancel.clone());
     let interrupted = cancel.clone();
     tokio::spawn(async move {
         interrupted.cancelled().await;

@@ -205,7 +205,7 @@ pub async fn run(args: RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
         tls,
     };
     let shutdown = CancellationToken::new();
-    daemon::cancel_on_termination(shutdown.clone());
+    crate::signals::cancel_on_termination(shutdown.clone());
     daemon::run(settings, conn.client.clone(), metrics, listener, shutdown).await?;
     drop(conn);
     tracing::info!("stopped");

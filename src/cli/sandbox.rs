@@ -154,7 +154,7 @@ pub fn run(cmd: SandboxCommand) -> Result<u8, Error> {
                 let addr = listener.local_addr()?;
                 eprintln!("Sandbox serving http://{addr}/team-admin/v1 (Ctrl-C to stop)");
                 let stop = tokio_util::sync::CancellationToken::new();
-                crate::daemon::cancel_on_termination(stop.clone());
+                crate::signals::cancel_on_termination(stop.clone());
                 serve(listener, sandbox, stop.cancelled_owned()).await?;
                 Ok(0)
             })

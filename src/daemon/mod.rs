@@ -260,25 +260,3 @@ fn hangup_signals() -> tokio::sync::mpsc::Receiver<()> {
     drop(tx);
     rx
 }
-
-/// Cancels `token` on SIGTERM or SIGINT.
-pub fn cancel_on_termination(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut term) = signal(SignalKind::terminate()) else {
-                let _ = tokio::signal::ctrl_c().await;
-                token.cancel();
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        token.cancel();
-    });
-}
