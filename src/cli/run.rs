@@ -224,6 +224,47 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
     )];
     let snapshot = snapshot_token(args)?.is_some();
 
+    lines.extend(check_api(connect)?);
+    let audit = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| super::apply::default_audit_log(connect));
+    usable_dir(&audit, "--audit-log")?;
+    if audit.exists() {
+        // Appending is all a start does to it; opening writes nothing.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&audit)
+            .map_err(|e| Error::file("--audit-log", &audit, e))?;
+    }
+    lines.push(format!("audit log: {}", audit.display()));
+
+    let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(args.listen.as_str())
+        .map_err(|cause| Error::Listen {
+            addr: args.listen.clone(),
+            cause,
+        })?
+        .map(|a| a.to_string())
+        .collect();
+    lines.push(format!("listen: {}", addrs.join(" ")));
+    let mut endpoints = daemon::http::ENDPOINTS.to_vec();
+    if snapshot {
+        endpoints.extend(daemon::http::SNAPSHOT_ENDPOINTS);
+    }
+    lines.push(format!("endpoints: {}", endpoints.join(" ")));
+    lines.push(format!("shutdown grace: {}s", SHUTDOWN_GRACE.as_secs()));
+
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(0)
+}
+
+/// `run --check`'s lines about the API and the login: the URL, the app and
+/// the token file are usable (no connection is made).
+fn check_api(connect: &ConnectArgs) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
     if connect.sandbox {
         lines.push("api: the embedded sandbox (--sandbox)".into());
         let state = std::path::Path::new(super::sandbox::SANDBOX_STATE);
@@ -267,40 +308,7 @@ fn check(args: &RunArgs, connect: &ConnectArgs) -> Result<u8, Error> {
             ));
         }
     }
-    let audit = args
-        .audit_log
-        .clone()
-        .unwrap_or_else(|| super::apply::default_audit_log(connect));
-    usable_dir(&audit, "--audit-log")?;
-    if audit.exists() {
-        // Appending is all a start does to it; opening writes nothing.
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&audit)
-            .map_err(|e| Error::file("--audit-log", &audit, e))?;
-    }
-    lines.push(format!("audit log: {}", audit.display()));
-
-    let addrs: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(args.listen.as_str())
-        .map_err(|cause| Error::Listen {
-            addr: args.listen.clone(),
-            cause,
-        })?
-        .map(|a| a.to_string())
-        .collect();
-    lines.push(format!("listen: {}", addrs.join(" ")));
-    let mut endpoints = daemon::http::ENDPOINTS.to_vec();
-    if snapshot {
-        endpoints.extend(daemon::http::SNAPSHOT_ENDPOINTS);
-    }
-    lines.push(format!("endpoints: {}", endpoints.join(" ")));
-    lines.push(format!("shutdown grace: {}s", SHUTDOWN_GRACE.as_secs()));
-
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        writeln!(out, "{line}")?;
-    }
-    Ok(0)
+    Ok(lines)
 }
 
 /// Whether the file's directory can take it: the directory (or, when
