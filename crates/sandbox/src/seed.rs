@@ -202,35 +202,10 @@ struct SeedAssignment {
 
 /// Turns the document into a world, checking every cross-reference.
 fn build(doc: SeedDoc) -> Result<World, String> {
-    let mut world = World::default();
-    // Lower-cased email -> account id, so each check is a lookup, not a scan
-    // of every account (quadratic in a seed of many generated users).
-    let mut emails: BTreeMap<String, String> = BTreeMap::new();
-    let mut add_account = |world: &mut World, id: &str, account: Account| -> Result<(), String> {
-        match world.accounts.get(id) {
-            Some(existing) if !existing.email.eq_ignore_ascii_case(&account.email) => Err(format!(
-                "user {id} appears with two emails: {} and {}",
-                existing.email, account.email
-            )),
-            Some(_) => Ok(()),
-            None => {
-                let key = account.email.to_ascii_lowercase();
-                if let Some(other) = emails.get(&key) {
-                    return Err(format!(
-                        "email {} is used by both {other} and {id}",
-                        account.email
-                    ));
-                }
-                emails.insert(key, id.to_owned());
-                world.accounts.insert(id.to_owned(), account);
-                Ok(())
-            }
-        }
-    };
-
+    let mut b = Builder::default();
     let mut seed_members = 0usize;
     for team in doc.teams {
-        if world.teams.contains_key(&team.id) {
+        if b.world.teams.contains_key(&team.id) {
             return Err(format!("team {} is defined twice", team.id));
         }
         if team.generated_users > MAX_GENERATED_USERS {
@@ -249,87 +224,86 @@ fn build(doc: SeedDoc) -> Result<World, String> {
                 team.id
             ));
         }
-        let mut members: Vec<Member> = Vec::new();
-        let mut member_ids = BTreeSet::new();
-        let generated = (1..=team.generated_users).map(|n| SeedUser {
-            id: format!("US{}{:05}", team.id, n),
-            email: format!("member{n:03}.{}@example.com", team.id),
-            first_name: "Member".to_owned(),
-            last_name: format!("{n:03}"),
-        });
-        for user in team.users.into_iter().chain(generated) {
-            if !member_ids.insert(user.id.clone()) {
-                return Err(format!(
-                    "user {} is listed twice in team {}",
-                    user.id, team.id
-                ));
+        b.team(team)?;
+    }
+    for admin in doc.admins {
+        b.add_account(
+            &admin.id,
+            Account {
+                email: admin.email,
+                first_name: admin.first_name,
+                last_name: admin.last_name,
+            },
+        )?;
+        for t in &admin.administers {
+            if !b.world.teams.contains_key(t) {
+                return Err(format!("admin {} administers unknown team {t}", admin.id));
             }
-            let role = role_for(&team.domains, &user.email);
-            add_account(
-                &mut world,
-                &user.id,
-                Account {
-                    email: user.email,
-                    first_name: user.first_name,
-                    last_name: user.last_name,
-                },
-            )?;
-            members.push(Member {
-                user_id: user.id,
-                role,
-                status: MemberStatus::Active,
-            });
         }
+        b.world
+            .admins
+            .insert(admin.id, admin.administers.into_iter().collect());
+    }
+    if b.world.admins.is_empty() {
+        return Err("the seed needs at least one admin to log in as".to_owned());
+    }
+    Ok(b.world)
+}
 
-        let mut pools = Vec::new();
-        let mut products = BTreeSet::new();
-        for p in team.pools {
-            if !products.insert(p.product_id.clone()) {
-                return Err(format!(
-                    "product {} has two pools in team {}",
-                    p.product_id, team.id
-                ));
+/// The world as the seed's teams and admins are added to it.
+#[derive(Default)]
+struct Builder {
+    world: World,
+    /// Lower-cased email -> account id, so each check is a lookup, not a
+    /// scan of every account (quadratic in a seed of many generated users).
+    emails: BTreeMap<String, String>,
+}
+
+impl Builder {
+    /// An account, once: the same id must keep its email, and one email
+    /// belongs to one id.
+    fn add_account(&mut self, id: &str, account: Account) -> Result<(), String> {
+        match self.world.accounts.get(id) {
+            Some(existing) if !existing.email.eq_ignore_ascii_case(&account.email) => Err(format!(
+                "user {id} appears with two emails: {} and {}",
+                existing.email, account.email
+            )),
+            Some(_) => Ok(()),
+            None => {
+                let key = account.email.to_ascii_lowercase();
+                if let Some(other) = self.emails.get(&key) {
+                    return Err(format!(
+                        "email {} is used by both {other} and {id}",
+                        account.email
+                    ));
+                }
+                self.emails.insert(key, id.to_owned());
+                self.world.accounts.insert(id.to_owned(), account);
+                Ok(())
             }
-            if !p.unlimited && p.total_quantity.is_none() {
-                return Err(format!(
-                    "pool {} in team {} needs totalQuantity or unlimited: true",
-                    p.product_id, team.id
-                ));
-            }
-            if p.end_date <= p.start_date {
-                return Err(format!(
-                    "pool {} in team {} ends before it starts",
-                    p.product_id, team.id
-                ));
-            }
-            pools.push(Pool {
-                product_id: p.product_id,
-                product_name: p.product_name,
-                unlimited: p.unlimited,
-                total_quantity: if p.unlimited { None } else { p.total_quantity },
-                start_date: p.start_date,
-                end_date: p.end_date,
-                supported: p.supported,
-            });
         }
+    }
+
+    fn team(&mut self, team: SeedTeam) -> Result<(), String> {
+        let id = team.id;
+        let members = self.members(&id, &team.domains, team.users, team.generated_users)?;
+        let member_ids: BTreeSet<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        let pools = pools(&id, team.pools)?;
+        let products: BTreeSet<&str> = pools.iter().map(|p| p.product_id.as_str()).collect();
         let check_user = |u: &str, what: &str| {
             if member_ids.contains(u) {
                 Ok(())
             } else {
-                Err(format!("{what} in team {} names unknown user {u}", team.id))
+                Err(format!("{what} in team {id} names unknown user {u}"))
             }
         };
         let check_product = |p: &str, what: &str| {
             if products.contains(p) {
                 Ok(())
             } else {
-                Err(format!(
-                    "{what} in team {} names unknown product {p}",
-                    team.id
-                ))
+                Err(format!("{what} in team {id} names unknown product {p}"))
             }
         };
-
         let mut groups = Vec::new();
         for g in team.groups {
             for u in &g.members {
@@ -354,8 +328,8 @@ fn build(doc: SeedDoc) -> Result<World, String> {
             check_product(&a.product_id, "an assignment")?;
             if !seen.insert((a.user_id.clone(), a.product_id.clone())) {
                 return Err(format!(
-                    "assignment of {} to {} is listed twice in team {}",
-                    a.product_id, a.user_id, team.id
+                    "assignment of {} to {} is listed twice in team {id}",
+                    a.product_id, a.user_id
                 ));
             }
             direct.push(DirectAssignment {
@@ -365,44 +339,94 @@ fn build(doc: SeedDoc) -> Result<World, String> {
                 removed_at: None,
             });
         }
-        world.teams.insert(
-            team.id,
-            Team {
-                name: team.name,
-                domains: team.domains,
-                members,
-                pools,
-                groups,
-                team_products: team.team_products.into_iter().collect(),
-                direct,
-                invitations: BTreeMap::new(),
-            },
-        );
+        let team = Team {
+            name: team.name,
+            domains: team.domains,
+            members,
+            pools,
+            groups,
+            team_products: team.team_products.into_iter().collect(),
+            direct,
+            invitations: BTreeMap::new(),
+        };
+        self.world.teams.insert(id, team);
+        Ok(())
     }
 
-    for admin in doc.admins {
-        add_account(
-            &mut world,
-            &admin.id,
-            Account {
-                email: admin.email,
-                first_name: admin.first_name,
-                last_name: admin.last_name,
-            },
-        )?;
-        for t in &admin.administers {
-            if !world.teams.contains_key(t) {
-                return Err(format!("admin {} administers unknown team {t}", admin.id));
+    /// The team's listed and generated members, each once, with accounts.
+    fn members(
+        &mut self,
+        team: &str,
+        domains: &[String],
+        users: Vec<SeedUser>,
+        generated: u32,
+    ) -> Result<Vec<Member>, String> {
+        let mut members: Vec<Member> = Vec::new();
+        let mut member_ids = BTreeSet::new();
+        let generated = (1..=generated).map(|n| SeedUser {
+            id: format!("US{team}{n:05}"),
+            email: format!("member{n:03}.{team}@example.com"),
+            first_name: "Member".to_owned(),
+            last_name: format!("{n:03}"),
+        });
+        for user in users.into_iter().chain(generated) {
+            if !member_ids.insert(user.id.clone()) {
+                return Err(format!("user {} is listed twice in team {team}", user.id));
             }
+            let role = role_for(domains, &user.email);
+            self.add_account(
+                &user.id,
+                Account {
+                    email: user.email,
+                    first_name: user.first_name,
+                    last_name: user.last_name,
+                },
+            )?;
+            members.push(Member {
+                user_id: user.id,
+                role,
+                status: MemberStatus::Active,
+            });
         }
-        world
-            .admins
-            .insert(admin.id, admin.administers.into_iter().collect());
+        Ok(members)
     }
-    if world.admins.is_empty() {
-        return Err("the seed needs at least one admin to log in as".to_owned());
+}
+
+/// The team's pools, one per product, each with a quantity and dates that
+/// make sense.
+fn pools(team: &str, seeded: Vec<SeedPool>) -> Result<Vec<Pool>, String> {
+    let mut pools = Vec::new();
+    let mut products = BTreeSet::new();
+    for p in seeded {
+        if !products.insert(p.product_id.clone()) {
+            return Err(format!(
+                "product {} has two pools in team {team}",
+                p.product_id
+            ));
+        }
+        if !p.unlimited && p.total_quantity.is_none() {
+            return Err(format!(
+                "pool {} in team {team} needs totalQuantity or unlimited: true",
+                p.product_id
+            ));
+        }
+        if p.end_date <= p.start_date {
+            return Err(format!(
+                "pool {} in team {team} ends before it starts",
+                p.product_id
+            ));
+        }
+        pools.push(Pool {
+            product_id: p.product_id,
+            product_name: p.product_name,
+            unlimited: p.unlimited,
+            total_quantity: if p.unlimited { None } else { p.total_quantity },
+            start_date: p.start_date,
+            end_date: p.end_date,
+            supported: p.supported,
+        });
     }
-    Ok(world)
+    Ok(pools)
 }
 
 #[cfg(test)]
@@ -421,6 +445,71 @@ mod tests {
         let err = Seed::parse("admins: []\nteams:\n  - id: 1\n    nme: x\n", "s.yaml").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("s.yaml:4:"), "{text}");
+    }
+
+    /// A seed with one team whose body is `team` (YAML lines indented
+    /// for the team's mapping).
+    fn with_team(team: &str) -> String {
+        format!(
+            "admins: [{{id: A, email: a@x.io, firstName: A, lastName: B, administers: ['1']}}]\n\
+             teams:\n  - id: '1'\n    name: T\n{team}"
+        )
+    }
+
+    #[test]
+    fn every_inconsistency_of_a_team_is_refused_by_name() {
+        let pool = "{productId: p, productName: P, totalQuantity: 1, startDate: 2025-01-01T00:00:00Z, endDate: 2026-01-01T00:00:00Z}";
+        let user = "{id: U1, email: u@x.io, firstName: U, lastName: One}";
+        let cases = [
+            (format!("    users: [{user}, {user}]\n"), "user U1 is listed twice in team 1"),
+            (
+                "    users: [{id: U1, email: a@x.io, firstName: U, lastName: One}]\n".to_owned(),
+                "email a@x.io is used by both U1 and A",
+            ),
+            (format!("    pools: [{pool}, {pool}]\n"), "product p has two pools in team 1"),
+            (
+                "    pools: [{productId: p, productName: P, startDate: 2025-01-01T00:00:00Z, endDate: 2026-01-01T00:00:00Z}]\n".to_owned(),
+                "pool p in team 1 needs totalQuantity or unlimited: true",
+            ),
+            (
+                "    pools: [{productId: p, productName: P, unlimited: true, startDate: 2026-01-01T00:00:00Z, endDate: 2025-01-01T00:00:00Z}]\n".to_owned(),
+                "pool p in team 1 ends before it starts",
+            ),
+            (
+                format!("    users: [{user}]\n    groups: [{{name: G, members: [U9], products: []}}]\n"),
+                "group G in team 1 names unknown user U9",
+            ),
+            (
+                format!("    users: [{user}]\n    assignments: [{{userId: U1, productId: q}}]\n"),
+                "an assignment in team 1 names unknown product q",
+            ),
+            (
+                format!("    users: [{user}]\n    pools: [{pool}]\n    assignments: [{{userId: U1, productId: p}}, {{userId: U1, productId: p}}]\n"),
+                "assignment of p to U1 is listed twice in team 1",
+            ),
+            ("    teamProducts: [z]\n".to_owned(), "teamProducts in team 1 names unknown product z"),
+            ("    generatedUsers: 100000000\n".to_owned(), "asks for generatedUsers: 100000000"),
+        ];
+        for (team, expected) in cases {
+            let yaml = with_team(&team);
+            let err = Seed::parse(&yaml, "s.yaml")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(expected),
+                "{expected:?} not in {err:?} for\n{yaml}"
+            );
+        }
+        // The same team twice.
+        let twice = with_team("") + "  - id: '1'\n    name: T\n";
+        let err = Seed::parse(&twice, "s.yaml").unwrap_err().to_string();
+        assert!(err.contains("team 1 is defined twice"), "{err}");
+        // And a consistent one is accepted.
+        let good = with_team(&format!(
+            "    users: [{user}]\n    pools: [{pool}]\n    assignments: [{{userId: U1, productId: p}}]\n"
+        ));
+        assert!(Seed::parse(&good, "s.yaml").is_ok());
     }
 
     #[test]
