@@ -139,22 +139,91 @@ fn open_end() -> Timestamp {
 }
 
 fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
-    let mut world = World::default();
-    let mut report = Rehearsal {
-        captured_at: copy.captured_at,
-        ..Rehearsal::default()
+    let mut b = Builder {
+        world: World::default(),
+        emails: BTreeMap::new(),
+        report: Rehearsal {
+            captured_at: copy.captured_at,
+            ..Rehearsal::default()
+        },
     };
-    // Lower-cased email -> account id: the sandbox finds people by email.
-    let mut emails: BTreeMap<String, String> = BTreeMap::new();
     for observed in &copy.teams {
-        let team_id = observed.id.clone();
-        report.members = report.members.saturating_add(observed.members.len());
-        if report.members > MAX_SNAPSHOT_MEMBERS {
+        b.report.members = b.report.members.saturating_add(observed.members.len());
+        if b.report.members > MAX_SNAPSHOT_MEMBERS {
             return Err(format!(
-                "with team {team_id} the snapshot has more than {MAX_SNAPSHOT_MEMBERS} team \
-                 members; the sandbox holds at most that many"
+                "with team {} the snapshot has more than {MAX_SNAPSHOT_MEMBERS} team \
+                 members; the sandbox holds at most that many",
+                observed.id
             ));
         }
+        b.team(observed)?;
+    }
+    b.report.teams = b.world.teams.len();
+    b.admin()?;
+    Ok((b.world, b.report))
+}
+
+/// The world and the report as the copied teams are added.
+struct Builder {
+    world: World,
+    /// Lower-cased email -> account id: the sandbox finds people by email.
+    emails: BTreeMap<String, String>,
+    report: Rehearsal,
+}
+
+/// What a team's assignments become in the sandbox.
+struct Holdings {
+    direct: Vec<DirectAssignment>,
+    groups: Vec<Group>,
+    team_products: BTreeSet<String>,
+}
+
+impl Builder {
+    fn team(&mut self, observed: &CopiedTeam) -> Result<(), String> {
+        let team_id = &observed.id;
+        let (members, domains) = self.members(observed)?;
+        let member_ids: BTreeSet<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        let pools = self.pools(observed)?;
+        let products: BTreeSet<&str> = pools.iter().map(|p| p.product_id.as_str()).collect();
+        let holdings = self.holdings(observed, &member_ids, &products);
+        let team = Team {
+            name: observed.name.clone(),
+            domains: domains.into_iter().collect(),
+            members,
+            pools,
+            groups: holdings.groups,
+            team_products: holdings.team_products,
+            direct: holdings.direct,
+            invitations: BTreeMap::new(),
+        };
+        // The sandbox counts seats from holders; say where that differs
+        // from what Autodesk reported.
+        for p in &observed.pools {
+            let Some(reported) = p.assigned_quantity else {
+                continue;
+            };
+            let holders = holders_of(&team, &p.product_id);
+            if holders as u64 != reported && !p.unlimited {
+                self.report.notes.push(format!(
+                    "team {team_id}: pool {} reported {reported} seat(s) in use; the sandbox \
+                     counts {holders} from the assignments the snapshot lists",
+                    p.product_id
+                ));
+            }
+        }
+        if self.world.teams.insert(team_id.clone(), team).is_some() {
+            return Err(format!("team {team_id} appears twice"));
+        }
+        Ok(())
+    }
+
+    /// The team's members with their accounts (one email per account, one
+    /// account per email), and the domains of its internal members.
+    fn members(
+        &mut self,
+        observed: &CopiedTeam,
+    ) -> Result<(Vec<Member>, BTreeSet<String>), String> {
+        let team_id = &observed.id;
         let mut members = Vec::new();
         let mut member_ids = BTreeSet::new();
         let mut domains = BTreeSet::new();
@@ -164,7 +233,7 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
             if !member_ids.insert(id.clone()) {
                 return Err(format!("user {id} is listed twice in team {team_id}"));
             }
-            match world.accounts.get(&id) {
+            match self.world.accounts.get(&id) {
                 Some(a) if !a.email.eq_ignore_ascii_case(&email) => {
                     return Err(format!(
                         "user {id} appears with two emails: {} and {email}",
@@ -173,10 +242,11 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(other) = emails.insert(email.to_ascii_lowercase(), id.clone()) {
+                    if let Some(other) = self.emails.insert(email.to_ascii_lowercase(), id.clone())
+                    {
                         return Err(format!("email {email} is used by both {other} and {id}"));
                     }
-                    world.accounts.insert(
+                    self.world.accounts.insert(
                         id.clone(),
                         Account {
                             email: email.clone(),
@@ -201,7 +271,13 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
                 status: MemberStatus::Active,
             });
         }
+        Ok((members, domains))
+    }
 
+    /// The team's pools, one per product; a limited pool of unknown size
+    /// gets the seats in use (noted).
+    fn pools(&mut self, observed: &CopiedTeam) -> Result<Vec<Pool>, String> {
+        let team_id = &observed.id;
         let mut pools = Vec::new();
         let mut products = BTreeSet::new();
         for p in &observed.pools {
@@ -213,7 +289,7 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
                 (true, _) => None,
                 (false, Some(n)) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
                 (false, None) => {
-                    report.notes.push(format!(
+                    self.report.notes.push(format!(
                         "team {team_id}: pool {product} is limited but its seat count is not \
                          known; the sandbox gives it {} seat(s), those in use",
                         p.assigned_quantity.unwrap_or(0)
@@ -231,7 +307,19 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
                 supported: true,
             });
         }
+        Ok(pools)
+    }
 
+    /// Direct assignments as such; inherited ones as groups of the sandbox;
+    /// a product every member holds through the team as a team product.
+    /// Assignments naming someone or something not copied are left out
+    /// (noted).
+    fn holdings(
+        &mut self,
+        observed: &CopiedTeam,
+        member_ids: &BTreeSet<&str>,
+        products: &BTreeSet<&str>,
+    ) -> Holdings {
         let mut direct = Vec::new();
         let mut inherited: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut through_team: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -239,7 +327,7 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
         let mut skipped = 0usize;
         for a in &observed.assignments {
             let (user, product) = (a.user_id.clone(), a.product_id.clone());
-            if !member_ids.contains(&user) || !products.contains(&product) {
+            if !member_ids.contains(user.as_str()) || !products.contains(product.as_str()) {
                 skipped += 1;
                 continue;
             }
@@ -262,9 +350,10 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
             }
         }
         if skipped > 0 {
-            report.notes.push(format!(
-                "team {team_id}: {skipped} assignment(s) name a user or product the snapshot \
-                 does not list; left out"
+            self.report.notes.push(format!(
+                "team {}: {skipped} assignment(s) name a user or product the snapshot \
+                 does not list; left out",
+                observed.id
             ));
         }
         let mut team_products = BTreeSet::new();
@@ -285,61 +374,38 @@ fn build(copy: &TeamCopy) -> Result<(World, Rehearsal), String> {
                 products: BTreeSet::from([product]),
             })
             .collect();
-
-        let team = Team {
-            name: observed.name.clone(),
-            domains: domains.into_iter().collect(),
-            members,
-            pools,
+        Holdings {
+            direct,
             groups,
             team_products,
-            direct,
-            invitations: BTreeMap::new(),
-        };
-        // The sandbox counts seats from holders; say where that differs
-        // from what Autodesk reported.
-        for p in &observed.pools {
-            let Some(reported) = p.assigned_quantity else {
-                continue;
-            };
-            let holders = holders_of(&team, &p.product_id);
-            if holders as u64 != reported && !p.unlimited {
-                report.notes.push(format!(
-                    "team {team_id}: pool {} reported {reported} seat(s) in use; the sandbox \
-                     counts {holders} from the assignments the snapshot lists",
-                    p.product_id
-                ));
-            }
-        }
-        if world.teams.insert(team_id.clone(), team).is_some() {
-            return Err(format!("team {team_id} appears twice"));
         }
     }
-    report.teams = world.teams.len();
 
-    if world.accounts.contains_key(REHEARSAL_ADMIN) {
-        return Err(format!(
-            "a member has the id {REHEARSAL_ADMIN}, which the sandbox's admin needs"
-        ));
+    /// The sandbox's own admin of every copied team, whose id and email no
+    /// member may already have.
+    fn admin(&mut self) -> Result<(), String> {
+        if self.world.accounts.contains_key(REHEARSAL_ADMIN) {
+            return Err(format!(
+                "a member has the id {REHEARSAL_ADMIN}, which the sandbox's admin needs"
+            ));
+        }
+        if let Some(other) = self.emails.get(REHEARSAL_ADMIN_EMAIL) {
+            return Err(format!(
+                "member {other} has the email {REHEARSAL_ADMIN_EMAIL}, which the sandbox's admin needs"
+            ));
+        }
+        self.world.accounts.insert(
+            REHEARSAL_ADMIN.to_owned(),
+            Account {
+                email: REHEARSAL_ADMIN_EMAIL.to_owned(),
+                first_name: "Ada".to_owned(),
+                last_name: "Admin".to_owned(),
+            },
+        );
+        let teams = self.world.teams.keys().cloned().collect();
+        self.world.admins.insert(REHEARSAL_ADMIN.to_owned(), teams);
+        Ok(())
     }
-    if let Some(other) = emails.get(REHEARSAL_ADMIN_EMAIL) {
-        return Err(format!(
-            "member {other} has the email {REHEARSAL_ADMIN_EMAIL}, which the sandbox's admin needs"
-        ));
-    }
-    world.accounts.insert(
-        REHEARSAL_ADMIN.to_owned(),
-        Account {
-            email: REHEARSAL_ADMIN_EMAIL.to_owned(),
-            first_name: "Ada".to_owned(),
-            last_name: "Admin".to_owned(),
-        },
-    );
-    world.admins.insert(
-        REHEARSAL_ADMIN.to_owned(),
-        world.teams.keys().cloned().collect(),
-    );
-    Ok((world, report))
 }
 
 /// People holding `product` in `team` by any route (how the sandbox counts
