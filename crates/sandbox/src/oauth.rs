@@ -88,30 +88,53 @@ async fn authorize(
             "malformed query string",
         );
     };
+    match authorization_request(&sb, &q) {
+        Ok(request) => issue_code(&sb, request),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// A valid `/authorize` request.
+struct AuthRequest<'q> {
+    client_id: String,
+    redirect_uri: &'q str,
+    state: Option<&'q str>,
+    challenge: Option<String>,
+    scopes: Vec<String>,
+    login: Option<String>,
+}
+
+/// The request, checked; or the answer refusing it: shown while client and
+/// redirect URI are unknown, sent back to the redirect URI after.
+fn authorization_request<'q>(
+    sb: &Sandbox,
+    q: &'q BTreeMap<String, String>,
+) -> Result<AuthRequest<'q>, Box<Response>> {
     let get = |k: &str| q.get(k).map(String::as_str);
     // Until client and redirect URI are known good, errors are shown, never redirected:
     // redirecting to an unchecked URI would make this an open redirector.
-    let Some(client) = get("client_id").and_then(|id| find_client(&sb, id)) else {
-        return oauth_error(
+    let Some(client) = get("client_id").and_then(|id| find_client(sb, id)) else {
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_client",
             "unknown client_id",
-        );
+        )));
     };
     let Some(redirect_uri) = get("redirect_uri").filter(|u| redirect_allowed(client, u)) else {
-        return oauth_error(
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "redirect_uri is missing or not registered for this client",
-        );
+        )));
     };
     let state = get("state");
     let fail = |error: &str, description: &str| {
-        let mut pairs = vec![("error", error), ("error_description", description)];
-        if let Some(s) = state {
-            pairs.push(("state", s));
-        }
-        found(&with_query(redirect_uri, &pairs)).into_response()
+        Err(Box::new(redirect_error(
+            redirect_uri,
+            state,
+            error,
+            description,
+        )))
     };
     if state.is_some_and(|s| {
         !s.bytes()
@@ -143,15 +166,26 @@ async fn authorize(
     if scopes.len() > 50 {
         return fail("invalid_scope", "at most 50 scopes");
     }
+    Ok(AuthRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri,
+        state,
+        challenge,
+        scopes,
+        login: get("login_hint")
+            .map(str::to_owned)
+            .or_else(|| sb.inner.config.auth.default_login.clone()),
+    })
+}
+
+/// Issues a code for the admin signing in and sends the browser back with
+/// it.
+fn issue_code(sb: &Sandbox, r: AuthRequest<'_>) -> Response {
     let now = sb.now();
     let lifetime = signed(sb.inner.config.auth.code_lifetime);
-    let login = get("login_hint")
-        .map(str::to_owned)
-        .or_else(|| sb.inner.config.auth.default_login.clone());
-    let client_id = client.client_id.clone();
     let code = ids::token();
     let issued = sb.mutate(|w| {
-        let account_id = match &login {
+        let account_id = match &r.login {
             Some(who) => w.find_admin(who)?,
             None => w.admins.keys().next()?.clone(),
         };
@@ -159,27 +193,44 @@ async fn authorize(
         w.oauth.codes.insert(
             code.clone(),
             AuthCode {
-                client_id,
+                client_id: r.client_id.clone(),
                 account_id,
-                redirect_uri: redirect_uri.to_owned(),
-                scopes,
-                code_challenge: challenge,
+                redirect_uri: r.redirect_uri.to_owned(),
+                scopes: r.scopes.clone(),
+                code_challenge: r.challenge.clone(),
                 expires_at: now.saturating_add(lifetime).unwrap_or(now),
             },
         );
         Some(())
     });
+    let fail = |error: &str, description: &str| {
+        redirect_error(r.redirect_uri, r.state, error, description)
+    };
     match issued {
         Ok(Some(())) => {
             let mut pairs = vec![("code", code.as_str())];
-            if let Some(s) = state {
+            if let Some(s) = r.state {
                 pairs.push(("state", s));
             }
-            found(&with_query(redirect_uri, &pairs)).into_response()
+            found(&with_query(r.redirect_uri, &pairs)).into_response()
         }
         Ok(None) => fail("access_denied", "no such admin to sign in as"),
         Err(_) => fail("server_error", "the sandbox could not save its state"),
     }
+}
+
+/// An OAuth error sent back to a checked redirect URI, with the state.
+fn redirect_error(
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut pairs = vec![("error", error), ("error_description", description)];
+    if let Some(s) = state {
+        pairs.push(("state", s));
+    }
+    found(&with_query(redirect_uri, &pairs)).into_response()
 }
 
 /// 302, as APS documents for `/authorize` (axum's `Redirect::to` would send 303).
