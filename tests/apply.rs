@@ -18,8 +18,7 @@ fn write(served: &Served, name: &str, yaml: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn plan_apply_then_plan_again_is_empty_and_the_audit_matches() {
     let s = Served::start().await;
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+    s.apply(&[])
         .arg(example("full.yaml"))
         .assert()
         .success()
@@ -161,11 +160,7 @@ async fn failed_writes_do_not_stop_the_others_and_a_rerun_converges() {
     }
 
     s.faults(json!({})).await;
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
-        .arg(example("full.yaml"))
-        .assert()
-        .success();
+    s.apply(&[]).arg(example("full.yaml")).assert().success();
     s.cmd()
         .args(["plan", "--detailed-exitcode"])
         .arg(example("full.yaml"))
@@ -281,11 +276,7 @@ async fn an_apply_killed_midway_converges_on_the_next_run() {
     }
 
     s.faults(json!({})).await;
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
-        .arg(example("full.yaml"))
-        .assert()
-        .success();
+    s.apply(&[]).arg(example("full.yaml")).assert().success();
     s.cmd()
         .args(["plan", "--detailed-exitcode"])
         .arg(example("full.yaml"))
@@ -312,8 +303,7 @@ users:
 policy: { prune: true, maxUnassign: 1 }
 "#,
     );
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+    s.apply(&[])
         .arg(&decl)
         .assert()
         .success()
@@ -326,15 +316,7 @@ policy: { prune: true, maxUnassign: 1 }
     assert_eq!(lines[0]["action"], "assign");
 
     // Raised for one run, and the raise is on the record.
-    s.cmd()
-        .args([
-            "apply",
-            "--auto-approve",
-            "--audit-log",
-            "audit.jsonl",
-            "--max-unassign",
-            "2",
-        ])
+    s.apply(&["--max-unassign", "2"])
         .arg(&decl)
         .assert()
         .success()
@@ -432,8 +414,7 @@ users:
 policy: { prune: true, maxUnassign: 5 }
 "#,
     );
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+    s.apply(&[])
         .arg(&decl)
         .assert()
         .success()
@@ -447,14 +428,7 @@ policy: { prune: true, maxUnassign: 5 }
     assert!(s.audit_lines().is_empty());
     assert_eq!(s.invitations("100001", "bob@exmaple.com").await, 0);
 
-    s.cmd()
-        .args([
-            "apply",
-            "--auto-approve",
-            "--audit-log",
-            "audit.jsonl",
-            "--allow-renames",
-        ])
+    s.apply(&["--allow-renames"])
         .arg(&decl)
         .assert()
         .success()
@@ -512,8 +486,7 @@ async fn a_team_that_cannot_be_read_fails_alone() {
         .stderr(predicate::str::contains(
             "error: team 100002 could not be read",
         ));
-    s.cmd()
-        .args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+    s.apply(&[])
         .arg(&dir)
         .assert()
         .code(1)

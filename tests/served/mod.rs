@@ -176,6 +176,15 @@ impl Served {
         assert_cmd::Command::from_std(self.std_cmd())
     }
 
+    /// `flexsync apply --auto-approve --audit-log audit.jsonl`, then
+    /// `extra` (flags, and the declaration or saved plan).
+    pub fn apply(&self, extra: &[&str]) -> assert_cmd::Command {
+        let mut cmd = self.cmd();
+        cmd.args(["apply", "--auto-approve", "--audit-log", "audit.jsonl"])
+            .args(extra);
+        cmd
+    }
+
     /// The same, as a child process to kill.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.std_cmd()
