@@ -1,5 +1,5 @@
 //! Reading a file flexsync did not write itself (declarations, snapshots,
-//! saved plans, secret, key and token files, sandbox seeds): any of them may
+//! saved plans, secret, key and token files): any of them may
 //! be hostile or a mistake. Only regular files are read, opened so that a
 //! FIFO cannot block, and refused from their size when over their kind's cap.
 

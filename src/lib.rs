@@ -4,12 +4,15 @@
 //!
 //! Data flows left to right. A functional core (`config` after reading
 //! bytes, `plan`, `render`, `daemon::schedule`, `daemon::consistency`)
-//! decides; a shell does the I/O: `cli` reads argv, the environment and the
-//! terminal; `api` speaks HTTP to Autodesk and keeps the token store;
-//! `daemon` owns SIGHUP, the file watcher, systemd and its listener;
-//! `signals` stops a long-running command on SIGTERM or SIGINT;
-//! `input_file`, `audit` and `planfile` read and write files, `rehearsal`
-//! a snapshot for the sandbox.
+//! decides; a shell does the I/O: `cli` reads argv, flexsync's environment
+//! variables and the terminal, binds the service's listener and writes
+//! saved plans and JSON output; `api` speaks HTTP to Autodesk and keeps the
+//! token and budget files; `daemon` owns SIGHUP, the file watcher and
+//! systemd, and serves on the listener; `signals` stops a long-running
+//! command on SIGTERM or SIGINT; `input_file` reads every file flexsync did
+//! not write (`config::load` walks the declaration's directories);
+//! `audit` appends the audit log; `rehearsal` reads a snapshot for the
+//! sandbox. `planfile` is a format, not I/O: parse, seal, verify.
 //!
 //! ```text
 //! desired/*.yaml --config::load--> Desired  --+
@@ -158,7 +161,8 @@ impl Error {
         }
     }
 
-    /// Every error exits 1; 2 is reserved for "plan has changes".
+    /// Every error exits 1; 2 and 3 are `plan --detailed-exitcode`'s
+    /// "changes" and "blocked".
     pub fn exit_code(&self) -> u8 {
         1
     }

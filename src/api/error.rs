@@ -1,6 +1,7 @@
-//! Errors from the Team Admin API, typed, with messages that say what
-//! happened and what to do. Parsed from Problem Details
-//! (`application/problem+json`) or the APS gateway shape.
+//! Every failure of the client, typed, with messages that say what happened
+//! and what to do: answers parsed from Problem Details
+//! (`application/problem+json`) or the APS gateway shape, transport, the
+//! token store and login, a refused `--api-url`, a missing APS app.
 
 use serde::Deserialize;
 

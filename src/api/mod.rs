@@ -5,7 +5,9 @@
 //! - [`budget`]: the per-team 60-calls-per-UTC-minute budget (pure);
 //! - [`shared_budget`]: that budget shared by the processes of one machine;
 //! - [`error`]: typed errors with actionable messages;
-//! - [`login`]: the interactive three-legged login.
+//! - [`login`]: the interactive three-legged login;
+//! - `retry`: what to do with one answer, as a pure function;
+//! - `files`: private directories, no-follow opens, bounded locks.
 //!
 //! Every call goes through [`Client::call`]: it waits for the team's budget,
 //! attaches a fresh `X-Request-Id`, retries transient failures with backoff

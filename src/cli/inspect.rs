@@ -1,4 +1,5 @@
-//! `flexsync teams` and `flexsync snapshot`: looking at what exists.
+//! `flexsync teams`, `flexsync snapshot` and `flexsync export`: looking at
+//! what exists.
 
 use std::io::Write;
 use std::sync::Arc;

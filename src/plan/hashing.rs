@@ -1,7 +1,7 @@
 //! The planner's hash maps: Fx hashing (rustc-hash), seeded once per process.
 //!
 //! A plan of 100,000 people looks each of them up several times by address,
-//! id and (id, product); with std's SipHash, hashing was a fifth of the
+//! id and (id, product); with std's SipHash, hashing was a quarter of the
 //! planner's instructions. Fx costs a fraction of that. The per-process
 //! seed keeps bucket placement unpredictable to whoever picks the
 //! addresses. Iteration order never reaches a plan: everything the planner

@@ -12,6 +12,8 @@
 //! - `seed`: the YAML seed format and the bundled default ([`Seed`]).
 //! - `rehearsal`: a world from a copy of live teams ([`TeamCopy`], [`Seed::from_team_copy`]).
 //! - `state`: the world (accounts, teams, pools, groups, assignments) and its rules.
+//! - `grants`: the OAuth codes and tokens issued, kept (and saved) with the world.
+//! - `ids`: random identifiers: tokens, codes and minted request ids.
 //! - `persist`: the JSON state file, written atomically.
 //! - `read`: seed and state files read capped, regular files only ([`ReadError`]).
 //! - `ratelimit`: fixed UTC-minute windows per team and per OAuth client.
