@@ -31,6 +31,16 @@ fn flexsync(dir: &Path) -> Command {
     cmd
 }
 
+/// `sandbox serve` owning the embedded sandbox's state file.
+const SERVE_THE_STATE: &[&str] = &[
+    "sandbox",
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--state",
+    ".flexsync/sandbox.json",
+];
+
 #[test]
 fn the_embedded_sandbox_works_on_a_fresh_checkout() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,17 +375,7 @@ fn a_second_process_cannot_clobber_the_embedded_sandbox() {
     // Neither serve nor reset may take the state from under it (serve used
     // to be recommended here, and its admin endpoints overwrote the
     // service's changes).
-    for args in [
-        &[
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--state",
-            ".flexsync/sandbox.json",
-        ][..],
-        &["sandbox", "reset"],
-    ] {
+    for args in [SERVE_THE_STATE, &["sandbox", "reset"]] {
         flexsync(dir.path())
             .args(args)
             .timeout(std::time::Duration::from_secs(60))
@@ -391,14 +391,7 @@ fn a_served_state_file_has_one_owner() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = StdCommand::new(bin())
         .current_dir(dir.path())
-        .args([
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--state",
-            ".flexsync/sandbox.json",
-        ])
+        .args(SERVE_THE_STATE)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -410,14 +403,7 @@ fn a_served_state_file_has_one_owner() {
     let full = example("full.yaml").display().to_string();
     for args in [
         &["plan", "--sandbox", full.as_str()][..],
-        &[
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--state",
-            ".flexsync/sandbox.json",
-        ],
+        SERVE_THE_STATE,
         &["sandbox", "reset"],
     ] {
         flexsync(dir.path())
