@@ -49,6 +49,21 @@ async fn holds(s: &Served, user_id: &str, product: &str) -> bool {
         .any(|a| a["userId"] == user_id && a["productId"] == product && a["removedAt"].is_null())
 }
 
+/// Another admin removes Erin's Flex assignment behind the service's back;
+/// the service's next pass gives it back.
+async fn drift_is_repaired(s: &Served) {
+    s.admin(
+        Method::DELETE,
+        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
+        None,
+    )
+    .await;
+    eventually(10, "drift repaired", || {
+        holds(s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+}
+
 fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let path = dir.join(name);
     // Write-then-rename, as editors do.
@@ -86,17 +101,7 @@ async fn converges_then_follows_edits_and_repairs_drift() {
     .await;
 
     // Drift: another admin removes Erin's assignment; the next pass restores it.
-    s.admin(
-        Method::DELETE,
-        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
-        None,
-    )
-    .await;
-    assert!(!holds(&s, "US1000000005", "prod_flex_platform").await);
-    eventually(10, "drift repaired", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    drift_is_repaired(&s).await;
 
     // Every write is in the audit log, with its request id.
     let audit = std::fs::read_to_string(s.path("audit.jsonl")).unwrap();
@@ -671,16 +676,7 @@ async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_se
     })
     .await;
     // Passes go on under the last good declaration: drift is still repaired.
-    s.admin(
-        Method::DELETE,
-        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
-        None,
-    )
-    .await;
-    eventually(10, "drift repaired", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    drift_is_repaired(&s).await;
     // And SIGTERM still stops it.
     let status = svc.terminate();
     assert!(status.success(), "exit status {status:?}");
@@ -886,16 +882,7 @@ async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_rest
     })
     .await;
     // Drift after the recovery is repaired: the service is really back.
-    s.admin(
-        Method::DELETE,
-        "/teams/100001/assignments?userId=US1000000005&productId=prod_flex_platform",
-        None,
-    )
-    .await;
-    eventually(10, "drift repaired", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    drift_is_repaired(&s).await;
     let logs = svc.logs();
     assert_eq!(logs.matches("the login is lost").count(), 1, "{logs}");
     assert!(logs.contains("the login works again"), "{logs}");
