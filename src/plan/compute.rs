@@ -21,6 +21,7 @@ use super::{
 use crate::model::{
     Assignment, Desired, DesiredTeam, DesiredUser, Email, Observed, ObservedTeam, ProductId,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Computes the minimal plan that makes every declared team match its
@@ -264,16 +265,21 @@ fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
 /// sorted by person and product. Built by sorting and one merge, not by
 /// maps of copied keys: a plan of 100,000 people holds 100,000 of these.
 fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>) {
+    let alias_of: BTreeMap<&ProductId, Arc<str>> = team
+        .managed
+        .iter()
+        .map(|(id, p)| (*id, Arc::from(p.alias.0.as_str())))
+        .collect();
     let mut before: Vec<Holding> = team
         .ot
         .assignments
         .iter()
         .filter_map(|a| {
-            let product = team.managed.get(&a.product_id)?;
+            let product = alias_of.get(&a.product_id)?;
             let user = team.by_id.get(&a.user_id)?;
             Some(Holding {
                 email: user.email.clone(),
-                product: product.alias.0.clone(),
+                product: product.clone(),
                 how: a.assignment_type.describe(),
             })
         })
@@ -292,7 +298,10 @@ fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>)
         .filter_map(|c| match c {
             Change::Assign { email, product, .. } => Some(Holding {
                 email: email.clone(),
-                product: product.alias.0.clone(),
+                product: alias_of
+                    .get(&product.id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(product.alias.0.as_str())),
                 how: "direct",
             }),
             _ => None,
@@ -315,7 +324,7 @@ fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>)
             }
             continue;
         }
-        if !removed.contains(&(&h.email, h.product.as_str())) {
+        if !removed.contains(&(&h.email, &*h.product)) {
             after.push(h.clone());
         }
     }

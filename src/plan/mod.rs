@@ -510,7 +510,9 @@ pub struct SeatUsage {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Holding {
     pub email: Email,
-    pub product: String,
+    /// The product's alias, shared by every holding of it (a plan of
+    /// 100,000 people holds 200,000 of these).
+    pub product: Arc<str>,
     /// `direct`, `through a group`, …
     pub how: &'static str,
 }
