@@ -438,14 +438,7 @@ fn exchange_code(
             now,
         ))
     });
-    match issued {
-        Ok(r) => r,
-        Err(_) => Err(OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "state not saved",
-        )),
-    }
+    saved(issued)
 }
 
 fn refresh(
@@ -507,14 +500,7 @@ fn refresh(
             now,
         ))
     });
-    match issued {
-        Ok(r) => r,
-        Err(_) => Err(OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "state not saved",
-        )),
-    }
+    saved(issued)
 }
 
 fn issue(
@@ -558,6 +544,20 @@ fn issue(
         expires_in: auth.access_token_lifetime.as_secs(),
         refresh_token: refresh,
     }
+}
+
+/// A grant's answer once the world holding it is saved; a 500 if it is not
+/// (a token the state file does not know would not survive a restart).
+fn saved(
+    issued: Result<Result<TokenResponse, OAuthError>, crate::SandboxError>,
+) -> Result<TokenResponse, OAuthError> {
+    issued.unwrap_or_else(|_| {
+        Err(OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "state not saved",
+        ))
+    })
 }
 
 /// For tests of this module only.
