@@ -152,7 +152,7 @@ impl Expectations {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{Alias, TeamId};
     use crate::plan::ProductRef;
@@ -161,7 +161,9 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn team() -> ObservedTeam {
+    /// Team 1 with one member, a@x.io (U1), nothing held: the read both
+    /// this module's and `previews`' tests lay writes over.
+    pub(in crate::daemon) fn team() -> ObservedTeam {
         ObservedTeam {
             id: TeamId("1".into()),
             name: "T".into(),

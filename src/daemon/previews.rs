@@ -265,7 +265,7 @@ impl Observer for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Alias, AssignmentType, ProductId, TeamUser};
+    use crate::model::{Alias, AssignmentType, ProductId};
     use crate::plan::ProductRef;
 
     fn t(s: &str) -> Timestamp {
@@ -285,21 +285,7 @@ mod tests {
         }
     }
 
-    fn raw() -> ObservedTeam {
-        ObservedTeam {
-            id: TeamId("1".into()),
-            name: "T".into(),
-            users: vec![TeamUser {
-                id: UserId("U1".into()),
-                email: Email::from_observed("a@x.io"),
-                first_name: None,
-                last_name: None,
-                role: None,
-            }],
-            pools: vec![],
-            assignments: vec![],
-        }
-    }
+    use crate::daemon::consistency::tests::team as one_member_team;
 
     fn done(user_id: Option<&str>) -> Outcome {
         Outcome::Done {
@@ -325,7 +311,7 @@ mod tests {
             shared.clone(),
             Arc::new(Fixed(t("2026-11-26T10:00:05Z"))),
             Duration::from_secs(900),
-            raw(),
+            one_member_team(),
             Expectations::default(),
             read_at,
         );
@@ -398,7 +384,7 @@ mod tests {
         };
         facts.record(&change, &done(Some("U1")), None, t("2026-11-26T09:59:00Z"));
         let v = view(
-            &raw(),
+            &one_member_team(),
             &facts,
             t("2026-11-26T10:00:00Z"),
             t("2026-11-26T10:00:00Z"),
