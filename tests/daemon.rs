@@ -76,8 +76,7 @@ fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
 #[tokio::test]
 async fn converges_then_follows_edits_and_repairs_drift() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &dir, &[]);
 
@@ -122,8 +121,7 @@ async fn converges_then_follows_edits_and_repairs_drift() {
 #[tokio::test]
 async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     let file = declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &file, &[]);
     svc.converged("100001").await;
@@ -213,8 +211,7 @@ async fn a_configmap_data_swap_is_seen() {
 #[tokio::test]
 async fn one_failing_team_does_not_hold_up_another() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     // 100003 exists, but this login does not administer it: 403 every time.
     declare(
@@ -253,8 +250,7 @@ async fn one_failing_team_does_not_hold_up_another() {
 #[tokio::test]
 async fn dry_run_and_suspend_apply_nothing() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &dir, &["--dry-run"]);
     eventually(10, "drift reported", || async {
@@ -288,8 +284,7 @@ async fn dry_run_and_suspend_apply_nothing() {
 #[tokio::test]
 async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     std::fs::write(s.path("snap-token"), "a-long-enough-snapshot-token\n").unwrap();
     let token_file = s.path("snap-token");
@@ -353,8 +348,7 @@ async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
@@ -383,8 +377,7 @@ async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
         Some(json!({ "consistencyDelaySeconds": 30 })),
     )
     .await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &dir, &[]);
     eventually(10, "erin assigned", || {
@@ -483,8 +476,7 @@ const ALL_FIVE: [&str; 5] = [
 #[tokio::test]
 async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     let file = declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
     let svc = start(
         &s,
@@ -600,8 +592,7 @@ async fn an_edit_reverted_within_the_delay_removes_nobody() {
 #[tokio::test]
 async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
     let svc = start(
         &s,
@@ -652,8 +643,7 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
 #[tokio::test]
 async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_service() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
@@ -746,8 +736,7 @@ async fn an_edit_in_place_is_watched() {
 #[tokio::test]
 async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_fixed() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(
         &dir,
         "a.yaml",
@@ -798,8 +787,7 @@ async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_f
 async fn under_the_journal_error_lines_carry_their_priority() {
     use std::os::unix::fs::MetadataExt;
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(
         &dir,
         "a.yaml",
@@ -840,19 +828,13 @@ async fn under_the_journal_error_lines_carry_their_priority() {
 #[tokio::test]
 async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_restart() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &dir, &["--reread", "1h"]);
     svc.converged("100001").await;
 
     // 16 days later the refresh token has expired (they live 15 days).
-    s.admin(
-        Method::POST,
-        "/clock",
-        Some(json!({ "advanceSeconds": 16 * 24 * 3600 })),
-    )
-    .await;
+    s.advance(16 * 24 * 3600).await;
     eventually(10, "the lost login on /metrics", || async {
         svc.get("/metrics")
             .await
@@ -925,8 +907,7 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
         Some(json!({ "consistencyDelaySeconds": 60 })),
     )
     .await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
@@ -975,8 +956,7 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
 #[tokio::test]
 async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_ones_say_why() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
@@ -1091,8 +1071,7 @@ fn trusting(cert: &str) -> reqwest::Client {
 #[tokio::test]
 async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certificate() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
     let (cert_a, key_a) = self_signed();

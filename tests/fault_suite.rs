@@ -1107,12 +1107,7 @@ async fn token_rotated_by_another_process() -> Row {
     let before = std::fs::read(&sc.s.token_file).unwrap();
     // 61 minutes: past the access token's hour, and whole minutes, so the
     // sandbox's rate windows stay aligned with flexsync's.
-    sc.s.admin(
-        Method::POST,
-        "/clock",
-        Some(json!({ "advanceSeconds": 3660 })),
-    )
-    .await;
+    sc.s.advance(3660).await;
     // Slow answers until the first refresh is through, so the second
     // process has surely sent the expired token too by then.
     sc.faults(json!({ "latencyMs": 1000, "includeOauth": true }))

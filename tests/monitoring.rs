@@ -276,8 +276,7 @@ fn the_extractor_finds_every_metric_name_and_nothing_else() {
 #[tokio::test]
 async fn rules_and_dashboard_use_only_what_the_service_exports_and_show_all_of_it() {
     let s = Served::start().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(
         &dir,
         "a.yaml",

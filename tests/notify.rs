@@ -154,8 +154,7 @@ const HOOKS: [&str; 3] = ["json/", "slack/", "teams/"];
 async fn each_event_reaches_every_webhook_once_in_its_format_and_no_url_is_logged() {
     let s = Served::start().await;
     let (base, inbox) = receiver().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(&dir, "a.yaml", GUARDED_AND_SHORT);
     declare(&dir, "c.yaml", FOREIGN);
     let mut flags = webhooks(&s, &base);
@@ -304,8 +303,7 @@ async fn each_event_reaches_every_webhook_once_in_its_format_and_no_url_is_logge
 async fn a_lost_login_is_told_once_and_its_return_too() {
     let s = Served::start().await;
     let (base, inbox) = receiver().await;
-    let dir = s.path("teams");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = s.teams_dir();
     declare(
         &dir,
         "a.yaml",
@@ -331,12 +329,7 @@ async fn a_lost_login_is_told_once_and_its_return_too() {
     svc.converged("100001").await;
 
     // 16 days later the refresh token has expired (they live 15 days).
-    s.admin(
-        Method::POST,
-        "/clock",
-        Some(json!({ "advanceSeconds": 16 * 24 * 3600 })),
-    )
-    .await;
+    s.advance(16 * 24 * 3600).await;
     svc.hangup();
     eventually(15, "login_lost posted", || async {
         inbox.count("json/", "login_lost") == 1

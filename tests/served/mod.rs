@@ -270,4 +270,21 @@ impl Served {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A new, empty `teams/` directory for declarations.
+    pub fn teams_dir(&self) -> PathBuf {
+        let dir = self.path("teams");
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// Moves the sandbox's clock forward (tokens expire, windows pass).
+    pub async fn advance(&self, seconds: i64) {
+        self.admin(
+            reqwest::Method::POST,
+            "/clock",
+            Some(serde_json::json!({ "advanceSeconds": seconds })),
+        )
+        .await;
+    }
 }
