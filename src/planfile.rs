@@ -418,8 +418,6 @@ impl SavedPlan {
                 blocked: Vec::new(),
                 findings: Vec::new(),
                 seats: Vec::new(),
-                before: Vec::new(),
-                after: Vec::new(),
             });
         }
         if !tampered.is_empty() {

@@ -1264,8 +1264,6 @@ mod tests {
             blocked,
             findings: vec![],
             seats,
-            before: vec![],
-            after: vec![],
         }
     }
 

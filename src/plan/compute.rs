@@ -12,16 +12,13 @@ use jiff::Timestamp;
 
 use super::draft::{Draft, finding, list};
 use super::guards::GUARDS;
-use super::hashing::Set;
 use super::team::Team;
 use super::{
-    BlockReason, Blocked, Change, FindingCode, Holding, Options, Plan, ProductRef, Severity,
-    TeamPlan,
+    BlockReason, Blocked, Change, FindingCode, Options, Plan, ProductRef, Severity, TeamPlan,
 };
 use crate::model::{
-    Assignment, Desired, DesiredTeam, DesiredUser, Email, Observed, ObservedTeam, ProductId,
+    Assignment, Desired, DesiredTeam, DesiredUser, Observed, ObservedTeam, ProductId,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Computes the minimal plan that makes every declared team match its
@@ -72,8 +69,6 @@ fn unobserved(dt: &DesiredTeam, read_error: Option<&String>) -> TeamPlan {
             message,
         )],
         seats: Vec::new(),
-        before: Vec::new(),
-        after: Vec::new(),
     }
 }
 fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
@@ -237,7 +232,7 @@ fn undeclared_assignments<'a>(team: &Team<'a>) -> Vec<&'a Assignment> {
     out
 }
 
-/// Orders the outcome and derives the holdings before and after.
+/// Orders the outcome.
 fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
     draft
         .changes
@@ -247,7 +242,6 @@ fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
         .sort_by(|a, b| a.change.order_key().cmp(&b.change.order_key()));
     draft.findings.sort();
     draft.findings.dedup();
-    let (before, after) = holdings(team, &draft.changes);
     TeamPlan {
         team_id: team.dt.id.clone(),
         team_name: team.ot.name.clone(),
@@ -256,78 +250,5 @@ fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
         blocked: draft.blocked,
         findings: draft.findings,
         seats: draft.seats,
-        before,
-        after,
     }
-}
-
-/// Holdings of managed products before and after the executable changes,
-/// sorted by person and product. Built by sorting and one merge, not by
-/// maps of copied keys: a plan of 100,000 people holds 100,000 of these.
-fn holdings(team: &Team<'_>, changes: &[Change]) -> (Vec<Holding>, Vec<Holding>) {
-    let alias_of: BTreeMap<&ProductId, Arc<str>> = team
-        .managed
-        .iter()
-        .map(|(id, p)| (*id, Arc::from(p.alias.0.as_str())))
-        .collect();
-    let mut before: Vec<Holding> = team
-        .ot
-        .assignments
-        .iter()
-        .filter_map(|a| {
-            let product = alias_of.get(&a.product_id)?;
-            let user = team.by_id.get(&a.user_id)?;
-            Some(Holding {
-                email: user.email.clone(),
-                product: product.clone(),
-                how: a.assignment_type.describe(),
-            })
-        })
-        .collect();
-    before.sort_unstable_by(|a, b| (&a.email, &a.product).cmp(&(&b.email, &b.product)));
-    before.dedup_by(|a, b| a.email == b.email && a.product == b.product);
-    let removed: Set<(&Email, &str)> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Unassign { email, product, .. } => Some((email, product.alias.0.as_str())),
-            _ => None,
-        })
-        .collect();
-    let mut added: Vec<Holding> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Assign { email, product, .. } => Some(Holding {
-                email: email.clone(),
-                product: alias_of
-                    .get(&product.id)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(product.alias.0.as_str())),
-                how: "direct",
-            }),
-            _ => None,
-        })
-        .collect();
-    added.sort_unstable_by(|a, b| (&a.email, &a.product).cmp(&(&b.email, &b.product)));
-    let mut after = Vec::with_capacity(before.len() + added.len());
-    let mut added = added.into_iter().peekable();
-    for h in &before {
-        while let Some(a) = added.next_if(|a| (&a.email, &a.product) < (&h.email, &h.product)) {
-            after.push(a);
-        }
-        if added
-            .peek()
-            .is_some_and(|a| a.email == h.email && a.product == h.product)
-        {
-            // Assigned directly over what was there (inherited): direct now.
-            if let Some(a) = added.next() {
-                after.push(a);
-            }
-            continue;
-        }
-        if !removed.contains(&(&h.email, &*h.product)) {
-            after.push(h.clone());
-        }
-    }
-    after.extend(added);
-    (before, after)
 }

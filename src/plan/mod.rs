@@ -66,9 +66,6 @@ pub struct TeamPlan {
     pub findings: Vec<Finding>,
     /// Seat use of each limited pool touched by the declaration.
     pub seats: Vec<SeatUsage>,
-    /// Who holds which managed product today, and after this plan.
-    pub before: Vec<Holding>,
-    pub after: Vec<Holding>,
 }
 
 impl TeamPlan {
@@ -504,17 +501,6 @@ pub struct SeatUsage {
     pub freed: u64,
     /// Seats the declaration needs beyond the total (0 when it fits).
     pub short: u64,
-}
-
-/// One person holding one managed product.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Holding {
-    pub email: Email,
-    /// The product's alias, shared by every holding of it (a plan of
-    /// 100,000 people holds 200,000 of these).
-    pub product: Arc<str>,
-    /// `direct`, `through a group`, …
-    pub how: &'static str,
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ fn seats_table(team: &TeamPlan, s: &mut String) {
 
 /// The before → after holdings as a folded, highlighted diff.
 fn holdings_section(team: &TeamPlan, s: &mut String) {
-    let lines = holdings_diff(&team.before, &team.after);
+    let lines = holdings_diff(&team.changes);
     if lines.is_empty() {
         return;
     }

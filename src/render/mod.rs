@@ -193,47 +193,35 @@ fn count(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// The holdings that differ before and after, as unified-diff lines
-/// (`--- before`, `+++ after`, then `-`/`+` lines). Both lists are sorted by
-/// person and product, so one merge walk finds the differences in linear
-/// time, for any number of changes.
-pub fn holdings_diff(
-    before: &[crate::plan::Holding],
-    after: &[crate::plan::Holding],
-) -> Vec<String> {
-    use std::cmp::Ordering;
-    let line = |sign: char, h: &crate::plan::Holding| {
-        format!("{sign}{}  {}  ({})", h.email, h.product, h.how)
-    };
-    let mut out = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < before.len() || j < after.len() {
-        let order = match (before.get(i), after.get(j)) {
-            (Some(b), Some(a)) => (&b.email, &b.product).cmp(&(&a.email, &a.product)),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        match order {
-            Ordering::Less => {
-                out.push(line('-', &before[i]));
-                i += 1;
+/// The holdings of managed products that the plan changes, as unified-diff
+/// lines (`--- before`, `+++ after`, then `-`/`+` lines sorted by person
+/// and product). Derived from the executable changes alone: an
+/// unassignment takes a direct holding away and an assignment adds one
+/// (the planner never assigns what someone holds already, directly or not),
+/// so a plan need not carry two copies of every holding of the team.
+pub fn holdings_diff(changes: &[crate::plan::Change]) -> Vec<String> {
+    use crate::plan::Change;
+    let mut rows: Vec<(&str, &str, char)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Unassign { email, product, .. } => {
+                Some((email.as_str(), product.alias.0.as_str(), '-'))
             }
-            Ordering::Greater => {
-                out.push(line('+', &after[j]));
-                j += 1;
+            Change::Assign { email, product, .. } => {
+                Some((email.as_str(), product.alias.0.as_str(), '+'))
             }
-            Ordering::Equal => {
-                if before[i].how != after[j].how {
-                    out.push(line('-', &before[i]));
-                    out.push(line('+', &after[j]));
-                }
-                i += 1;
-                j += 1;
-            }
-        }
+            Change::Invite { .. } => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Vec::new();
     }
-    if !out.is_empty() {
-        out.splice(0..0, ["--- before".to_owned(), "+++ after".to_owned()]);
-    }
+    rows.sort_unstable();
+    let mut out = Vec::with_capacity(rows.len() + 2);
+    out.extend(["--- before".to_owned(), "+++ after".to_owned()]);
+    out.extend(
+        rows.into_iter()
+            .map(|(email, alias, sign)| format!("{sign}{email}  {alias}  (direct)")),
+    );
     out
 }
