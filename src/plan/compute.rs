@@ -12,13 +12,11 @@ use jiff::Timestamp;
 
 use super::draft::{Draft, finding, list};
 use super::guards::GUARDS;
-use super::team::Team;
+use super::team::{Person, Team};
 use super::{
     BlockReason, Blocked, Change, FindingCode, Options, Plan, ProductRef, Severity, TeamPlan,
 };
-use crate::model::{
-    Assignment, Desired, DesiredTeam, DesiredUser, Observed, ObservedTeam, ProductId,
-};
+use crate::model::{Desired, DesiredTeam, Observed, ObservedTeam, ProductId};
 use std::sync::Arc;
 
 /// Computes the minimal plan that makes every declared team match its
@@ -83,36 +81,58 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
 /// Every write the declaration asks for, before any guard: invitations and
 /// assignments for declared people, and with prune, unassignments of direct
 /// assignments nobody declared (never of protected people or inherited
-/// assignments, which are only noted).
+/// assignments, which are only noted). Proposed close to execution order
+/// (unassignments, invitations, then assignments product by product, each
+/// in email order), so `finish`'s sort finds runs and has little to do.
 fn propose(team: &Team<'_>, draft: &mut Draft) {
-    for user in team.dt.users.values() {
-        propose_for(team, user, draft);
-    }
     propose_removals(team, draft);
+    let mut assignments: Vec<Vec<Change>> = vec![Vec::new(); team.products.len()];
+    for person in &team.people {
+        propose_for(team, person, draft, &mut assignments);
+    }
+    let mut by_name: Vec<usize> = (0..team.products.len()).collect();
+    by_name.sort_by(|a, b| team.products[*a].name.cmp(&team.products[*b].name));
+    for p in by_name {
+        draft.changes.append(&mut assignments[p]);
+    }
 }
 
 /// One declared person: an invitation if they are not on the team, an
-/// assignment of each product they lack, and a blocked row for each alias
-/// that resolves to no single pool (so every format says who goes without).
-fn propose_for(team: &Team<'_>, user: &DesiredUser, draft: &mut Draft) {
-    let on_team = team.by_email.get(&user.email);
-    if on_team.is_none() {
+/// assignment of each product they lack (into `assignments`, by product),
+/// and a blocked row for each alias that resolves to no single pool (so
+/// every format says who goes without).
+fn propose_for(
+    team: &Team<'_>,
+    person: &Person<'_>,
+    draft: &mut Draft,
+    assignments: &mut [Vec<Change>],
+) {
+    let user = person.user;
+    if person.member.is_none() {
         draft.changes.push(Change::Invite {
             email: user.email.clone(),
             first_name: user.first_name.clone(),
             last_name: user.last_name.clone(),
         });
     }
-    let user_id = || on_team.map(|u| u.id.clone());
-    for pid in team.wanted.get(&user.email).into_iter().flatten() {
-        let holds = on_team.is_some_and(|u| team.held.contains_key(&(&u.id, *pid)));
-        if let (false, Some(product)) = (holds, team.managed.get(pid)) {
-            draft.changes.push(Change::Assign {
+    let user_id = || person.member.map(|u| u.id.clone());
+    for &p in team.wants(person) {
+        if team.holds(person, p) {
+            continue;
+        }
+        if let (Some(product), Some(list)) = (
+            team.products.get(p as usize),
+            assignments.get_mut(p as usize),
+        ) {
+            list.push(Change::Assign {
                 email: user.email.clone(),
                 user_id: user_id(),
                 product: product.clone(),
             });
         }
+    }
+    if team.unresolved.is_empty() {
+        return;
     }
     for alias in user
         .products
@@ -146,11 +166,11 @@ fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
     let policy = &team.dt.policy;
     let mut inherited_extra: Vec<String> = Vec::new();
     let mut kept_without_prune: Vec<String> = Vec::new();
-    for a in undeclared_assignments(team) {
+    for a in &team.undeclared_assignments {
         let Some(product) = team.managed.get(&a.product_id) else {
             continue;
         };
-        let Some(user) = team.by_id.get(&a.user_id) else {
+        let Some(user) = team.member(&a.user_id.0) else {
             draft.finding(
                 Severity::Warning,
                 FindingCode::UnknownUserAssigned,
@@ -209,27 +229,6 @@ fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
             ),
         );
     }
-}
-
-/// Assignments of managed products that the declaration does not give
-/// their holder, sorted so findings and changes do not depend on the API's
-/// order.
-fn undeclared_assignments<'a>(team: &Team<'a>) -> Vec<&'a Assignment> {
-    let mut out: Vec<&Assignment> = team
-        .ot
-        .assignments
-        .iter()
-        .filter(|a| team.managed.contains_key(&a.product_id))
-        .filter(|a| {
-            !team.by_id.get(&a.user_id).is_some_and(|u| {
-                team.wanted
-                    .get(&u.email)
-                    .is_some_and(|set| set.contains(&&a.product_id))
-            })
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// Orders the outcome.

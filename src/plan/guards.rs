@@ -85,7 +85,7 @@ fn probable_typos(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
     if invites.is_empty() {
         return;
     }
-    let index = lookalike::Index::new(team.undeclared.keys().copied());
+    let index = lookalike::Index::new(team.undeclared.iter().copied());
     let mut suspect_invites: BTreeMap<Email, Email> = BTreeMap::new();
     let mut suspect_holders: BTreeMap<Email, Email> = BTreeMap::new();
     let mut confirmed = Vec::new();
@@ -323,14 +323,14 @@ fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
             *freed_by.entry(*pid).or_default() += 1;
         }
     }
-    for (pid, product) in &team.managed {
+    for (number, (pid, product)) in (0u32..).zip(&team.managed) {
         let Some(pool) = team.pools.get(pid) else {
             continue;
         };
         let Some(total) = pool.total_quantity.filter(|_| !pool.unlimited) else {
             continue;
         };
-        let in_use = seats_in_use(team, pool, opts, draft);
+        let in_use = seats_in_use(team, number, pool, opts, draft);
         let freed = freed_by.get(pid).copied().unwrap_or(0);
         let usage = grant_seats(product, pool, total, in_use, freed, draft);
         draft.seats.push(usage);
@@ -340,15 +340,17 @@ fn seats(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
 /// Seats a pool says are in use, or the listed assignments when it does
 /// not say (a pool that has not started may not: only an active one is
 /// worth a warning).
-fn seats_in_use(team: &Team<'_>, pool: &ProductPool, opts: &Options, draft: &mut Draft) -> u64 {
+fn seats_in_use(
+    team: &Team<'_>,
+    product: u32,
+    pool: &ProductPool,
+    opts: &Options,
+    draft: &mut Draft,
+) -> u64 {
     if let Some(n) = pool.assigned_quantity {
         return n;
     }
-    let counted = team
-        .held
-        .keys()
-        .filter(|(_, p)| **p == pool.product_id)
-        .count() as u64;
+    let counted = team.held.count(product);
     if pool.activity(opts.now) == PoolActivity::Active {
         draft.finding(
             Severity::Warning,

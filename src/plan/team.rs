@@ -1,7 +1,15 @@
 //! One team's declaration and live state, indexed once: what the proposal
 //! and every guard look things up in.
+//!
+//! Addresses and user ids are strings behind pointers, and a team of
+//! 100,000 people would chase them for every lookup and comparison. So each
+//! is hashed once here, and what follows works on dense numbers: a declared
+//! person is their place in the declaration (email order), a member their
+//! place in the live user list, a managed product its place among the
+//! managed pools (pool id order).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::ProductRef;
@@ -9,32 +17,38 @@ use super::draft::{Draft, list};
 use super::hashing::{self, Map};
 use super::{FindingCode, Severity};
 use crate::model::{
-    AssignmentType, DesiredTeam, Email, ObservedTeam, ProductId, ProductPool, ProductSelector,
-    TeamUser, UserId,
+    Assignment, DesiredTeam, DesiredUser, Email, ObservedTeam, ProductId, ProductPool,
+    ProductSelector, TeamUser,
 };
 
 /// One team's declaration and live state, indexed once for the guards.
 pub(super) struct Team<'a> {
     pub dt: &'a DesiredTeam,
     pub ot: &'a ObservedTeam,
-    pub by_email: Map<&'a Email, &'a TeamUser>,
-    pub by_id: Map<&'a UserId, &'a TeamUser>,
-    /// (user, product) → effective assignment type.
-    pub held: Map<(&'a UserId, &'a ProductId), AssignmentType>,
     pub pools: BTreeMap<&'a ProductId, &'a ProductPool>,
     /// The managed products, by pool id (shared by every change naming one).
+    /// A product's place in this map is its number.
     pub managed: BTreeMap<&'a ProductId, Arc<ProductRef>>,
+    /// The managed products by number.
+    pub products: Vec<Arc<ProductRef>>,
     /// Every alias with the pool it resolves to (merged aliases included).
     pub aliases: Vec<ProductRef>,
-    /// What each declared person must hold, by product id (sorted, no
-    /// duplicates; usually one or two).
-    pub wanted: Map<&'a Email, Vec<&'a ProductId>>,
+    /// Every declared person, in the declaration's (email) order.
+    pub people: Vec<Person<'a>>,
+    /// What `Person::wants` ranges over.
+    wanted: Vec<u32>,
+    /// Which managed products each member holds, in any way.
+    pub held: Held<'a>,
     /// How many declared people want each managed product.
     pub declared_holders: BTreeMap<&'a ProductId, usize>,
+    /// Assignments of managed products that the declaration does not give
+    /// their holder (holders missing from the user list included), sorted
+    /// so findings and changes do not depend on the API's order.
+    pub undeclared_assignments: Vec<&'a Assignment>,
     /// People holding a managed product directly that the declaration does
-    /// not give them (pruned or not), with those products: the other half
-    /// of a probable typo.
-    pub undeclared: BTreeMap<&'a Email, Vec<&'a ProductId>>,
+    /// not give them (pruned or not), sorted: the other half of a probable
+    /// typo.
+    pub undeclared: Vec<&'a Email>,
     /// Today's direct assignments of managed products: the removal guard's
     /// base.
     pub direct_holdings: usize,
@@ -42,17 +56,50 @@ pub(super) struct Team<'a> {
     pub renames: BTreeSet<(&'a Email, &'a Email)>,
     /// Aliases that resolve to no single pool.
     pub unresolved: BTreeSet<&'a str>,
+    /// Members by user id.
+    by_id: Map<&'a str, u32>,
+}
+
+/// A declared person and the member with their address, if any.
+pub(super) struct Person<'a> {
+    pub user: &'a DesiredUser,
+    /// The member with this address.
+    pub member: Option<&'a TeamUser>,
+    /// That member's number by user id, for `Held`.
+    holder: Option<u32>,
+    /// The managed products they must hold, sorted by number, no duplicates.
+    wants: Range<u32>,
+}
+
+/// Which managed products each member holds: member `m` holds
+/// `products[start[m]..start[m + 1]]`, sorted.
+pub(super) struct Held<'a> {
+    start: Vec<u32>,
+    products: Vec<u32>,
+    /// (user id, product) of assignments to user ids missing from the user
+    /// list, sorted, no duplicates: they still take seats.
+    unlisted: Vec<(&'a str, u32)>,
+}
+
+impl Held<'_> {
+    fn holds(&self, member: u32, product: u32) -> bool {
+        let m = member as usize;
+        match (self.start.get(m), self.start.get(m + 1)) {
+            (Some(&a), Some(&b)) => self.products[a as usize..b as usize].contains(&product),
+            _ => false,
+        }
+    }
+
+    /// How many user ids hold `product`, in any way.
+    pub fn count(&self, product: u32) -> u64 {
+        let listed = self.products.iter().filter(|p| **p == product).count();
+        let unlisted = self.unlisted.iter().filter(|(_, p)| *p == product).count();
+        (listed + unlisted) as u64
+    }
 }
 
 impl<'a> Team<'a> {
     pub(super) fn new(dt: &'a DesiredTeam, ot: &'a ObservedTeam, draft: &mut Draft) -> Self {
-        let by_email = ot.users.iter().map(|u| (&u.email, u)).collect();
-        let by_id: Map<&UserId, &TeamUser> = ot.users.iter().map(|u| (&u.id, u)).collect();
-        let held = ot
-            .assignments
-            .iter()
-            .map(|a| ((&a.user_id, &a.product_id), a.assignment_type))
-            .collect();
         let pools = ot.pools.iter().map(|p| (&p.product_id, p)).collect();
         let products = resolve_products(dt, ot, draft);
         let managed: BTreeMap<&ProductId, Arc<ProductRef>> = products
@@ -66,70 +113,179 @@ impl<'a> Team<'a> {
                 ..p.clone()
             })
             .collect();
-
-        let declared = Declared::of(dt, &products, draft);
-        let (undeclared, direct_holdings) =
-            undeclared_holders(ot, &by_id, &managed, &declared.wanted);
+        let numbers = Numbers(managed.keys().copied().collect());
+        let members = Members::of(ot);
+        let declared = Declared::of(dt, &products, &numbers, &members, draft);
+        let assignments = Assignments::of(ot, &numbers, &members, &declared);
         let renames = dt
             .users
             .values()
             .flat_map(|u| u.replaces.iter().map(move |old| (old, &u.email)))
             .collect();
+        let declared_holders = numbers.0.iter().copied().zip(declared.holders).collect();
         Team {
             dt,
             ot,
-            by_email,
-            by_id,
-            held,
             pools,
+            products: managed.values().cloned().collect(),
             managed,
             aliases,
+            people: declared.people,
             wanted: declared.wanted,
-            declared_holders: declared.holders,
-            undeclared,
-            direct_holdings,
+            held: assignments.held,
+            declared_holders,
+            undeclared_assignments: assignments.undeclared_assignments,
+            undeclared: assignments.undeclared,
+            direct_holdings: assignments.direct_holdings,
             renames,
             unresolved: declared.unresolved,
+            by_id: members.by_id,
         }
     }
+
+    /// The managed products `person` must hold, by number, in pool id order.
+    pub fn wants(&self, person: &Person<'_>) -> &[u32] {
+        &self.wanted[person.wants.start as usize..person.wants.end as usize]
+    }
+
+    /// Whether `person` holds managed product `product` today, in any way.
+    pub fn holds(&self, person: &Person<'_>, product: u32) -> bool {
+        person.holder.is_some_and(|m| self.held.holds(m, product))
+    }
+
+    /// The member with this user id.
+    pub fn member(&self, user_id: &str) -> Option<&'a TeamUser> {
+        let m = *self.by_id.get(user_id)?;
+        self.ot.users.get(m as usize)
+    }
+}
+
+/// The managed pools' ids in number order.
+struct Numbers<'a>(Vec<&'a ProductId>);
+
+impl Numbers<'_> {
+    fn of(&self, id: &ProductId) -> Option<u32> {
+        let i = self.0.binary_search(&id).ok()?;
+        u32::try_from(i).ok()
+    }
+}
+
+/// The live user list, indexed by address and by user id; the last listed
+/// wins when the list repeats an address or id (a snapshot file may).
+struct Members<'a> {
+    users: &'a [TeamUser],
+    by_email: Map<&'a Email, u32>,
+    by_id: Map<&'a str, u32>,
+    /// Each member's number by user id, when the list repeats one (else
+    /// every member is their own).
+    by_id_of: Option<Vec<u32>>,
+    /// Each member's number by address, likewise.
+    by_email_of: Option<Vec<u32>>,
+}
+
+impl<'a> Members<'a> {
+    fn of(ot: &'a ObservedTeam) -> Self {
+        let n = ot.users.len();
+        let mut by_email: Map<&Email, u32> = hashing::map_with_capacity(n);
+        let mut by_id: Map<&str, u32> = hashing::map_with_capacity(n);
+        let (mut repeated_email, mut repeated_id) = (false, false);
+        for (m, u) in (0u32..).zip(&ot.users) {
+            repeated_email |= by_email.insert(&u.email, m).is_some();
+            repeated_id |= by_id.insert(u.id.0.as_str(), m).is_some();
+        }
+        let by_id_of = repeated_id.then(|| {
+            let of = |u: &TeamUser| by_id.get(u.id.0.as_str()).copied();
+            ot.users.iter().map(of).collect::<Option<Vec<u32>>>()
+        });
+        let by_email_of = repeated_email.then(|| {
+            let of = |u: &TeamUser| by_email.get(&u.email).copied();
+            ot.users.iter().map(of).collect::<Option<Vec<u32>>>()
+        });
+        Members {
+            users: &ot.users,
+            by_email,
+            by_id,
+            by_id_of: by_id_of.flatten(),
+            by_email_of: by_email_of.flatten(),
+        }
+    }
+
+    fn same_id(&self, member: u32) -> u32 {
+        same(self.by_id_of.as_deref(), member)
+    }
+
+    fn same_email(&self, member: u32) -> u32 {
+        same(self.by_email_of.as_deref(), member)
+    }
+}
+
+fn same(of: Option<&[u32]>, member: u32) -> u32 {
+    of.and_then(|o| o.get(member as usize).copied())
+        .unwrap_or(member)
 }
 
 /// What the declaration asks for, resolved to pools.
 struct Declared<'a> {
-    wanted: Map<&'a Email, Vec<&'a ProductId>>,
-    holders: BTreeMap<&'a ProductId, usize>,
+    people: Vec<Person<'a>>,
+    wanted: Vec<u32>,
+    /// How many declared people want each managed product, by number.
+    holders: Vec<usize>,
+    /// The declared person with each member's address, by member number.
+    person_of: Vec<Option<u32>>,
     unresolved: BTreeSet<&'a str>,
 }
 
 impl<'a> Declared<'a> {
-    /// Each person's products by pool id (sorted, no duplicates: two
-    /// aliases may name one pool), how many want each pool, and the aliases
-    /// that name no single pool (a blocker each).
+    /// Each person's products by pool (no duplicates: two aliases may name
+    /// one pool), how many want each pool, and the aliases that name no
+    /// single pool (a blocker each).
     fn of(
         dt: &'a DesiredTeam,
         products: &BTreeMap<&'a str, (ProductRef, &'a ProductPool)>,
+        numbers: &Numbers<'_>,
+        members: &Members<'a>,
         draft: &mut Draft,
     ) -> Self {
-        let mut wanted: Map<&Email, Vec<&ProductId>> = hashing::map_with_capacity(dt.users.len());
+        let mut people = Vec::with_capacity(dt.users.len());
+        let mut wanted: Vec<u32> = Vec::with_capacity(dt.users.len() * 2);
+        let mut holders = vec![0usize; numbers.0.len()];
+        let mut person_of: Vec<Option<u32>> = vec![None; members.users.len()];
         let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut holders: BTreeMap<&ProductId, usize> = BTreeMap::new();
-        for user in dt.users.values() {
-            let mut ids: Vec<&ProductId> = Vec::with_capacity(user.products.len());
+        for (d, user) in (0u32..).zip(dt.users.values()) {
+            let start = wanted.len();
             for alias in &user.products {
                 match products.get(alias.0.as_str()) {
-                    Some((_, pool)) => ids.push(&pool.product_id),
+                    Some((_, pool)) => wanted.extend(numbers.of(&pool.product_id)),
                     None => unresolved
                         .entry(&alias.0)
                         .or_default()
                         .push(user.email.as_str()),
                 }
             }
-            ids.sort();
-            ids.dedup();
-            for id in &ids {
-                *holders.entry(id).or_default() += 1;
+            wanted[start..].sort_unstable();
+            let mut end = start;
+            for i in start..wanted.len() {
+                if i == start || wanted[i] != wanted[end - 1] {
+                    wanted[end] = wanted[i];
+                    end += 1;
+                }
             }
-            wanted.insert(&user.email, ids);
+            wanted.truncate(end);
+            for p in &wanted[start..] {
+                if let Some(n) = holders.get_mut(*p as usize) {
+                    *n += 1;
+                }
+            }
+            let member = members.by_email.get(&user.email).copied();
+            if let Some(slot) = member.and_then(|m| person_of.get_mut(m as usize)) {
+                *slot = Some(d);
+            }
+            people.push(Person {
+                user,
+                member: member.and_then(|m| members.users.get(m as usize)),
+                holder: member.map(|m| members.same_id(m)),
+                wants: number(start)..number(wanted.len()),
+            });
         }
         let aliases = unresolved.keys().copied().collect();
         for (alias, emails) in unresolved {
@@ -143,43 +299,108 @@ impl<'a> Declared<'a> {
             );
         }
         Declared {
+            people,
             wanted,
             holders,
+            person_of,
             unresolved: aliases,
+        }
+    }
+
+    /// Whether the declaration gives member `member`'s address `product`.
+    fn gives(&self, member: u32, product: u32) -> bool {
+        let Some(Some(d)) = self.person_of.get(member as usize) else {
+            return false;
+        };
+        self.people.get(*d as usize).is_some_and(|p| {
+            self.wanted[p.wants.start as usize..p.wants.end as usize].contains(&product)
+        })
+    }
+}
+
+/// An offset into a list of at most `u32::MAX` entries (a team has far
+/// fewer people and products).
+fn number(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// The live assignments of managed products, against the declaration.
+struct Assignments<'a> {
+    held: Held<'a>,
+    undeclared_assignments: Vec<&'a Assignment>,
+    undeclared: Vec<&'a Email>,
+    direct_holdings: usize,
+}
+
+impl<'a> Assignments<'a> {
+    fn of(
+        ot: &'a ObservedTeam,
+        numbers: &Numbers<'_>,
+        members: &Members<'a>,
+        declared: &Declared<'a>,
+    ) -> Self {
+        let mut rows: Vec<(u32, u32)> = Vec::with_capacity(ot.assignments.len());
+        let mut unlisted = Vec::new();
+        let mut undeclared_assignments = Vec::new();
+        let mut undeclared = Vec::new();
+        let mut direct_holdings = 0;
+        for a in &ot.assignments {
+            let Some(p) = numbers.of(&a.product_id) else {
+                continue;
+            };
+            let direct = a.assignment_type.is_direct();
+            direct_holdings += usize::from(direct);
+            let member = members.by_id.get(a.user_id.0.as_str()).copied();
+            match member {
+                Some(m) => rows.push((m, p)),
+                None => unlisted.push((a.user_id.0.as_str(), p)),
+            }
+            let given = member.is_some_and(|m| declared.gives(members.same_email(m), p));
+            if !given {
+                undeclared_assignments.push(a);
+                if let (true, Some(u)) =
+                    (direct, member.and_then(|m| members.users.get(m as usize)))
+                {
+                    undeclared.push(&u.email);
+                }
+            }
+        }
+        undeclared_assignments.sort();
+        undeclared.sort_unstable();
+        undeclared.dedup();
+        unlisted.sort_unstable();
+        unlisted.dedup();
+        Assignments {
+            held: held_by_member(rows, members.users.len(), unlisted),
+            undeclared_assignments,
+            undeclared,
+            direct_holdings,
         }
     }
 }
 
-/// People holding a managed product directly that the declaration does not
-/// give them (the other half of a probable typo), and today's direct
-/// assignments of managed products (the removal guard's base).
-fn undeclared_holders<'a>(
-    ot: &'a ObservedTeam,
-    by_id: &Map<&'a UserId, &'a TeamUser>,
-    managed: &BTreeMap<&'a ProductId, Arc<ProductRef>>,
-    wanted: &Map<&'a Email, Vec<&'a ProductId>>,
-) -> (BTreeMap<&'a Email, Vec<&'a ProductId>>, usize) {
-    let mut undeclared: BTreeMap<&Email, Vec<&ProductId>> = BTreeMap::new();
-    let mut direct_holdings = 0;
-    for a in &ot.assignments {
-        if !a.assignment_type.is_direct() || !managed.contains_key(&a.product_id) {
-            continue;
-        }
-        direct_holdings += 1;
-        let Some(user) = by_id.get(&a.user_id) else {
-            continue;
-        };
-        let declared = wanted
-            .get(&user.email)
-            .is_some_and(|s| s.contains(&&a.product_id));
-        if !declared {
-            undeclared
-                .entry(&user.email)
-                .or_default()
-                .push(&a.product_id);
+/// Groups (member, product) rows by member, without duplicates.
+fn held_by_member<'a>(
+    mut rows: Vec<(u32, u32)>,
+    members: usize,
+    unlisted: Vec<(&'a str, u32)>,
+) -> Held<'a> {
+    rows.sort_unstable();
+    rows.dedup();
+    let mut start = vec![0u32; members + 1];
+    for (m, _) in &rows {
+        if let Some(n) = start.get_mut(*m as usize + 1) {
+            *n += 1;
         }
     }
-    (undeclared, direct_holdings)
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    Held {
+        start,
+        products: rows.into_iter().map(|(_, p)| p).collect(),
+        unlisted,
+    }
 }
 
 /// Resolves each alias to one pool. Aliases matching no pool or several are
