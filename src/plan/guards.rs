@@ -436,10 +436,12 @@ fn grant_seats(
 fn nothing_assignable(team: &Team<'_>, _: &Options, draft: &mut Draft) {
     // Found first, then blocked: only the (few) emails blocked are copied.
     let idle: Set<Email> = {
+        // An invitee's assignments are the ones without a user id: everyone
+        // else assigned is a member already.
         let assigning: Set<&Email> = draft
             .changes
             .iter()
-            .filter(|c| matches!(c, Change::Assign { .. }))
+            .filter(|c| matches!(c, Change::Assign { user_id: None, .. }))
             .map(Change::email)
             .collect();
         draft

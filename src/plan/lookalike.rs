@@ -19,7 +19,6 @@
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 
-use super::hashing::Map;
 use crate::model::Email;
 
 /// At most this many holders are examined per key: enough to find every
@@ -30,9 +29,12 @@ const MAX_CANDIDATES_PER_KEY: usize = 64;
 /// Holders' addresses, indexed for look-alike queries. Keys are hashes of
 /// the local part's deletion neighbourhood, so indexing allocates no
 /// strings; a hash collision only adds a candidate, which `looks_alike`
-/// then rejects.
+/// then rejects. The index is one sorted list of (key, holder) pairs, not
+/// a map of lists: 100,000 holders make a million keys.
 pub struct Index<'a> {
-    by_key: Map<u64, Vec<&'a Email>>,
+    emails: Vec<&'a Email>,
+    /// (key, place in `emails`), sorted by key, then by place.
+    keys: Vec<(u64, u32)>,
     /// SipHash, not Fx: a key hashes two slices as one string, which only
     /// a streaming hasher guarantees ("gr"+"ae" must equal "gra"+"e").
     hasher: RandomState,
@@ -41,29 +43,50 @@ pub struct Index<'a> {
 impl<'a> Index<'a> {
     pub fn new(emails: impl IntoIterator<Item = &'a Email>) -> Self {
         let hasher = RandomState::new();
-        let mut by_key: Map<u64, Vec<&'a Email>> = Map::default();
-        for email in emails {
-            let (local, _) = split(email);
-            for key in keys(&hasher, local) {
-                by_key.entry(key).or_default().push(email);
-            }
+        let emails: Vec<&'a Email> = emails.into_iter().collect();
+        let mut keys = Vec::with_capacity(emails.len() * 10);
+        let mut mine = Vec::new();
+        for (i, email) in (0u32..).zip(&emails) {
+            unique_keys(&hasher, email, &mut mine);
+            keys.extend(mine.iter().map(|k| (*k, i)));
         }
-        Index { by_key, hasher }
+        keys.sort_unstable();
+        Index {
+            emails,
+            keys,
+            hasher,
+        }
     }
 
     /// Every indexed address that looks like `email`, sorted, without
     /// duplicates.
     pub fn matches(&self, email: &Email) -> Vec<&'a Email> {
-        let (local, _) = split(email);
-        let mut out: Vec<&'a Email> = keys(&self.hasher, local)
-            .filter_map(|k| self.by_key.get(&k))
-            .flat_map(|v| v.iter().take(MAX_CANDIDATES_PER_KEY).copied())
+        let mut mine = Vec::new();
+        unique_keys(&self.hasher, email, &mut mine);
+        let mut out: Vec<&'a Email> = mine
+            .iter()
+            .flat_map(|k| {
+                let from = self.keys.partition_point(|(key, _)| key < k);
+                self.keys[from..]
+                    .iter()
+                    .take_while(move |(key, _)| key == k)
+                    .take(MAX_CANDIDATES_PER_KEY)
+            })
+            .filter_map(|(_, i)| self.emails.get(*i as usize).copied())
             .filter(|candidate| looks_alike(candidate, email))
             .collect();
         out.sort();
         out.dedup();
         out
     }
+}
+
+/// `email`'s keys without repeats (deleting either `a` of `aab` is one key).
+fn unique_keys(hasher: &RandomState, email: &Email, into: &mut Vec<u64>) {
+    into.clear();
+    into.extend(keys(hasher, split(email).0));
+    into.sort_unstable();
+    into.dedup();
 }
 
 /// Whether two different addresses look like one person's (see module docs).
@@ -100,25 +123,26 @@ fn keys<'s>(hasher: &'s RandomState, local: &'s str) -> impl Iterator<Item = u64
 }
 
 /// Optimal-string-alignment distance exactly 1, where what differs is not
-/// only digits.
+/// only digits. Addresses are nearly always ASCII: their bytes are compared
+/// as they are, without collecting characters.
 fn one_letter_slip(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return slip(a.as_bytes(), b.as_bytes(), u8::is_ascii_digit);
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    slip(&a, &b, char::is_ascii_digit)
+}
+
+fn slip<T: Copy + PartialEq>(a: &[T], b: &[T], digit: impl Fn(&T) -> bool) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     match long.len() - short.len() {
         0 => {
-            let diffs: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
-            match diffs.as_slice() {
-                [i] => !(a[*i].is_ascii_digit() && b[*i].is_ascii_digit()),
-                [i, j] => {
-                    *j == i + 1
-                        && a[*i] == b[*j]
-                        && a[*j] == b[*i]
-                        && !(a[*i].is_ascii_digit() && a[*j].is_ascii_digit())
+            let mut diffs = (0..a.len()).filter(|&i| a[i] != b[i]);
+            match (diffs.next(), diffs.next(), diffs.next()) {
+                (Some(i), None, _) => !(digit(&a[i]) && digit(&b[i])),
+                (Some(i), Some(j), None) => {
+                    j == i + 1 && a[i] == b[j] && a[j] == b[i] && !(digit(&a[i]) && digit(&a[j]))
                 }
                 _ => false,
             }
@@ -127,7 +151,7 @@ fn one_letter_slip(a: &str, b: &str) -> bool {
             let first = (0..short.len())
                 .find(|&i| short[i] != long[i])
                 .unwrap_or(short.len());
-            short[first..] == long[first + 1..] && !long[first].is_ascii_digit()
+            short[first..] == long[first + 1..] && !digit(&long[first])
         }
         _ => false,
     }
