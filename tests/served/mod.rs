@@ -20,6 +20,22 @@ pub fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Asserts that stdout says each of `said`: one
+/// `.stdout(predicates::str::contains(..))` each, in order.
+pub trait Says {
+    fn says(self, said: &[&str]) -> Self;
+}
+
+impl Says for assert_cmd::assert::Assert {
+    #[track_caller] // a failure names the test's line
+    fn says(mut self, said: &[&str]) -> Self {
+        for s in said {
+            self = self.stdout(predicates::str::contains(*s));
+        }
+        self
+    }
+}
+
 pub struct Served {
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`
