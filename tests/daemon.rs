@@ -937,12 +937,7 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
     assert!(team["ownWrites"]["lastAt"].is_string(), "{team}");
     // What Autodesk lists still lags: a read of its own lacks Erin, so the
     // service's snapshot has her from its write's answer.
-    let out = s
-        .cmd()
-        .args(["snapshot", "--team", "100001"])
-        .output()
-        .unwrap();
-    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let live: Value = serde_json::from_str(&s.live_snapshot("100001")).unwrap();
     assert!(!erin_held(&live), "the list did not lag: {live}");
     // The preview plans nothing left to do.
     std::fs::write(s.path("snap.json"), snap.to_string()).unwrap();

@@ -283,6 +283,22 @@ impl Served {
             .collect()
     }
 
+    /// `flexsync snapshot --team TEAM`, which must succeed: the team as
+    /// the API lists it now, as JSON text.
+    pub fn live_snapshot(&self, team: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["snapshot", "--team", team])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "snapshot --team {team}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
