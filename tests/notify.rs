@@ -345,13 +345,7 @@ async fn a_lost_login_is_told_once_and_its_return_too() {
     // The URL is rotated (a Secret updated in place): no restart needed.
     std::fs::write(&file, format!("{base}/rotated/{}", SECRETS[1])).unwrap();
 
-    let fresh = s.path("fresh-token.json");
-    s.login_into(&fresh).await;
-    s.cmd()
-        .args(["login", "--from-file"])
-        .arg(&fresh)
-        .assert()
-        .success();
+    s.login_again().await;
     svc.hangup();
     eventually(15, "login_restored posted to the new URL", || async {
         inbox.count("rotated/", "login_restored") == 1

@@ -244,6 +244,18 @@ impl Served {
         assert!(login.wait().unwrap().success());
     }
 
+    /// Someone signs in again elsewhere (into `fresh-token.json`) and
+    /// installs that login with `flexsync login --from-file`.
+    pub async fn login_again(&self) {
+        let fresh = self.path("fresh-token.json");
+        self.login_into(&fresh).await;
+        self.cmd()
+            .args(["login", "--from-file"])
+            .arg(&fresh)
+            .assert()
+            .success();
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .http
