@@ -5,7 +5,7 @@ mod sandbox_support;
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
-use sandbox_support::{call, problem, start, walk};
+use sandbox_support::{call, problem, send, start, start_admin, walk};
 use serde_json::{Value, json};
 
 const ENG: &str = "100001";
@@ -509,21 +509,15 @@ async fn unassign_removes_direct_keeps_inherited_and_is_not_status_idempotent() 
 async fn request_ids_are_echoed_when_valid_and_minted_otherwise() {
     let ts = start(|_| {}).await;
     let t = ts.login().await;
-    let res = ts
-        .get("/teams", &t.access)
-        .header("X-Request-Id", "  trace-1.2_3  ")
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.get("/teams", &t.access)
+            .header("X-Request-Id", "  trace-1.2_3  "),
+    )
+    .await;
     assert_eq!(res.headers()["x-request-id"], "trace-1.2_3");
     let long = "x".repeat(129);
     for bad in ["has space", long.as_str(), "semi;colon"] {
-        let res = ts
-            .get("/teams", &t.access)
-            .header("X-Request-Id", bad)
-            .send()
-            .await
-            .unwrap();
+        let res = send(ts.get("/teams", &t.access).header("X-Request-Id", bad)).await;
         let minted = res.headers()["x-request-id"].to_str().unwrap();
         assert_ne!(minted, bad.trim());
         assert_eq!(minted.len(), 36, "uuid-shaped: {minted}");
@@ -540,21 +534,19 @@ async fn request_ids_are_echoed_when_valid_and_minted_otherwise() {
 
 #[tokio::test]
 async fn losing_the_admin_role_stops_a_valid_token() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     assert_eq!(
         call(ts.get(&format!("/teams/{ENG}/users"), &t.access))
             .await
             .0,
         StatusCode::OK
     );
-    let res = ts
-        .http
-        .put(ts.url("/_sandbox/admins/USADMIN00001/teams"))
-        .json(&json!([MFG]))
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.http
+            .put(ts.url("/_sandbox/admins/USADMIN00001/teams"))
+            .json(&json!([MFG])),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     problem(
         ts.get(&format!("/teams/{ENG}/users"), &t.access),
@@ -596,12 +588,11 @@ async fn inherited_first_precedence_shows_the_group_for_bob() {
     .await;
     assert_eq!(row(&rows, BOB, ACAD).unwrap()["assignmentType"], "GROUP");
     // The direct one is still there to remove.
-    let res = ts
-        .delete(&format!("/teams/{ENG}/assignments"), &t.access)
-        .query(&[("userId", BOB), ("productId", ACAD)])
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.delete(&format!("/teams/{ENG}/assignments"), &t.access)
+            .query(&[("userId", BOB), ("productId", ACAD)]),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     ts.stop().await;
 }

@@ -5,7 +5,7 @@ mod sandbox_support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sandbox_support::{call, problem, start};
+use sandbox_support::{call, problem, send, start};
 use serde_json::json;
 
 const ENG: &str = "100001";
@@ -40,11 +40,7 @@ async fn sixty_calls_per_team_per_utc_minute_shared_by_all_operations() {
     }
     assert_eq!(last_remaining, Some(0));
     ts.advance(10);
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         header(&res, "retry-after"),
@@ -78,11 +74,7 @@ async fn sixty_calls_per_team_per_utc_minute_shared_by_all_operations() {
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
     // A new UTC minute: a fresh allowance.
     ts.advance(30);
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "x-ratelimit-remaining"), 59);
     assert_eq!(header(&res, "x-ratelimit-reset"), 60);
@@ -134,20 +126,15 @@ async fn list_teams_has_its_own_bucket_per_client() {
 async fn rejected_before_the_limiter_means_no_rate_headers_and_no_budget_used() {
     let ts = start(|c| c.limits.team_per_minute = 1).await;
     let t = ts.login().await;
-    let res = ts
-        .get("/teams/100003/users", &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get("/teams/100003/users", &t.access)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(!res.headers().contains_key("x-ratelimit-limit"));
     // A 400 has passed the limiter: it carries the headers and uses budget.
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .query(&[("limit", "0")])
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.get(&format!("/teams/{ENG}/users"), &t.access)
+            .query(&[("limit", "0")]),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(&res, "x-ratelimit-remaining"), 0);
     problem(
@@ -197,15 +184,11 @@ async fn team_wide_assignments_lag_behind_writes_but_filtered_ones_do_not() {
     assert!(erin_flex(&call(ts.get(&path, &t.access)).await.1));
 
     // Removals lag the same way.
-    let res = ts
-        .delete(&path, &t.access)
-        .query(&[
-            ("userId", "US1000000005"),
-            ("productId", "prod_flex_platform"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.delete(&path, &t.access).query(&[
+        ("userId", "US1000000005"),
+        ("productId", "prod_flex_platform"),
+    ]))
+    .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
         erin_flex(&call(ts.get(&path, &t.access)).await.1),
