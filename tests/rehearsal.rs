@@ -33,6 +33,21 @@ async fn direct(s: &Served) -> Vec<(String, String)> {
     out
 }
 
+/// `cmd` made `sandbox serve --listen 127.0.0.1:0 --from-snapshot SNAPSHOT
+/// --state STATE`.
+fn serve_from_snapshot(
+    mut cmd: assert_cmd::Command,
+    snapshot: &Path,
+    state: &Path,
+) -> assert_cmd::Command {
+    cmd.args(["sandbox", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--from-snapshot")
+        .arg(snapshot)
+        .arg("--state")
+        .arg(state);
+    cmd
+}
+
 #[tokio::test]
 async fn a_served_rehearsal_takes_the_change_and_leaves_the_snapshot_alone() {
     let snapshot = example("snapshot.json");
@@ -81,18 +96,7 @@ async fn a_served_rehearsal_takes_the_change_and_leaves_the_snapshot_alone() {
     assert_eq!(digest(&snapshot), before, "the snapshot file changed");
 
     // The running rehearsal owns its state: another one on it is refused.
-    let state = s.path("state.json");
-    s.cmd()
-        .args([
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--from-snapshot",
-        ])
-        .arg(&snapshot)
-        .arg("--state")
-        .arg(&state)
+    serve_from_snapshot(s.cmd(), &snapshot, &s.path("state.json"))
         .assert()
         .code(1)
         .stderr(predicates::str::contains("is in use by another process"));
@@ -106,18 +110,9 @@ fn a_rehearsal_state_is_never_overwritten_and_reset_starts_it_again() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, "{}").unwrap();
     let bin = || assert_cmd::Command::new(served::bin());
-    bin()
-        .current_dir(dir.path())
-        .args([
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--from-snapshot",
-        ])
-        .arg(&snapshot)
-        .arg("--state")
-        .arg(&state)
+    let mut cmd = bin();
+    cmd.current_dir(dir.path());
+    serve_from_snapshot(cmd, &snapshot, &state)
         .assert()
         .code(1)
         .stderr(predicates::str::contains("exists: remove it"));
