@@ -86,6 +86,14 @@ async fn lagging_list(s: &Served, seconds: u64) {
     .await;
 }
 
+/// A served sandbox, and its teams/ directory declaring TEAM_A in a.yaml.
+async fn served_team_a() -> (Served, PathBuf) {
+    let s = Served::start().await;
+    let dir = s.teams_dir();
+    declare(&dir, "a.yaml", TEAM_A);
+    (s, dir)
+}
+
 fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let path = dir.join(name);
     // Write-then-rename, as editors do.
@@ -97,9 +105,7 @@ fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
 
 #[tokio::test]
 async fn converges_then_follows_edits_and_repairs_drift() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &[]);
 
     erin_assigned(&s).await;
@@ -138,9 +144,8 @@ async fn converges_then_follows_edits_and_repairs_drift() {
 
 #[tokio::test]
 async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    let file = declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
+    let file = dir.join("a.yaml");
     let svc = start(&s, &file, &[]);
     svc.converged("100001").await;
 
@@ -228,9 +233,7 @@ async fn a_configmap_data_swap_is_seen() {
 
 #[tokio::test]
 async fn one_failing_team_does_not_hold_up_another() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     // 100003 exists, but this login does not administer it: 403 every time.
     declare(
         &dir,
@@ -264,9 +267,7 @@ async fn one_failing_team_does_not_hold_up_another() {
 
 #[tokio::test]
 async fn dry_run_and_suspend_apply_nothing() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &["--dry-run"]);
     eventually(10, "drift reported", || async {
         svc.team("100001").await["state"] == "drift"
@@ -298,9 +299,7 @@ async fn dry_run_and_suspend_apply_nothing() {
 
 #[tokio::test]
 async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     svc.converged("100001").await;
@@ -340,9 +339,7 @@ async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
 
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
     let status = svc.terminate();
@@ -362,11 +359,9 @@ async fn sigterm_stops_cleanly() {
 
 #[tokio::test]
 async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
-    let s = Served::start().await;
+    let (s, dir) = served_team_a().await;
     // Team-wide List Assignments shows writes only after 30 s.
     lagging_list(&s, 30).await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
     let svc = start(&s, &dir, &[]);
     erin_assigned(&s).await;
     // Several 1 s passes while the list still lags.
@@ -611,9 +606,7 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_service() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
 
@@ -788,9 +781,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
 
 #[tokio::test]
 async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_restart() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &["--reread", "1h"]);
     svc.converged("100001").await;
 
@@ -864,12 +855,10 @@ impl Service {
 
 #[tokio::test]
 async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
-    let s = Served::start().await;
+    let (s, dir) = served_team_a().await;
     // Team-wide List Assignments shows writes only after 60 s: without the
     // overlay, a preview would show Erin's assignment as still to do.
     lagging_list(&s, 60).await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     erin_assigned(&s).await;
@@ -903,9 +892,7 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
 
 #[tokio::test]
 async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_ones_say_why() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     svc.converged("100001").await;
@@ -1018,9 +1005,7 @@ fn trusting(cert: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certificate() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let flags = snapshot_flags(&s);
     let (cert_a, key_a) = self_signed();
     let (cert_file, key_file) = (s.path("tls.crt"), s.path("tls.key"));
