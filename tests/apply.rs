@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 use reqwest::Method;
 use serde_json::json;
-use served::{Says, Served, example};
+use served::{Refused, Says, Served, example};
 
 fn write(served: &Served, name: &str, yaml: &str) -> std::path::PathBuf {
     let path = served.path(name);
@@ -98,10 +98,7 @@ async fn a_saved_plan_applies_exactly_or_is_refused_when_stale() {
     .await;
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl", "stale.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("stale.plan is stale"))
-        .stderr(predicate::str::contains("Run `flexsync plan` again"));
+        .refused(&["stale.plan is stale", "Run `flexsync plan` again"]);
     assert!(s.audit_lines().is_empty(), "a stale plan sent something");
     assert_eq!(s.invitations("100001", "grace@example.com").await, 0);
 
@@ -109,9 +106,7 @@ async fn a_saved_plan_applies_exactly_or_is_refused_when_stale() {
     // one is stale too (Erin's assignment), so plan once more and apply.
     s.cmd()
         .args(["apply", "current.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("is stale"));
+        .refused(&["is stale"]);
     s.cmd()
         .args(["plan", "--out", "current.plan"])
         .arg(example("platform-services.yaml"))
@@ -358,19 +353,11 @@ async fn saved_plans_come_alone_and_must_be_saved_plans() {
     s.cmd()
         .args(["apply", "review.plan"])
         .arg(example("full.yaml"))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "review.plan is a saved plan: give it alone",
-        ));
+        .refused(&["review.plan is a saved plan: give it alone"]);
     std::fs::write(s.path("empty.plan"), "{}").unwrap();
     s.cmd()
         .args(["apply", "empty.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "it has no `flexsyncSavedPlan` field",
-        ));
+        .refused(&["it has no `flexsyncSavedPlan` field"]);
     let text = std::fs::read_to_string(s.path("review.plan")).unwrap();
     std::fs::write(
         s.path("v9.plan"),
@@ -379,11 +366,7 @@ async fn saved_plans_come_alone_and_must_be_saved_plans() {
     .unwrap();
     s.cmd()
         .args(["apply", "v9.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "saved-plan format 9 is not supported",
-        ));
+        .refused(&["saved-plan format 9 is not supported"]);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ mod served;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use served::Says;
+use served::{HANG_GUARD, Refused, Says};
 
 fn flexsync() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("flexsync"));
@@ -474,26 +474,6 @@ fn a_large_declaration_within_the_size_cap_is_accepted() {
         .assert()
         .success()
         .stdout(predicate::str::contains("50000 user(s)"));
-}
-
-/// A generous safety net: a hang fails the test instead of the whole run.
-/// Nothing asserts how fast a command is.
-const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs a command that must be refused: exit 1 (within the hang guard),
-/// its stderr saying each of `said`.
-trait Refused {
-    fn refused(&mut self, said: &[&str]);
-}
-
-impl Refused for Command {
-    fn refused(&mut self, said: &[&str]) {
-        let out = self.timeout(HANG_GUARD).assert().code(1);
-        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-        for s in said {
-            assert!(stderr.contains(s), "stderr lacks {s:?}:\n{stderr}");
-        }
-    }
 }
 
 const GOOD: &str = "version: 1\nteam: { id: \"100001\" }\nusers:\n  - { email: ada@example.com }\n";

@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 mod served;
-use served::{Says, Served, bin, example, line_with};
+use served::{Refused, Says, Served, bin, example, line_with};
 
 /// A command run in `dir`, so the embedded sandbox's .flexsync/ lands there.
 fn flexsync(dir: &Path) -> Command {
@@ -219,16 +219,10 @@ fn live_commands_explain_what_is_missing() {
     flexsync(dir.path())
         .args(["teams", "--token-file", "none.json"])
         .env_remove("FLEXSYNC_CLIENT_ID")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("set FLEXSYNC_CLIENT_ID"));
+        .refused(&["set FLEXSYNC_CLIENT_ID"]);
     flexsync(dir.path())
         .args(["teams", "--client-id", "x", "--token-file", "none.json"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "not logged in: none.json holds no tokens",
-        ));
+        .refused(&["not logged in: none.json holds no tokens"]);
     flexsync(dir.path())
         .args([
             "teams",
@@ -237,11 +231,7 @@ fn live_commands_explain_what_is_missing() {
             "--client-id",
             "x",
         ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "plain http to a non-loopback host",
-        ));
+        .refused(&["plain http to a non-loopback host"]);
 }
 
 #[test]
@@ -302,11 +292,7 @@ fn export_then_plan_shows_no_change() {
             "--products",
             "Nope",
         ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "no product pool with id or name \"Nope\"",
-        ));
+        .refused(&["no product pool with id or name \"Nope\""]);
 }
 
 #[test]
@@ -355,22 +341,15 @@ fn a_second_process_cannot_clobber_the_embedded_sandbox() {
     flexsync(dir.path())
         .args(["plan", "--sandbox"])
         .arg(example("full.yaml"))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(holder))
-        .stderr(predicate::str::contains(": flexsync run --sandbox)"))
-        .stderr(predicate::str::contains("--api-url"));
+        .refused(&[holder, ": flexsync run --sandbox)", "--api-url"]);
     // Neither serve nor reset may take the state from under it (serve used
     // to be recommended here, and its admin endpoints overwrote the
     // service's changes).
     for args in [SERVE_THE_STATE, &["sandbox", "reset"]] {
-        flexsync(dir.path())
-            .args(args)
-            .timeout(std::time::Duration::from_secs(60))
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
-            .stderr(predicate::str::contains(": flexsync run --sandbox)"));
+        flexsync(dir.path()).args(args).refused(&[
+            ".flexsync/sandbox.json is in use",
+            ": flexsync run --sandbox)",
+        ]);
     }
 }
 
@@ -387,11 +366,7 @@ fn a_served_state_file_has_one_owner() {
     ] {
         flexsync(dir.path())
             .args(args)
-            .timeout(std::time::Duration::from_secs(60))
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
-            .stderr(predicate::str::contains(by_serve));
+            .refused(&[".flexsync/sandbox.json is in use", by_serve]);
     }
     // The owner is gone: the lock goes with it.
     drop(server);
@@ -404,15 +379,13 @@ fn a_served_state_file_has_one_owner() {
 #[tokio::test]
 async fn an_api_url_without_the_version_path_gets_a_hint() {
     let s = Served::start().await;
-    s.cmd()
-        .args(["teams", "--api-url", &s.base])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("HTTP 404"))
-        .stderr(predicate::str::contains(format!(
+    s.cmd().args(["teams", "--api-url", &s.base]).refused(&[
+        "HTTP 404",
+        &format!(
             "does not end in /team-admin/v1; try --api-url {}/team-admin/v1",
             s.base
-        )));
+        ),
+    ]);
     // The right URL gets no hint (and works).
     s.cmd().arg("teams").assert().success();
 }
@@ -438,11 +411,9 @@ async fn a_token_file_with_a_live_access_token_reads_without_a_client_id() {
         .env_remove("FLEXSYNC_CLIENT_ID")
         .env("FLEXSYNC_TOKEN_FILE", &expired)
         .arg("teams")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+        .refused(&[
             "has expired or was refused, and renewing it needs the APS app: set FLEXSYNC_CLIENT_ID",
-        ));
+        ]);
 }
 
 /// `flexsync plan --sandbox --out NAME` of examples/full.yaml in `dir`.
@@ -528,11 +499,9 @@ fn show_renders_a_saved_plan_without_connecting() {
     flexsync(dir.path())
         .args(["plan", "r.plan", "--observed"])
         .arg(example("snapshot.json"))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+        .refused(&[
             "r.plan is a saved plan, not a declaration: look at it with `flexsync show r.plan`",
-        ));
+        ]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::Method;
 use serde_json::Value;
-use served::{Served, example};
+use served::{Refused, Served, example};
 
 fn digest(path: &Path) -> Vec<u8> {
     use sha2::Digest;
@@ -97,9 +97,7 @@ async fn a_served_rehearsal_takes_the_change_and_leaves_the_snapshot_alone() {
 
     // The running rehearsal owns its state: another one on it is refused.
     serve_from_snapshot(s.cmd(), &snapshot, &s.path("state.json"))
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("is in use by another process"));
+        .refused(&["is in use by another process"]);
     drop(s);
 }
 
@@ -112,10 +110,7 @@ fn a_rehearsal_state_is_never_overwritten_and_reset_starts_it_again() {
     let bin = || assert_cmd::Command::new(served::bin());
     let mut cmd = bin();
     cmd.current_dir(dir.path());
-    serve_from_snapshot(cmd, &snapshot, &state)
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("exists: remove it"));
+    serve_from_snapshot(cmd, &snapshot, &state).refused(&["exists: remove it"]);
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "{}");
     bin()
         .current_dir(dir.path())
@@ -186,7 +181,5 @@ fn a_broken_snapshot_is_named_with_its_place() {
         .current_dir(dir.path())
         .args(["sandbox", "serve", "--from-snapshot"])
         .arg(&bad)
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("snap.json:3:"));
+        .refused(&["snap.json:3:"]);
 }

@@ -10,7 +10,7 @@ use flexsync::plan::{self, Change, Facts, ProductRef};
 use flexsync::planfile::{SavedAction, SavedChange, SavedPlan};
 use flexsync::snapshot::Snapshot;
 use predicates::prelude::*;
-use served::{Served, example};
+use served::{Refused, Served, example};
 
 /// Plans examples/full.yaml into `name`, with any extra arguments.
 fn save(s: &Served, name: &str, extra: &[&str]) -> SavedPlan {
@@ -85,12 +85,7 @@ fn refused(s: &Served, args: &[&str], file: &str, why: &str) {
         .args(["apply", "--audit-log", "audit.jsonl"])
         .args(args)
         .arg(file)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(format!(
-            "{file} is refused as tampered"
-        )))
-        .stderr(predicate::str::contains(why));
+        .refused(&[&format!("{file} is refused as tampered"), why]);
     assert!(s.audit_lines().is_empty(), "a refused plan sent something");
 }
 
@@ -168,11 +163,7 @@ async fn another_team_or_another_persons_id_is_refused() {
     write(&s, "other-team.plan", &q);
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl", "other-team.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "is called \"Example Manufacturing\" now",
-        ));
+        .refused(&["is called \"Example Manufacturing\" now"]);
     assert!(s.audit_lines().is_empty());
     assert_eq!(s.invitations("100002", "grace@example.com").await, 0);
 }
@@ -260,11 +251,7 @@ async fn an_unknown_action_is_an_error_naming_it_not_a_default() {
     std::fs::write(s.path("odd.plan"), edited).unwrap();
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl", "odd.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("odd.plan"))
-        .stderr(predicate::str::contains("unknown variant `remove`"))
-        .stderr(predicate::str::contains("at line"));
+        .refused(&["odd.plan", "unknown variant `remove`", "at line"]);
     assert!(
         s.audit_lines().is_empty(),
         "an unreadable plan sent something"

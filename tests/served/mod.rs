@@ -36,6 +36,27 @@ impl Says for assert_cmd::assert::Assert {
     }
 }
 
+/// A generous safety net: a hang fails the test instead of the whole run.
+/// Nothing asserts how fast a command is.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs a command that must be refused: exit 1 (within the hang guard),
+/// its stderr saying each of `said`.
+pub trait Refused {
+    fn refused(&mut self, said: &[&str]);
+}
+
+impl Refused for assert_cmd::Command {
+    #[track_caller] // a failure names the test's line
+    fn refused(&mut self, said: &[&str]) {
+        let out = self.timeout(HANG_GUARD).assert().code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        for s in said {
+            assert!(stderr.contains(s), "stderr lacks {s:?}:\n{stderr}");
+        }
+    }
+}
+
 pub struct Served {
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`
