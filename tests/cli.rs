@@ -188,11 +188,8 @@ fn hostile_files_get_a_clear_error_and_never_a_panic() {
 fn a_file_beyond_the_cap_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.yaml");
-    // Sparse: 40 MB of nothing, beyond any real team's declaration.
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(40 * 1024 * 1024)
-        .unwrap();
+    // 40 MB of nothing, beyond any real team's declaration.
+    sparse(&path, 40 * 1024 * 1024);
     flexsync()
         .args(["validate"])
         .arg(&path)

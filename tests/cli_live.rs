@@ -234,12 +234,18 @@ fn live_commands_explain_what_is_missing() {
         .refused(&["plain http to a non-loopback host"]);
 }
 
+/// `flexsync export --sandbox --team TEAM` in `dir`; callers add the rest.
+fn export(dir: &Path, team: &str) -> Command {
+    let mut cmd = flexsync(dir);
+    cmd.args(["export", "--sandbox", "--team", team]);
+    cmd
+}
+
 #[test]
 fn export_then_plan_shows_no_change() {
     let dir = tempfile::tempdir().unwrap();
     for team in ["100001", "100002"] {
-        let yaml = flexsync(dir.path())
-            .args(["export", "--sandbox", "--team", team])
+        let yaml = export(dir.path(), team)
             .assert()
             .success()
             .get_output()
@@ -260,15 +266,8 @@ fn export_then_plan_shows_no_change() {
             .stdout(predicate::str::contains("No changes."));
     }
     // Inherited holdings are comments, not declarations.
-    let yaml = flexsync(dir.path())
-        .args([
-            "export",
-            "--sandbox",
-            "--team",
-            "100001",
-            "--products",
-            "prod_acad_premium",
-        ])
+    let yaml = export(dir.path(), "100001")
+        .args(["--products", "prod_acad_premium"])
         .assert()
         .success()
         .get_output()
@@ -283,15 +282,8 @@ fn export_then_plan_shows_no_change() {
     );
     assert!(!yaml.contains("email: carol@example.com"), "{yaml}");
     assert!(!yaml.contains("prod_flex_platform"), "{yaml}");
-    flexsync(dir.path())
-        .args([
-            "export",
-            "--sandbox",
-            "--team",
-            "100001",
-            "--products",
-            "Nope",
-        ])
+    export(dir.path(), "100001")
+        .args(["--products", "Nope"])
         .refused(&["no product pool with id or name \"Nope\""]);
 }
 
