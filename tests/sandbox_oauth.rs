@@ -4,7 +4,7 @@ mod sandbox_support;
 
 use flexsync_sandbox::{ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use reqwest::StatusCode;
-use sandbox_support::{REDIRECT, VERIFIER, call, send, start};
+use sandbox_support::{REDIRECT, VERIFIER, call, send, start, start_logged_in};
 use serde_json::Value;
 
 async fn oauth_error(res: reqwest::Response, status: StatusCode, error: &str) {
@@ -20,8 +20,7 @@ async fn invalid_grant(res: reqwest::Response) {
 
 #[tokio::test]
 async fn login_gives_a_token_that_lists_the_admins_teams() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     assert_eq!(t.expires_in, 3600);
     let (status, body) = call(ts.get("/teams", &t.access)).await;
     assert_eq!(status, StatusCode::OK);
@@ -117,8 +116,7 @@ async fn refresh_can_narrow_but_not_widen_scopes() {
 
 #[tokio::test]
 async fn access_token_expires_after_an_hour_and_refresh_recovers() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     ts.advance(3599);
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
     ts.advance(1);
@@ -136,8 +134,9 @@ async fn access_token_expires_after_an_hour_and_refresh_recovers() {
 
 #[tokio::test]
 async fn token_lifetime_is_configurable() {
-    let ts = start(|c| c.auth.access_token_lifetime = std::time::Duration::from_secs(120)).await;
-    let t = ts.login().await;
+    let (ts, t) =
+        start_logged_in(|c| c.auth.access_token_lifetime = std::time::Duration::from_secs(120))
+            .await;
     assert_eq!(t.expires_in, 120);
     ts.advance(120);
     assert_eq!(

@@ -60,16 +60,20 @@ pub async fn start(tweak: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
     start_sandbox(sandbox, clock).await
 }
 
-/// The same with the `/_sandbox/` admin endpoints on, and the default
-/// admin's login.
+/// The same, and the default admin's login.
+pub async fn start_logged_in(tweak: impl FnOnce(&mut SandboxConfig)) -> (TestSandbox, Tokens) {
+    let ts = start(tweak).await;
+    let t = ts.login().await;
+    (ts, t)
+}
+
+/// The same with the `/_sandbox/` admin endpoints on.
 pub async fn start_admin(tweak: impl FnOnce(&mut SandboxConfig)) -> (TestSandbox, Tokens) {
-    let ts = start(|c| {
+    start_logged_in(|c| {
         c.admin_endpoints = true;
         tweak(c);
     })
-    .await;
-    let t = ts.login().await;
-    (ts, t)
+    .await
 }
 
 pub async fn start_sandbox(sandbox: Sandbox, clock: Arc<ManualClock>) -> TestSandbox {
