@@ -9,10 +9,12 @@ use reqwest::Method;
 use serde_json::json;
 use served::{Refused, Says, Served, example};
 
-fn write(served: &Served, name: &str, yaml: &str) -> std::path::PathBuf {
-    let path = served.path(name);
+/// A served sandbox, and `yaml` written to team.yaml in its directory.
+async fn declaring(yaml: &str) -> (Served, std::path::PathBuf) {
+    let s = Served::start().await;
+    let path = s.path("team.yaml");
     std::fs::write(&path, yaml).unwrap();
-    path
+    (s, path)
 }
 
 #[tokio::test]
@@ -277,10 +279,7 @@ async fn an_apply_killed_midway_converges_on_the_next_run() {
 
 #[tokio::test]
 async fn the_removal_guard_blocks_unassignments_but_not_assignments() {
-    let s = Served::start().await;
-    let decl = write(
-        &s,
-        "team.yaml",
+    let (s, decl) = declaring(
         r#"version: 1
 team: { id: "100001" }
 products:
@@ -289,7 +288,8 @@ users:
   - { email: erin@example.com, products: [ps] }
 policy: { prune: true, maxUnassign: 1 }
 "#,
-    );
+    )
+    .await;
     s.apply(&[]).arg(&decl).assert().success().says(&[
         "x unassign ps from alice@example.com: removal guard",
         "Apply complete: 1 done",
@@ -318,10 +318,7 @@ policy: { prune: true, maxUnassign: 1 }
 
 #[tokio::test]
 async fn seats_running_out_is_a_blocker_that_names_who_goes_without() {
-    let s = Served::start().await;
-    let decl = write(
-        &s,
-        "team.yaml",
+    let (s, decl) = declaring(
         r#"version: 1
 team: { id: "100001" }
 products:
@@ -331,7 +328,8 @@ groups:
     products: [autocad]
     members: [alice@example.com, dave@example.com, erin@example.com, frank@contractor.example.net]
 "#,
-    );
+    )
+    .await;
     s.cmd()
         .args(["plan"])
         .arg(&decl)
@@ -371,10 +369,7 @@ async fn saved_plans_come_alone_and_must_be_saved_plans() {
 
 #[tokio::test]
 async fn a_typo_is_blocked_and_allow_renames_confirms_it_for_one_run_on_the_record() {
-    let s = Served::start().await;
-    let decl = write(
-        &s,
-        "team.yaml",
+    let (s, decl) = declaring(
         r#"version: 1
 team: { id: "100001" }
 products:
@@ -384,7 +379,8 @@ users:
   - { email: bob@exmaple.com, products: [autocad] }
 policy: { prune: true, maxUnassign: 5 }
 "#,
-    );
+    )
+    .await;
     s.apply(&[])
         .arg(&decl)
         .assert()
