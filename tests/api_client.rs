@@ -475,14 +475,20 @@ async fn clients_sharing_a_token_file_refresh_once_between_them() {
     h.login().await;
     let clients = [Arc::new(h.client()), Arc::new(h.client())];
     h.advance(61 * 60);
+    // Two refreshes would present one refresh token twice: invalid_grant.
+    eight_reads_at_once(&clients).await;
+}
+
+/// Eight List Product Pools calls at once, spread over `clients` in turn;
+/// every one must succeed.
+async fn eight_reads_at_once(clients: &[Arc<flexsync::api::Client>]) {
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let c = clients[i % 2].clone();
+        let c = clients[i % clients.len()].clone();
         tasks.push(tokio::spawn(
             async move { c.list_pools(&team("100001")).await },
         ));
     }
-    // Two refreshes would present one refresh token twice: invalid_grant.
     for t in tasks {
         t.await.unwrap().unwrap();
     }
@@ -497,9 +503,7 @@ async fn a_refused_access_token_is_compared_with_the_file_before_refreshing() {
     h.login().await;
     // Both processes start with an access token the server does not know
     // (as after a revocation) and a valid refresh token.
-    let mut stale = h.saved_tokens();
-    stale["accessToken"] = "not-a-valid-token".into();
-    std::fs::write(&h.token_file, serde_json::to_vec(&stale).unwrap()).unwrap();
+    let stale = h.revoke_saved_access_token();
     let first = h.client();
     let second = h.client();
     let t = team("100001");
@@ -526,9 +530,7 @@ async fn a_401_refreshes_once_and_retries() {
     // The server forgets the access token (as after a revocation) while our
     // file still thinks it is valid: the 401 triggers one refresh.
     let saved = h.saved_tokens();
-    let mut stale = saved.clone();
-    stale["accessToken"] = "not-a-valid-token".into();
-    std::fs::write(&h.token_file, serde_json::to_vec(&stale).unwrap()).unwrap();
+    h.revoke_saved_access_token();
     let fresh_client = h.client();
     fresh_client.list_pools(&team("100001")).await.unwrap();
     assert_ne!(h.saved_tokens()["refreshToken"], saved["refreshToken"]);
@@ -539,18 +541,9 @@ async fn concurrent_callers_share_one_refresh() {
     let h = start(|_| {}).await;
     let client = Arc::new(h.logged_in_client().await);
     h.advance(61 * 60);
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let c = client.clone();
-        tasks.push(tokio::spawn(
-            async move { c.list_pools(&team("100001")).await },
-        ));
-    }
     // With two refreshes, the second would present a spent refresh token
     // and fail with invalid_grant.
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    eight_reads_at_once(&[client]).await;
 }
 
 #[tokio::test]

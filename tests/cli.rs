@@ -1,12 +1,37 @@
 //! The binary as users run it: exit codes, where messages go, and wording.
 
+mod served;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
+use served::{HANG_GUARD, Refused, Says};
 
 fn flexsync() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("flexsync"));
     cmd.env_remove("NO_COLOR");
     cmd
+}
+
+/// `flexsync plan DECLARATION --observed examples/snapshot.json`; callers add
+/// the rest.
+fn plan(declaration: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = flexsync();
+    cmd.arg("plan")
+        .arg(declaration)
+        .args(["--observed", "examples/snapshot.json"]);
+    cmd
+}
+
+/// Writes `design.yaml` in `dir`: team 100002 as examples/snapshot.json
+/// has it, so that planning it changes nothing.
+fn converged(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("design.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
+    )
+    .unwrap();
+    path
 }
 
 #[test]
@@ -163,11 +188,8 @@ fn hostile_files_get_a_clear_error_and_never_a_panic() {
 fn a_file_beyond_the_cap_is_refused_without_reading_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.yaml");
-    // Sparse: 40 MB of nothing, beyond any real team's declaration.
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(40 * 1024 * 1024)
-        .unwrap();
+    // 40 MB of nothing, beyond any real team's declaration.
+    sparse(&path, 40 * 1024 * 1024);
     flexsync()
         .args(["validate"])
         .arg(&path)
@@ -205,53 +227,23 @@ fn a_missing_path_is_an_error_not_a_crash() {
 
 #[test]
 fn plan_exit_codes_follow_terraform() {
-    flexsync()
-        .args([
-            "plan",
-            "examples/platform-services.yaml",
-            "--observed",
-            "examples/snapshot.json",
-        ])
+    plan("examples/platform-services.yaml")
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
             "+ invite   ada@example.com (Ada Lovelace)",
         ));
-    flexsync()
-        .args([
-            "plan",
-            "examples/platform-services.yaml",
-            "--observed",
-            "examples/snapshot.json",
-            "--detailed-exitcode",
-        ])
+    plan("examples/platform-services.yaml")
+        .arg("--detailed-exitcode")
         .assert()
         .code(2);
     let dir = tempfile::tempdir().unwrap();
-    let converged = dir.path().join("design.yaml");
-    std::fs::write(
-        &converged,
-        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
-    )
-    .unwrap();
-    flexsync()
-        .arg("plan")
-        .arg(&converged)
-        .args([
-            "--observed",
-            "examples/snapshot.json",
-            "--detailed-exitcode",
-        ])
+    plan(converged(dir.path()))
+        .arg("--detailed-exitcode")
         .assert()
         .code(0)
         .stdout(predicate::str::contains("No changes"));
-    flexsync()
-        .args([
-            "plan",
-            "tests/fixtures/invalid/version.yaml",
-            "--observed",
-            "examples/snapshot.json",
-        ])
+    plan("tests/fixtures/invalid/version.yaml")
         .assert()
         .code(1)
         .stdout("")
@@ -262,29 +254,15 @@ fn plan_exit_codes_follow_terraform() {
 
 #[test]
 fn plan_formats() {
-    flexsync()
-        .args([
-            "plan",
-            "examples/multi-team",
-            "--observed",
-            "examples/snapshot.json",
-            "--format",
-            "markdown",
-        ])
+    plan("examples/multi-team")
+        .args(["--format", "markdown"])
         .assert()
         .success()
         .stdout(predicate::str::starts_with(
             "### flexsync plan: 1 invite, 5 assignments",
         ));
-    let out = flexsync()
-        .args([
-            "plan",
-            "examples/multi-team",
-            "--observed",
-            "examples/snapshot.json",
-            "--format",
-            "json",
-        ])
+    let out = plan("examples/multi-team")
+        .args(["--format", "json"])
         .assert()
         .success()
         .get_output()
@@ -303,16 +281,8 @@ fn plan_formats() {
 fn one_plan_in_two_formats() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("plan.json");
-    flexsync()
-        .args([
-            "plan",
-            "examples/multi-team",
-            "--observed",
-            "examples/snapshot.json",
-            "--format",
-            "markdown",
-            "--json-out",
-        ])
+    plan("examples/multi-team")
+        .args(["--format", "markdown", "--json-out"])
         .arg(&json)
         .assert()
         .success()
@@ -372,12 +342,7 @@ fn a_blocker_is_exit_code_3_and_status_blocked() {
     assert_eq!(v["status"], "changes");
     assert_eq!(v["summary"]["blockers"], 0);
 
-    let converged = dir.path().join("design.yaml");
-    std::fs::write(
-        &converged,
-        "version: 1\nteam: { id: \"100002\" }\nproducts:\n  ps: { productId: prod_flex_platform }\nusers:\n  - { email: alice@example.com, products: [ps] }\n",
-    )
-    .unwrap();
+    let converged = converged(dir.path());
     let (code, v) = plan(&[converged.to_str().unwrap()], true);
     assert_eq!(code, Some(0));
     assert_eq!(v["status"], "in_sync");
@@ -386,13 +351,7 @@ fn a_blocker_is_exit_code_3_and_status_blocked() {
 
 #[test]
 fn text_output_is_plain_when_piped() {
-    flexsync()
-        .args([
-            "plan",
-            "examples/full.yaml",
-            "--observed",
-            "examples/snapshot.json",
-        ])
+    plan("examples/full.yaml")
         .assert()
         .success()
         .stdout(predicate::str::contains("\u{1b}[").not());
@@ -448,35 +407,13 @@ fn help_documents_every_flag() {
 #[test]
 fn usage_errors_exit_1_not_the_changes_code() {
     for args in [
-        vec![
-            "plan",
-            "examples/full.yaml",
-            "--observed",
-            "examples/snapshot.json",
-            "--format",
-            "xml",
-            "--detailed-exitcode",
-        ],
-        vec![
-            "plan",
-            "examples/full.yaml",
-            "--observed",
-            "examples/snapshot.json",
-            "--rate-reserve",
-            "100",
-        ],
-        vec![
-            "plan",
-            "examples/full.yaml",
-            "--observed",
-            "examples/snapshot.json",
-            "--max-unassign",
-            "200%",
-        ],
-        vec!["frobnicate"],
+        &["--format", "xml", "--detailed-exitcode"][..],
+        &["--rate-reserve", "100"],
+        &["--max-unassign", "200%"],
     ] {
-        flexsync().args(&args).assert().code(1);
+        plan("examples/full.yaml").args(args).assert().code(1);
     }
+    flexsync().arg("frobnicate").assert().code(1);
     flexsync().arg("--help").assert().code(0);
     flexsync().arg("--version").assert().code(0);
 }
@@ -534,26 +471,6 @@ fn a_large_declaration_within_the_size_cap_is_accepted() {
         .assert()
         .success()
         .stdout(predicate::str::contains("50000 user(s)"));
-}
-
-/// A generous safety net: a hang fails the test instead of the whole run.
-/// Nothing asserts how fast a command is.
-const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Runs a command that must be refused: exit 1 (within the hang guard),
-/// its stderr saying each of `said`.
-trait Refused {
-    fn refused(&mut self, said: &[&str]);
-}
-
-impl Refused for Command {
-    fn refused(&mut self, said: &[&str]) {
-        let out = self.timeout(HANG_GUARD).assert().code(1);
-        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-        for s in said {
-            assert!(stderr.contains(s), "stderr lacks {s:?}:\n{stderr}");
-        }
-    }
 }
 
 const GOOD: &str = "version: 1\nteam: { id: \"100001\" }\nusers:\n  - { email: ada@example.com }\n";
@@ -828,8 +745,7 @@ fn the_main_commands_show_an_example_in_their_help() {
                 .args([cmd, flag])
                 .assert()
                 .success()
-                .stdout(predicate::str::contains("Examples:"))
-                .stdout(predicate::str::contains(example));
+                .says(&["Examples:", example]);
         }
     }
 }
@@ -857,8 +773,7 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
         .assert()
         .success()
         .stdout(predicate::str::starts_with(".ie"))
-        .stdout(predicate::str::contains(".TH flexsync 1"))
-        .stdout(predicate::str::contains("explain"));
+        .says(&[".TH flexsync 1", "explain"]);
     let dir = tempfile::tempdir().unwrap();
     let pages = dir.path().join("man1");
     flexsync()
@@ -921,25 +836,15 @@ fn explain_says_why_someone_holds_or_does_not_hold_each_product() {
     // A direct holder, declared through two groups.
     explain("Alice@Example.com", full, &[])
         .success()
-        .stdout(predicate::str::contains(
+        .says(&[
             "alice@example.com in team 100001 \"Example Engineering\"",
-        ))
-        .stdout(predicate::str::contains(
             "member:    yes (US1000000001, Alice Anders, USER)",
-        ))
-        .stdout(predicate::str::contains(
             "declared:  yes, at examples/full.yaml:21:9 (group member); groups: aps-developers, autocad-users",
-        ))
-        .stdout(predicate::str::contains(
             "asked by:  group aps-developers (examples/full.yaml:18:5)",
-        ))
-        .stdout(predicate::str::contains(
             "so:        holds it directly, as declared: nothing to do",
-        ))
-        .stdout(predicate::str::contains(
             "also holds (not managed): Autodesk Docs (through the team)",
-        ))
-        .stdout(predicate::str::contains("Planned against snapshot examples/snapshot.json"));
+            "Planned against snapshot examples/snapshot.json",
+        ]);
     let alice = explain_json("alice@example.com", full);
     assert_eq!(alice["email"], "alice@example.com");
     assert_eq!(alice["source"]["kind"], "snapshot");
@@ -951,12 +856,10 @@ fn explain_says_why_someone_holds_or_does_not_hold_each_product() {
     assert!(product(&alice, "autocad")["plan"].is_null());
 
     // Held through a group: nothing to assign.
-    explain("carol@example.com", full, &[])
-        .success()
-        .stdout(predicate::str::contains("holds:     yes, through a group"))
-        .stdout(predicate::str::contains(
-            "so:        holds it through a group, as declared: nothing to do",
-        ));
+    explain("carol@example.com", full, &[]).success().says(&[
+        "holds:     yes, through a group",
+        "so:        holds it through a group, as declared: nothing to do",
+    ]);
     assert_eq!(
         product(&explain_json("carol@example.com", full), "autocad")["holds"],
         "group"
@@ -965,40 +868,26 @@ fn explain_says_why_someone_holds_or_does_not_hold_each_product() {
     // To be invited, through a users entry and a group.
     explain("grace@example.com", full, &[])
         .success()
-        .stdout(predicate::str::contains("member:    no"))
-        .stdout(predicate::str::contains(
+        .says(&[
+            "member:    no",
             "declared:  yes, at examples/full.yaml:33:14 (users entry); groups: aps-developers; replaces grace@example.org",
-        ))
-        .stdout(predicate::str::contains(
             "plan:      + invite grace@example.com (Grace Hopper)",
-        ))
-        .stdout(predicate::str::contains(
             "plan:      + assign platform-services to grace@example.com",
-        ))
-        .stdout(predicate::str::contains(
             "will be assigned right after their invitation, in the same apply",
-        ));
+        ]);
     let grace = explain_json("grace@example.com", full);
     assert_eq!(grace["teams"][0]["invite"]["status"], "planned");
     assert!(grace["teams"][0]["member"].is_null());
 
     // Undeclared and pruned; and someone nobody knows.
-    explain("bob@example.com", full, &[])
-        .success()
-        .stdout(predicate::str::contains(
-            "- unassign autocad from bob@example.com",
-        ))
-        .stdout(predicate::str::contains(
-            "will be unassigned: not declared for it and policy.prune is on",
-        ));
-    explain("nobody@example.com", full, &[])
-        .success()
-        .stdout(predicate::str::contains(
-            "neither a member nor declared: flexsync does nothing for them here",
-        ))
-        .stdout(predicate::str::contains(
-            "does not hold it and is not declared for it: nothing to do",
-        ));
+    explain("bob@example.com", full, &[]).success().says(&[
+        "- unassign autocad from bob@example.com",
+        "will be unassigned: not declared for it and policy.prune is on",
+    ]);
+    explain("nobody@example.com", full, &[]).success().says(&[
+        "neither a member nor declared: flexsync does nothing for them here",
+        "does not hold it and is not declared for it: nothing to do",
+    ]);
 }
 
 #[test]
@@ -1014,15 +903,11 @@ fn explain_names_what_blocks_an_assignment() {
     std::fs::write(&seats, text).unwrap();
     explain("frank@contractor.example.net", &seats, &[])
         .success()
-        .stdout(predicate::str::contains(
+        .says(&[
             "plan:      x assign autocad to frank@contractor.example.net (blocked)",
-        ))
-        .stdout(predicate::str::contains(
             "so:        the assign is blocked: no free seat (pool has 4)",
-        ))
-        .stdout(predicate::str::contains(
             "blocker: AutoCAD - including specialized toolsets has 4 seat(s)",
-        ));
+        ]);
     let frank = explain_json("frank@contractor.example.net", &seats);
     let autocad = product(&frank, "autocad");
     assert_eq!(autocad["plan"]["status"], "blocked");
@@ -1084,14 +969,12 @@ fn run_check_reports_the_setup_without_serving_or_creating_secrets() {
     run_check("examples/full.yaml", &state.join("token.json"))
         .assert()
         .success()
-        .stdout(predicate::str::contains(
+        .says(&[
             "declaration: 1 file(s), 1 team(s)",
-        ))
-        .stdout(predicate::str::contains("listen: 127.0.0.1:9464\n"))
-        .stdout(predicate::str::contains(
+            "listen: 127.0.0.1:9464\n",
             "endpoints: /healthz /readyz /metrics /status\n",
-        ))
-        .stdout(predicate::str::contains("(absent: install one with"));
+            "(absent: install one with",
+        ]);
     // Neither the token, nor the audit log, nor the probe was left behind.
     assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
 

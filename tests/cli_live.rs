@@ -2,24 +2,14 @@
 //! served sandbox reached through a real `flexsync login`.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 
 mod served;
-use served::Served;
-
-fn bin() -> PathBuf {
-    PathBuf::from(assert_cmd::cargo::cargo_bin!("flexsync"))
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
-}
+use served::{Refused, Says, Served, bin, example, line_with};
 
 /// A command run in `dir`, so the embedded sandbox's .flexsync/ lands there.
 fn flexsync(dir: &Path) -> Command {
@@ -56,13 +46,11 @@ fn the_embedded_sandbox_works_on_a_fresh_checkout() {
         .arg(example("full.yaml"))
         .assert()
         .code(2)
-        .stdout(predicate::str::contains("read took 3 API call(s)"))
-        .stdout(predicate::str::contains(
+        .says(&[
+            "read took 3 API call(s)",
             "- unassign autocad from bob@example.com",
-        ))
-        .stdout(predicate::str::contains(
             "Planned against the local sandbox.",
-        ));
+        ]);
 }
 
 #[test]
@@ -119,44 +107,49 @@ fn sandbox_reset_restores_the_seed() {
     assert!(state.contains("Example Engineering"));
 }
 
-struct Server(Child);
+/// A process the test started, killed when dropped; its stderr stays open
+/// (read up to `line`) as long as it runs.
+struct Server {
+    child: Child,
+    _stderr: BufReader<ChildStderr>,
+    /// The first line of stderr that said what `started` waited for.
+    line: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-/// Reads stderr lines until one contains `needle`; returns it.
-fn line_with(reader: &mut impl BufRead, needle: &str) -> String {
-    let mut line = String::new();
-    for _ in 0..50 {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        if line.contains(needle) {
-            return line.trim().to_owned();
-        }
+/// Starts `flexsync ARGS` in `dir` and waits until its stderr says `needle`.
+fn started(dir: &Path, args: &[&str], needle: &str) -> Server {
+    let mut child = StdCommand::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let line = line_with(&mut stderr, needle);
+    Server {
+        child,
+        _stderr: stderr,
+        line,
     }
-    panic!("no line with {needle:?}");
 }
 
 #[tokio::test]
 async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = StdCommand::new(bin())
-        .args(["sandbox", "serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(server.stderr.take().unwrap());
-    let _server = Server(server);
-    let line = line_with(&mut err, "Sandbox serving");
-    let api_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    let server = started(
+        dir.path(),
+        &["sandbox", "serve", "--listen", "127.0.0.1:0"],
+        "Sandbox serving",
+    );
+    let api_url = server.line.split_whitespace().nth(2).unwrap().to_owned();
     let token_file = dir.path().join("tokens.json");
 
     let mut login = StdCommand::new(bin())
@@ -217,8 +210,7 @@ async fn login_against_a_served_sandbox_then_use_the_saved_tokens() {
         .env("FLEXSYNC_CLIENT_SECRET", "flexsync-sandbox-secret")
         .assert()
         .success()
-        .stdout(predicate::str::contains("\"formatVersion\": 1"))
-        .stdout(predicate::str::contains("\"Example Manufacturing\""));
+        .says(&["\"formatVersion\": 1", "\"Example Manufacturing\""]);
 }
 
 #[test]
@@ -227,16 +219,10 @@ fn live_commands_explain_what_is_missing() {
     flexsync(dir.path())
         .args(["teams", "--token-file", "none.json"])
         .env_remove("FLEXSYNC_CLIENT_ID")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("set FLEXSYNC_CLIENT_ID"));
+        .refused(&["set FLEXSYNC_CLIENT_ID"]);
     flexsync(dir.path())
         .args(["teams", "--client-id", "x", "--token-file", "none.json"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "not logged in: none.json holds no tokens",
-        ));
+        .refused(&["not logged in: none.json holds no tokens"]);
     flexsync(dir.path())
         .args([
             "teams",
@@ -245,19 +231,21 @@ fn live_commands_explain_what_is_missing() {
             "--client-id",
             "x",
         ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "plain http to a non-loopback host",
-        ));
+        .refused(&["plain http to a non-loopback host"]);
+}
+
+/// `flexsync export --sandbox --team TEAM` in `dir`; callers add the rest.
+fn export(dir: &Path, team: &str) -> Command {
+    let mut cmd = flexsync(dir);
+    cmd.args(["export", "--sandbox", "--team", team]);
+    cmd
 }
 
 #[test]
 fn export_then_plan_shows_no_change() {
     let dir = tempfile::tempdir().unwrap();
     for team in ["100001", "100002"] {
-        let yaml = flexsync(dir.path())
-            .args(["export", "--sandbox", "--team", team])
+        let yaml = export(dir.path(), team)
             .assert()
             .success()
             .get_output()
@@ -278,15 +266,8 @@ fn export_then_plan_shows_no_change() {
             .stdout(predicate::str::contains("No changes."));
     }
     // Inherited holdings are comments, not declarations.
-    let yaml = flexsync(dir.path())
-        .args([
-            "export",
-            "--sandbox",
-            "--team",
-            "100001",
-            "--products",
-            "prod_acad_premium",
-        ])
+    let yaml = export(dir.path(), "100001")
+        .args(["--products", "prod_acad_premium"])
         .assert()
         .success()
         .get_output()
@@ -301,20 +282,9 @@ fn export_then_plan_shows_no_change() {
     );
     assert!(!yaml.contains("email: carol@example.com"), "{yaml}");
     assert!(!yaml.contains("prod_flex_platform"), "{yaml}");
-    flexsync(dir.path())
-        .args([
-            "export",
-            "--sandbox",
-            "--team",
-            "100001",
-            "--products",
-            "Nope",
-        ])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "no product pool with id or name \"Nope\"",
-        ));
+    export(dir.path(), "100001")
+        .args(["--products", "Nope"])
+        .refused(&["no product pool with id or name \"Nope\""]);
 }
 
 #[test]
@@ -345,60 +315,40 @@ fn a_team_the_login_cannot_administer_is_an_error_not_no_changes() {
 #[test]
 fn a_second_process_cannot_clobber_the_embedded_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    let mut service = StdCommand::new(bin())
-        .current_dir(dir.path())
-        .args([
+    let full = example("full.yaml").display().to_string();
+    let _service = started(
+        dir.path(),
+        &[
             "run",
             "--sandbox",
             "--listen",
             "127.0.0.1:0",
             "--interval",
             "1h",
-        ])
-        .arg(example("full.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(service.stderr.take().unwrap());
-    let _service = Server(service);
-    line_with(&mut err, "flexsync is running");
+            &full,
+        ],
+        "flexsync is running",
+    );
     let holder = "in use by another process (pid ";
     flexsync(dir.path())
         .args(["plan", "--sandbox"])
         .arg(example("full.yaml"))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(holder))
-        .stderr(predicate::str::contains(": flexsync run --sandbox)"))
-        .stderr(predicate::str::contains("--api-url"));
+        .refused(&[holder, ": flexsync run --sandbox)", "--api-url"]);
     // Neither serve nor reset may take the state from under it (serve used
     // to be recommended here, and its admin endpoints overwrote the
     // service's changes).
     for args in [SERVE_THE_STATE, &["sandbox", "reset"]] {
-        flexsync(dir.path())
-            .args(args)
-            .timeout(std::time::Duration::from_secs(60))
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
-            .stderr(predicate::str::contains(": flexsync run --sandbox)"));
+        flexsync(dir.path()).args(args).refused(&[
+            ".flexsync/sandbox.json is in use",
+            ": flexsync run --sandbox)",
+        ]);
     }
 }
 
 #[test]
 fn a_served_state_file_has_one_owner() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = StdCommand::new(bin())
-        .current_dir(dir.path())
-        .args(SERVE_THE_STATE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(server.stderr.take().unwrap());
-    let server = Server(server);
-    line_with(&mut err, "Sandbox serving");
+    let server = started(dir.path(), SERVE_THE_STATE, "Sandbox serving");
     let by_serve = ": flexsync sandbox serve)";
     let full = example("full.yaml").display().to_string();
     for args in [
@@ -408,11 +358,7 @@ fn a_served_state_file_has_one_owner() {
     ] {
         flexsync(dir.path())
             .args(args)
-            .timeout(std::time::Duration::from_secs(60))
-            .assert()
-            .code(1)
-            .stderr(predicate::str::contains(".flexsync/sandbox.json is in use"))
-            .stderr(predicate::str::contains(by_serve));
+            .refused(&[".flexsync/sandbox.json is in use", by_serve]);
     }
     // The owner is gone: the lock goes with it.
     drop(server);
@@ -425,15 +371,13 @@ fn a_served_state_file_has_one_owner() {
 #[tokio::test]
 async fn an_api_url_without_the_version_path_gets_a_hint() {
     let s = Served::start().await;
-    s.cmd()
-        .args(["teams", "--api-url", &s.base])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("HTTP 404"))
-        .stderr(predicate::str::contains(format!(
+    s.cmd().args(["teams", "--api-url", &s.base]).refused(&[
+        "HTTP 404",
+        &format!(
             "does not end in /team-admin/v1; try --api-url {}/team-admin/v1",
             s.base
-        )));
+        ),
+    ]);
     // The right URL gets no hint (and works).
     s.cmd().arg("teams").assert().success();
 }
@@ -459,11 +403,9 @@ async fn a_token_file_with_a_live_access_token_reads_without_a_client_id() {
         .env_remove("FLEXSYNC_CLIENT_ID")
         .env("FLEXSYNC_TOKEN_FILE", &expired)
         .arg("teams")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+        .refused(&[
             "has expired or was refused, and renewing it needs the APS app: set FLEXSYNC_CLIENT_ID",
-        ));
+        ]);
 }
 
 /// `flexsync plan --sandbox --out NAME` of examples/full.yaml in `dir`.
@@ -493,34 +435,26 @@ fn show_renders_a_saved_plan_without_connecting() {
     show(&["r.plan"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("Saved plan r.plan"))
-        .stdout(predicate::str::contains(
+        .says(&[
+            "Saved plan r.plan",
             "against:     the local sandbox (apply it with --sandbox)",
-        ))
-        .stdout(predicate::str::contains("by flexsync "))
-        .stdout(predicate::str::contains(" ago)"))
-        .stdout(predicate::str::contains("seal:        intact: a plain SHA-256"))
-        .stdout(predicate::str::contains(
+            "by flexsync ",
+            " ago)",
+            "seal:        intact: a plain SHA-256",
             "policy:   prune on; protected: dave@example.com; maxUnassign 50% (2 of 4 direct assignments when planned)",
-        ))
-        .stdout(predicate::str::contains("- unassign autocad from bob@example.com"))
-        .stdout(predicate::str::contains("+ invite   grace@example.com (Grace Hopper)"))
-        .stdout(predicate::str::contains(
+            "- unassign autocad from bob@example.com",
+            "+ invite   grace@example.com (Grace Hopper)",
             "Plan: 1 invite, 4 assignments, 1 unassignment.",
-        ))
-        .stdout(predicate::str::contains(
             "applies nothing if any fingerprint no longer matches",
-        ));
+        ]);
     show(&["r.plan", "--format", "markdown"])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
+        .says(&[
             "### flexsync saved plan `r.plan`: 1 invite, 4 assignments, 1 unassignment",
-        ))
-        .stdout(predicate::str::contains(
             "| ➖ | unassign | bob@example.com | `autocad` (AutoCAD - including specialized toolsets) |",
-        ))
-        .stdout(predicate::str::contains("| Seal | ✅ intact"));
+            "| Seal | ✅ intact",
+        ]);
     let out = show(&["r.plan", "--format", "json"])
         .assert()
         .success()
@@ -549,24 +483,17 @@ fn show_renders_a_saved_plan_without_connecting() {
         text.replace("bob@example.com", "carol@example.com"),
     )
     .unwrap();
-    show(&["edited.plan"])
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains(
-            "unassign autocad from carol@example.com",
-        ))
-        .stdout(predicate::str::contains(
-            "BROKEN: apply refuses this file as tampered: its content does not match its digest",
-        ));
+    show(&["edited.plan"]).assert().code(1).says(&[
+        "unassign autocad from carol@example.com",
+        "BROKEN: apply refuses this file as tampered: its content does not match its digest",
+    ]);
     // Named as a declaration, it is recognised.
     flexsync(dir.path())
         .args(["plan", "r.plan", "--observed"])
         .arg(example("snapshot.json"))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
+        .refused(&[
             "r.plan is a saved plan, not a declaration: look at it with `flexsync show r.plan`",
-        ));
+        ]);
 }
 
 #[test]
@@ -620,14 +547,10 @@ fn explain_reads_one_team_at_its_lowest_cost() {
         .arg(example("full.yaml"))
         .assert()
         .success()
-        .stdout(predicate::str::contains(
+        .says(&[
             "erin@example.com in team 100001 \"Example Engineering\"",
-        ))
-        .stdout(predicate::str::contains("read took 3 API call(s)"))
-        .stdout(predicate::str::contains(
+            "read took 3 API call(s)",
             "plan:      + assign platform-services to erin@example.com",
-        ))
-        .stdout(predicate::str::contains(
             "Planned against the local sandbox.",
-        ));
+        ]);
 }

@@ -21,6 +21,9 @@ users:
   - { email: erin@example.com, products: [ps] }
 "#;
 
+/// Team 100001 with one invalid email: no valid declaration at all.
+const INVALID_A: &str = "version: 1\nteam: { id: \"100001\" }\nusers: [ {email: nope} ]\n";
+
 /// TEAM_A plus Frank (US1000000006).
 fn team_a_with_frank() -> String {
     format!("{TEAM_A}  - {{ email: frank@contractor.example.net, products: [ps] }}\n")
@@ -49,6 +52,14 @@ async fn holds(s: &Served, user_id: &str, product: &str) -> bool {
         .any(|a| a["userId"] == user_id && a["productId"] == product && a["removedAt"].is_null())
 }
 
+/// Erin (US1000000005) gets Platform Services, within 10 s.
+async fn erin_assigned(s: &Served) {
+    eventually(10, "erin assigned", || {
+        holds(s, "US1000000005", "prod_flex_platform")
+    })
+    .await;
+}
+
 /// Another admin removes Erin's Flex assignment behind the service's back;
 /// the service's next pass gives it back.
 async fn drift_is_repaired(s: &Served) {
@@ -64,6 +75,25 @@ async fn drift_is_repaired(s: &Served) {
     .await;
 }
 
+/// The sandbox's team-wide List Assignments shows writes only `seconds`
+/// after they were made.
+async fn lagging_list(s: &Served, seconds: u64) {
+    s.admin(
+        Method::PUT,
+        "/settings",
+        Some(json!({ "consistencyDelaySeconds": seconds })),
+    )
+    .await;
+}
+
+/// A served sandbox, and its teams/ directory declaring TEAM_A in a.yaml.
+async fn served_team_a() -> (Served, PathBuf) {
+    let s = Served::start().await;
+    let dir = s.teams_dir();
+    declare(&dir, "a.yaml", TEAM_A);
+    (s, dir)
+}
+
 fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let path = dir.join(name);
     // Write-then-rename, as editors do.
@@ -75,16 +105,10 @@ fn declare(dir: &Path, name: &str, yaml: &str) -> PathBuf {
 
 #[tokio::test]
 async fn converges_then_follows_edits_and_repairs_drift() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &[]);
 
-    // Erin (US1000000005) gets Platform Services.
-    eventually(10, "erin assigned", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    erin_assigned(&s).await;
     eventually(10, "team converged", || async {
         svc.team("100001").await["state"] == "converged"
     })
@@ -120,9 +144,8 @@ async fn converges_then_follows_edits_and_repairs_drift() {
 
 #[tokio::test]
 async fn an_invalid_edit_changes_nothing_and_is_reported_until_fixed() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    let file = declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
+    let file = dir.join("a.yaml");
     let svc = start(&s, &file, &[]);
     svc.converged("100001").await;
 
@@ -210,9 +233,7 @@ async fn a_configmap_data_swap_is_seen() {
 
 #[tokio::test]
 async fn one_failing_team_does_not_hold_up_another() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     // 100003 exists, but this login does not administer it: 403 every time.
     declare(
         &dir,
@@ -220,10 +241,7 @@ async fn one_failing_team_does_not_hold_up_another() {
         "version: 1\nteam: { id: \"100003\" }\nproducts:\n  ps: { productName: \"Autodesk Flex - Platform Services\" }\nusers:\n  - { email: gina@example.org, products: [ps] }\n",
     );
     let svc = start(&s, &dir, &[]);
-    eventually(10, "erin assigned", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    erin_assigned(&s).await;
     eventually(10, "100003 failing", || async {
         let t = svc.team("100003").await;
         t["state"] == "failing" || t["state"] == "degraded"
@@ -249,9 +267,7 @@ async fn one_failing_team_does_not_hold_up_another() {
 
 #[tokio::test]
 async fn dry_run_and_suspend_apply_nothing() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &["--dry-run"]);
     eventually(10, "drift reported", || async {
         svc.team("100001").await["state"] == "drift"
@@ -283,16 +299,9 @@ async fn dry_run_and_suspend_apply_nothing() {
 
 #[tokio::test]
 async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
-    std::fs::write(s.path("snap-token"), "a-long-enough-snapshot-token\n").unwrap();
-    let token_file = s.path("snap-token");
-    let svc = start(
-        &s,
-        &dir,
-        &["--snapshot-token-file", token_file.to_str().unwrap()],
-    );
+    let (s, dir) = served_team_a().await;
+    let flags = snapshot_flags(&s);
+    let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     svc.converged("100001").await;
 
     let (_, text) = svc.get("/metrics").await;
@@ -321,35 +330,16 @@ async fn metrics_parse_as_openmetrics_and_snapshots_need_the_token() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("{}/snapshot", svc.base);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-    let resp = http
-        .get(&url)
-        .bearer_auth("a-long-enough-snapshot-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = resp.text().await.unwrap();
-    std::fs::write(s.path("snap.json"), &body).unwrap();
+    let (code, body) = svc.snapshot("/snapshot").await;
+    assert_eq!(code, 200);
     // The published snapshot plans like the live team.
-    s.cmd()
-        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
-        .arg(dir.join("a.yaml"))
-        .assert()
-        .code(0);
-    let one = http
-        .get(format!("{}/snapshot/100001", svc.base))
-        .bearer_auth("a-long-enough-snapshot-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(one.status(), 200);
+    plans_nothing_against(&s, &body, &dir.join("a.yaml"));
+    assert_eq!(svc.snapshot("/snapshot/100001").await.0, 200);
 }
 
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
     let status = svc.terminate();
@@ -369,21 +359,11 @@ async fn sigterm_stops_cleanly() {
 
 #[tokio::test]
 async fn a_lagging_list_never_makes_the_service_repeat_a_write() {
-    let s = Served::start().await;
+    let (s, dir) = served_team_a().await;
     // Team-wide List Assignments shows writes only after 30 s.
-    s.admin(
-        Method::PUT,
-        "/settings",
-        Some(json!({ "consistencyDelaySeconds": 30 })),
-    )
-    .await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    lagging_list(&s, 30).await;
     let svc = start(&s, &dir, &[]);
-    eventually(10, "erin assigned", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    erin_assigned(&s).await;
     // Several 1 s passes while the list still lags.
     eventually(10, "three more passes", || async {
         let (_, m) = svc.get("/metrics").await;
@@ -407,18 +387,41 @@ async fn a_git_sync_style_directory_swap_is_seen() {
     // git-sync checks each commit out into a new directory and swaps the
     // `current` symlink to it.
     let root = s.path("git");
-    std::fs::create_dir_all(root.join("rev1")).unwrap();
-    std::fs::write(root.join("rev1/a.yaml"), TEAM_A).unwrap();
-    std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
+    check_out(&root, "rev1", TEAM_A);
     let svc = start(&s, &root.join("current"), &["--reread", "1h"]);
     svc.converged("100001").await;
 
-    std::fs::create_dir_all(root.join("rev2")).unwrap();
-    std::fs::write(root.join("rev2/a.yaml"), team_a_with_frank()).unwrap();
-    std::os::unix::fs::symlink("rev2", root.join("current.tmp")).unwrap();
-    std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
+    check_out(&root, "rev2", &team_a_with_frank());
     eventually(5, "the new checkout is applied", || {
         holds(&s, "US1000000006", "prod_flex_platform")
+    })
+    .await;
+}
+
+/// git-sync's way: `rev` is checked out into `root/rev/a.yaml` holding
+/// `yaml`, and the `root/current` symlink swapped to it atomically.
+fn check_out(root: &Path, rev: &str, yaml: &str) {
+    std::fs::create_dir_all(root.join(rev)).unwrap();
+    std::fs::write(root.join(rev).join("a.yaml"), yaml).unwrap();
+    std::os::unix::fs::symlink(rev, root.join("current.tmp")).unwrap();
+    std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
+}
+
+/// The service settles edits for 300 ms and holds removals for 4 s; it does
+/// not re-read on a timer.
+const HOLDING_REMOVALS: &[&str] = &[
+    "--settle",
+    "300ms",
+    "--removal-delay",
+    "4s",
+    "--reread",
+    "1h",
+];
+
+/// Within 3 s, the service holds team 100001's removals back.
+async fn removals_held(svc: &Service, what: &str) {
+    eventually(3, what, || async {
+        svc.team("100001").await["removalsHeldUntil"].is_string()
     })
     .await;
 }
@@ -478,18 +481,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
     let s = Served::start().await;
     let dir = s.teams_dir();
     let file = declare(&dir, "a.yaml", &pruned_team(&EVERYONE));
-    let svc = start(
-        &s,
-        &dir,
-        &[
-            "--settle",
-            "300ms",
-            "--removal-delay",
-            "4s",
-            "--reread",
-            "1h",
-        ],
-    );
+    let svc = start(&s, &dir, HOLDING_REMOVALS);
     svc.converged("100001").await;
     assert_eq!(ps_holders(&s).await, ALL_FIVE);
 
@@ -512,10 +504,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
         f.write_all(cut.as_bytes()).unwrap();
         f.flush().unwrap();
         // The partial declaration is adopted, and its removals are held.
-        eventually(3, "the partial file's removals are held", || async {
-            svc.team("100001").await["removalsHeldUntil"].is_string()
-        })
-        .await;
+        removals_held(&svc, "the partial file's removals are held").await;
         f.write_all(&full.as_bytes()[cut.len()..]).unwrap();
     }
     // Well past the removal delay, nobody the final file declares lost it.
@@ -525,10 +514,7 @@ async fn a_half_written_file_never_unassigns_anyone_the_final_file_declares() {
 
     // A removal someone means still happens, once the delay is over.
     declare(&dir, "a.yaml", &pruned_team(&EVERYONE[..4]));
-    eventually(3, "the removal is held", || async {
-        svc.team("100001").await["removalsHeldUntil"].is_string()
-    })
-    .await;
+    removals_held(&svc, "the removal is held").await;
     assert!(unassigned(&s).is_empty());
     eventually(15, "frank unassigned after the delay", || async {
         unassigned(&s) == ["frank@contractor.example.net"]
@@ -549,35 +535,13 @@ async fn an_edit_reverted_within_the_delay_removes_nobody() {
     // Once through an editor's save (write, rename), once through a
     // git-sync checkout swap.
     let root = s.path("git");
-    std::fs::create_dir_all(root.join("rev1")).unwrap();
-    std::fs::write(root.join("rev1/a.yaml"), pruned_team(&EVERYONE)).unwrap();
-    std::os::unix::fs::symlink("rev1", root.join("current")).unwrap();
-    let svc = start(
-        &s,
-        &root.join("current"),
-        &[
-            "--settle",
-            "300ms",
-            "--removal-delay",
-            "4s",
-            "--reread",
-            "1h",
-        ],
-    );
+    check_out(&root, "rev1", &pruned_team(&EVERYONE));
+    let svc = start(&s, &root.join("current"), HOLDING_REMOVALS);
     svc.converged("100001").await;
 
-    let swap = |rev: &str, people: &[&str]| {
-        std::fs::create_dir_all(root.join(rev)).unwrap();
-        std::fs::write(root.join(rev).join("a.yaml"), pruned_team(people)).unwrap();
-        std::os::unix::fs::symlink(rev, root.join("current.tmp")).unwrap();
-        std::fs::rename(root.join("current.tmp"), root.join("current")).unwrap();
-    };
-    swap("rev2", &EVERYONE[..2]);
-    eventually(3, "the removals are held", || async {
-        svc.team("100001").await["removalsHeldUntil"].is_string()
-    })
-    .await;
-    swap("rev3", &EVERYONE);
+    check_out(&root, "rev2", &pruned_team(&EVERYONE[..2]));
+    removals_held(&svc, "the removals are held").await;
+    check_out(&root, "rev3", &pruned_team(&EVERYONE));
     // An editor's save of the same kind of mistake, reverted too.
     tokio::time::sleep(Duration::from_millis(800)).await;
     declare(&root.join("rev3"), "a.yaml", &pruned_team(&EVERYONE[1..]));
@@ -642,9 +606,7 @@ async fn a_pass_stops_before_its_next_write_when_the_declaration_changes() {
 #[cfg(unix)]
 #[tokio::test]
 async fn a_fifo_in_the_declaration_directory_is_reported_and_never_blocks_the_service() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let mut svc = start(&s, &dir, &[]);
     svc.converged("100001").await;
 
@@ -737,11 +699,7 @@ async fn an_edit_in_place_is_watched() {
 async fn an_invalid_declaration_at_start_is_served_reported_and_picked_up_once_fixed() {
     let s = Served::start().await;
     let dir = s.teams_dir();
-    declare(
-        &dir,
-        "a.yaml",
-        "version: 1\nteam: { id: \"100001\" }\nusers: [ {email: nope} ]\n",
-    );
+    declare(&dir, "a.yaml", INVALID_A);
     let svc = start(&s, &dir, &["--reread", "1h"]);
     eventually(10, "the problem is on /readyz", || async {
         let (code, body) = svc.get("/readyz").await;
@@ -788,11 +746,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
     use std::os::unix::fs::MetadataExt;
     let s = Served::start().await;
     let dir = s.teams_dir();
-    declare(
-        &dir,
-        "a.yaml",
-        "version: 1\nteam: { id: \"100001\" }\nusers: [ {email: nope} ]\n",
-    );
+    declare(&dir, "a.yaml", INVALID_A);
     // Stand in for the journal's stream: systemd names it in JOURNAL_STREAM.
     let log = s.path("journal.log");
     let file = std::fs::File::create(&log).unwrap();
@@ -827,9 +781,7 @@ async fn under_the_journal_error_lines_carry_their_priority() {
 
 #[tokio::test]
 async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_restart() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let svc = start(&s, &dir, &["--reread", "1h"]);
     svc.converged("100001").await;
 
@@ -848,13 +800,7 @@ async fn a_lost_login_is_reported_once_and_a_new_one_is_picked_up_without_a_rest
     assert!(body.contains("login lost"), "{body}\n{}", svc.logs());
 
     // Someone signs in again elsewhere and installs the login.
-    let fresh = s.path("fresh-token.json");
-    s.login_into(&fresh).await;
-    s.cmd()
-        .args(["login", "--from-file"])
-        .arg(&fresh)
-        .assert()
-        .success();
+    s.login_again().await;
     eventually(15, "the service works again", || async {
         svc.get("/metrics")
             .await
@@ -882,6 +828,17 @@ fn snapshot_flags(s: &Served) -> [String; 2] {
     ]
 }
 
+/// Planning `declaration` against `snapshot` (JSON text, saved as
+/// snap.json) finds nothing to do.
+fn plans_nothing_against(s: &Served, snapshot: &str, declaration: &Path) {
+    std::fs::write(s.path("snap.json"), snapshot).unwrap();
+    s.cmd()
+        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
+        .arg(declaration)
+        .assert()
+        .code(0);
+}
+
 impl Service {
     /// GET `path` with the snapshot token: status and body.
     async fn snapshot(&self, path: &str) -> (u16, String) {
@@ -898,23 +855,13 @@ impl Service {
 
 #[tokio::test]
 async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
-    let s = Served::start().await;
+    let (s, dir) = served_team_a().await;
     // Team-wide List Assignments shows writes only after 60 s: without the
     // overlay, a preview would show Erin's assignment as still to do.
-    s.admin(
-        Method::PUT,
-        "/settings",
-        Some(json!({ "consistencyDelaySeconds": 60 })),
-    )
-    .await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    lagging_list(&s, 60).await;
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
-    eventually(10, "erin assigned", || {
-        holds(&s, "US1000000005", "prod_flex_platform")
-    })
-    .await;
+    erin_assigned(&s).await;
     let erin_held = |snap: &Value| {
         snap["teams"][0]["assignments"]
             .as_array()
@@ -937,27 +884,15 @@ async fn a_snapshot_shows_the_services_own_writes_while_the_list_lags() {
     assert!(team["ownWrites"]["lastAt"].is_string(), "{team}");
     // What Autodesk lists still lags: a read of its own lacks Erin, so the
     // service's snapshot has her from its write's answer.
-    let out = s
-        .cmd()
-        .args(["snapshot", "--team", "100001"])
-        .output()
-        .unwrap();
-    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let live: Value = serde_json::from_str(&s.live_snapshot("100001")).unwrap();
     assert!(!erin_held(&live), "the list did not lag: {live}");
     // The preview plans nothing left to do.
-    std::fs::write(s.path("snap.json"), snap.to_string()).unwrap();
-    s.cmd()
-        .args(["plan", "--detailed-exitcode", "--observed", "snap.json"])
-        .arg(dir.join("a.yaml"))
-        .assert()
-        .code(0);
+    plans_nothing_against(&s, &snap.to_string(), &dir.join("a.yaml"));
 }
 
 #[tokio::test]
 async fn a_pull_request_adding_a_team_gets_it_read_on_demand_and_the_unreadable_ones_say_why() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let flags = snapshot_flags(&s);
     let svc = start(&s, &dir, &[&flags[0], &flags[1]]);
     svc.converged("100001").await;
@@ -1070,9 +1005,7 @@ fn trusting(cert: &str) -> reqwest::Client {
 
 #[tokio::test]
 async fn tls_serves_the_endpoints_keeps_the_token_and_follows_a_renewed_certificate() {
-    let s = Served::start().await;
-    let dir = s.teams_dir();
-    declare(&dir, "a.yaml", TEAM_A);
+    let (s, dir) = served_team_a().await;
     let flags = snapshot_flags(&s);
     let (cert_a, key_a) = self_signed();
     let (cert_file, key_file) = (s.path("tls.crt"), s.path("tls.key"));

@@ -880,33 +880,35 @@ async fn server_errors() -> Row {
 /// before the request is handled, some after (the write is made, the answer
 /// lost, so the retry finds it done).
 async fn dropped_connections() -> Row {
+    applied_under(json!({ "dropShare": 0.15, "dropAfterShare": 0.15 }))
+        .await
+        .finish("dropped connections")
+        .await
+}
+
+/// A prepared scenario in which one apply ran under `faults` and had to
+/// succeed (its fault run recorded).
+async fn applied_under(faults: Value) -> Scenario {
     let mut sc = Scenario::prepare().await;
-    sc.faults(json!({ "dropShare": 0.15, "dropAfterShare": 0.15 }))
-        .await;
+    sc.faults(faults).await;
     let f = sc.spawn_apply("apply", &[]).wait().await;
     sc.fault_run(f, true);
-    sc.finish("dropped connections").await
+    sc
 }
 
 /// Every request slow, the token endpoint's too.
 async fn latency() -> Row {
-    let mut sc = Scenario::prepare().await;
-    sc.faults(json!({ "latencyMs": 150, "includeOauth": true }))
-        .await;
-    let f = sc.spawn_apply("apply", &[]).wait().await;
-    sc.fault_run(f, true);
-    sc.finish("latency 150 ms").await
+    applied_under(json!({ "latencyMs": 150, "includeOauth": true }))
+        .await
+        .finish("latency 150 ms")
+        .await
 }
 
 /// Another integration drains the buckets: the next two writes (the teams
 /// write in parallel) are refused; flexsync waits for the next window and
 /// makes no 429 itself.
 async fn storm_429() -> Row {
-    let mut sc = Scenario::prepare().await;
-    sc.faults(json!({ "forced429": 2, "writesOnly": true }))
-        .await;
-    let f = sc.spawn_apply("apply", &[]).wait().await;
-    sc.fault_run(f, true);
+    let mut sc = applied_under(json!({ "forced429": 2, "writesOnly": true })).await;
     let forced = sc.stats().await["forced429"].as_u64().unwrap();
     sc.notes.push(format!("{forced} forced 429(s) sent"));
     assert_eq!(forced, 2, "the storm did not reach flexsync");

@@ -22,17 +22,11 @@ fn yaml(path: &str) -> Value {
 }
 
 /// Words of PromQL that are neither functions (they are followed by `(`)
-/// nor metric names.
-const KEYWORDS: [&str; 26] = [
+/// nor metric names, besides the LABEL_LISTS words.
+const KEYWORDS: [&str; 20] = [
     "and",
     "or",
     "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "bool",
     "offset",
     "inf",
@@ -162,7 +156,11 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             }
             continue;
         }
-        if next == Some('(') || KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+        let lower = word.to_ascii_lowercase();
+        if next == Some('(')
+            || KEYWORDS.contains(&lower.as_str())
+            || LABEL_LISTS.contains(&lower.as_str())
+        {
             continue;
         }
         names.insert(word);

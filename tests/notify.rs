@@ -150,6 +150,15 @@ users:
 
 const HOOKS: [&str; 3] = ["json/", "slack/", "teams/"];
 
+impl Inbox {
+    /// Every webhook of HOOKS has had each of `events` at least once.
+    fn on_every_hook(&self, events: &[&str]) -> bool {
+        HOOKS
+            .iter()
+            .all(|h| events.iter().all(|e| self.count(h, e) >= 1))
+    }
+}
+
 #[tokio::test]
 async fn each_event_reaches_every_webhook_once_in_its_format_and_no_url_is_logged() {
     let s = Served::start().await;
@@ -174,11 +183,7 @@ async fn each_event_reaches_every_webhook_once_in_its_format_and_no_url_is_logge
     let svc = Service::start(&s, &dir, &flags, "debug");
 
     eventually(20, "guard, seats and degraded on every webhook", || async {
-        HOOKS.iter().all(|h| {
-            ["guard_blocked", "seats_short", "team_degraded"]
-                .iter()
-                .all(|e| inbox.count(h, e) >= 1)
-        })
+        inbox.on_every_hook(&["guard_blocked", "seats_short", "team_degraded"])
     })
     .await;
     // Several more passes with the same blockers, and more degraded ones.
@@ -250,11 +255,7 @@ async fn each_event_reaches_every_webhook_once_in_its_format_and_no_url_is_logge
     )
     .await;
     eventually(30, "cleared and recovered on every webhook", || async {
-        HOOKS.iter().all(|h| {
-            ["guard_cleared", "seats_available", "team_recovered"]
-                .iter()
-                .all(|e| inbox.count(h, e) >= 1)
-        })
+        inbox.on_every_hook(&["guard_cleared", "seats_available", "team_recovered"])
     })
     .await;
     let passes = svc.passes("100003").await;
@@ -345,13 +346,7 @@ async fn a_lost_login_is_told_once_and_its_return_too() {
     // The URL is rotated (a Secret updated in place): no restart needed.
     std::fs::write(&file, format!("{base}/rotated/{}", SECRETS[1])).unwrap();
 
-    let fresh = s.path("fresh-token.json");
-    s.login_into(&fresh).await;
-    s.cmd()
-        .args(["login", "--from-file"])
-        .arg(&fresh)
-        .assert()
-        .success();
+    s.login_again().await;
     svc.hangup();
     eventually(15, "login_restored posted to the new URL", || async {
         inbox.count("rotated/", "login_restored") == 1

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::Method;
 use serde_json::Value;
-use served::{Served, example};
+use served::{Refused, Served, example};
 
 fn digest(path: &Path) -> Vec<u8> {
     use sha2::Digest;
@@ -31,6 +31,21 @@ async fn direct(s: &Served) -> Vec<(String, String)> {
         .collect();
     out.sort();
     out
+}
+
+/// `cmd` made `sandbox serve --listen 127.0.0.1:0 --from-snapshot SNAPSHOT
+/// --state STATE`.
+fn serve_from_snapshot(
+    mut cmd: assert_cmd::Command,
+    snapshot: &Path,
+    state: &Path,
+) -> assert_cmd::Command {
+    cmd.args(["sandbox", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--from-snapshot")
+        .arg(snapshot)
+        .arg("--state")
+        .arg(state);
+    cmd
 }
 
 #[tokio::test]
@@ -81,21 +96,8 @@ async fn a_served_rehearsal_takes_the_change_and_leaves_the_snapshot_alone() {
     assert_eq!(digest(&snapshot), before, "the snapshot file changed");
 
     // The running rehearsal owns its state: another one on it is refused.
-    let state = s.path("state.json");
-    s.cmd()
-        .args([
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--from-snapshot",
-        ])
-        .arg(&snapshot)
-        .arg("--state")
-        .arg(&state)
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("is in use by another process"));
+    serve_from_snapshot(s.cmd(), &snapshot, &s.path("state.json"))
+        .refused(&["is in use by another process"]);
     drop(s);
 }
 
@@ -106,21 +108,9 @@ fn a_rehearsal_state_is_never_overwritten_and_reset_starts_it_again() {
     let state = dir.path().join("state.json");
     std::fs::write(&state, "{}").unwrap();
     let bin = || assert_cmd::Command::new(served::bin());
-    bin()
-        .current_dir(dir.path())
-        .args([
-            "sandbox",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--from-snapshot",
-        ])
-        .arg(&snapshot)
-        .arg("--state")
-        .arg(&state)
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("exists: remove it"));
+    let mut cmd = bin();
+    cmd.current_dir(dir.path());
+    serve_from_snapshot(cmd, &snapshot, &state).refused(&["exists: remove it"]);
     assert_eq!(std::fs::read_to_string(&state).unwrap(), "{}");
     bin()
         .current_dir(dir.path())
@@ -191,7 +181,5 @@ fn a_broken_snapshot_is_named_with_its_place() {
         .current_dir(dir.path())
         .args(["sandbox", "serve", "--from-snapshot"])
         .arg(&bad)
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("snap.json:3:"));
+        .refused(&["snap.json:3:"]);
 }

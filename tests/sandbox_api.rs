@@ -5,7 +5,7 @@ mod sandbox_support;
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
-use sandbox_support::{call, problem, start, walk};
+use sandbox_support::{call, problem, send, start_admin, start_logged_in, walk};
 use serde_json::{Value, json};
 
 const ENG: &str = "100001";
@@ -32,8 +32,7 @@ fn row<'a>(rows: &'a Value, user: &str, product: &str) -> Option<&'a Value> {
 
 #[tokio::test]
 async fn pagination_walks_every_user_exactly_once() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{MFG}/users");
     // 140 generated + Alice.
     let (users, pages) = walk(&ts, &path, &t.access, Some(7)).await;
@@ -51,8 +50,7 @@ async fn pagination_walks_every_user_exactly_once() {
 
 #[tokio::test]
 async fn first_page_has_the_documented_envelope() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let (status, body) = call(
         ts.get(&format!("/teams/{MFG}/users"), &t.access)
             .query(&[("limit", "2")]),
@@ -72,8 +70,7 @@ async fn first_page_has_the_documented_envelope() {
 
 #[tokio::test]
 async fn limit_outside_1_to_100_is_400_problem_details() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     for bad in ["0", "101", "-1", "ten", ""] {
         let body = problem(
             ts.get(&format!("/teams/{ENG}/users"), &t.access)
@@ -105,8 +102,7 @@ async fn limit_outside_1_to_100_is_400_problem_details() {
 
 #[tokio::test]
 async fn unknown_team_and_foreign_team_get_the_identical_403() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let strip = |mut v: Value| {
         let o = v.as_object_mut().unwrap();
         o.remove("requestId");
@@ -144,8 +140,7 @@ async fn unknown_team_and_foreign_team_get_the_identical_403() {
 
 #[tokio::test]
 async fn email_filter_is_exact_and_get_user_finds_members_only() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/users");
     let (_, body) = call(
         ts.get(&path, &t.access)
@@ -176,8 +171,7 @@ async fn email_filter_is_exact_and_get_user_finds_members_only() {
 
 #[tokio::test]
 async fn add_team_user_converges_on_email_and_counts_one_invitation() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/users");
     let new = json!({"email": "Zoe.Zed@example.com", "firstName": "Zoe", "lastName": "Zed"});
     let (status, first) = call(ts.post(&path, &t.access, new)).await;
@@ -220,8 +214,7 @@ async fn add_team_user_converges_on_email_and_counts_one_invitation() {
 
 #[tokio::test]
 async fn the_team_decides_the_role_and_known_accounts_keep_their_name() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let (status, ext) = call(ts.post(
         &format!("/teams/{ENG}/users"),
         &t.access,
@@ -247,8 +240,7 @@ async fn the_team_decides_the_role_and_known_accounts_keep_their_name() {
 
 #[tokio::test]
 async fn add_team_user_validates_the_body() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/users");
     for body in [
         json!({}),
@@ -272,8 +264,7 @@ async fn add_team_user_validates_the_body() {
 
 #[tokio::test]
 async fn product_pools_list_supported_pools_with_documented_fields() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let (status, body) = call(ts.get(&format!("/teams/{ENG}/product-pools"), &t.access)).await;
     assert_eq!(status, StatusCode::OK);
     let pools = body["data"].as_array().unwrap();
@@ -315,8 +306,7 @@ async fn product_pools_list_supported_pools_with_documented_fields() {
 
 #[tokio::test]
 async fn assignments_show_the_effective_type_once_per_pair() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let (status, rows) = call(ts.get(&format!("/teams/{ENG}/assignments"), &t.access)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(rows.get("pagination").is_none(), "not paginated");
@@ -381,8 +371,7 @@ async fn assignments_show_the_effective_type_once_per_pair() {
 
 #[tokio::test]
 async fn assign_converges_201_then_200() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/assignments");
     let body = json!({"userId": ERIN, "productId": FLEX});
     let (status, first) = call(ts.post(&path, &t.access, body.clone())).await;
@@ -407,8 +396,7 @@ async fn assign_converges_201_then_200() {
 
 #[tokio::test]
 async fn assign_refusals() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/assignments");
     let refused = |user: &str, product: &str| {
         ts.post(
@@ -465,8 +453,7 @@ async fn assign_refusals() {
 
 #[tokio::test]
 async fn unassign_removes_direct_keeps_inherited_and_is_not_status_idempotent() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/assignments");
     let del = |user: &str, product: &str| {
         ts.delete(&path, &t.access)
@@ -507,23 +494,16 @@ async fn unassign_removes_direct_keeps_inherited_and_is_not_status_idempotent() 
 
 #[tokio::test]
 async fn request_ids_are_echoed_when_valid_and_minted_otherwise() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
-    let res = ts
-        .get("/teams", &t.access)
-        .header("X-Request-Id", "  trace-1.2_3  ")
-        .send()
-        .await
-        .unwrap();
+    let (ts, t) = start_logged_in(|_| {}).await;
+    let res = send(
+        ts.get("/teams", &t.access)
+            .header("X-Request-Id", "  trace-1.2_3  "),
+    )
+    .await;
     assert_eq!(res.headers()["x-request-id"], "trace-1.2_3");
     let long = "x".repeat(129);
     for bad in ["has space", long.as_str(), "semi;colon"] {
-        let res = ts
-            .get("/teams", &t.access)
-            .header("X-Request-Id", bad)
-            .send()
-            .await
-            .unwrap();
+        let res = send(ts.get("/teams", &t.access).header("X-Request-Id", bad)).await;
         let minted = res.headers()["x-request-id"].to_str().unwrap();
         assert_ne!(minted, bad.trim());
         assert_eq!(minted.len(), 36, "uuid-shaped: {minted}");
@@ -540,21 +520,19 @@ async fn request_ids_are_echoed_when_valid_and_minted_otherwise() {
 
 #[tokio::test]
 async fn losing_the_admin_role_stops_a_valid_token() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     assert_eq!(
         call(ts.get(&format!("/teams/{ENG}/users"), &t.access))
             .await
             .0,
         StatusCode::OK
     );
-    let res = ts
-        .http
-        .put(ts.url("/_sandbox/admins/USADMIN00001/teams"))
-        .json(&json!([MFG]))
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.http
+            .put(ts.url("/_sandbox/admins/USADMIN00001/teams"))
+            .json(&json!([MFG])),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     problem(
         ts.get(&format!("/teams/{ENG}/users"), &t.access),
@@ -571,8 +549,7 @@ async fn losing_the_admin_role_stops_a_valid_token() {
 
 #[tokio::test]
 async fn list_teams_paginates_too() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let (teams, pages) = walk(&ts, "/teams", &t.access, Some(1)).await;
     assert_eq!(pages, 2);
     assert_eq!(
@@ -587,8 +564,9 @@ async fn list_teams_paginates_too() {
 
 #[tokio::test]
 async fn inherited_first_precedence_shows_the_group_for_bob() {
-    let ts = start(|c| c.quirks.precedence = flexsync_sandbox::Precedence::InheritedFirst).await;
-    let t = ts.login().await;
+    let (ts, t) =
+        start_logged_in(|c| c.quirks.precedence = flexsync_sandbox::Precedence::InheritedFirst)
+            .await;
     let (_, rows) = call(
         ts.get(&format!("/teams/{ENG}/assignments"), &t.access)
             .query(&[("userId", BOB)]),
@@ -596,12 +574,11 @@ async fn inherited_first_precedence_shows_the_group_for_bob() {
     .await;
     assert_eq!(row(&rows, BOB, ACAD).unwrap()["assignmentType"], "GROUP");
     // The direct one is still there to remove.
-    let res = ts
-        .delete(&format!("/teams/{ENG}/assignments"), &t.access)
-        .query(&[("userId", BOB), ("productId", ACAD)])
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.delete(&format!("/teams/{ENG}/assignments"), &t.access)
+            .query(&[("userId", BOB), ("productId", ACAD)]),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     ts.stop().await;
 }

@@ -5,8 +5,8 @@ mod sandbox_support;
 use std::time::{Duration, Instant};
 
 use flexsync_sandbox::FaultSettings;
-use reqwest::StatusCode;
-use sandbox_support::{call, problem, start};
+use reqwest::{RequestBuilder, StatusCode};
+use sandbox_support::{TestSandbox, call, problem, send, start, start_admin};
 use serde_json::{Value, json};
 
 const ENG: &str = "100001";
@@ -23,25 +23,18 @@ async fn admin_endpoints_are_off_by_default() {
         let res = ts.http.get(ts.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    let res = ts
-        .http
-        .put(ts.url("/_sandbox/faults"))
-        .json(&json!({"error500Share": 1.0}))
-        .send()
-        .await
-        .unwrap();
+    let res = send(faults(&ts, json!({"error500Share": 1.0}))).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     ts.stop().await;
 }
 
-async fn put_faults(ts: &sandbox_support::TestSandbox, body: Value) {
-    let res = ts
-        .http
-        .put(ts.url("/_sandbox/faults"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+/// PUT /_sandbox/faults.
+fn faults(ts: &TestSandbox, body: Value) -> RequestBuilder {
+    ts.http.put(ts.url("/_sandbox/faults")).json(&body)
+}
+
+async fn put_faults(ts: &TestSandbox, body: Value) {
+    let res = faults(ts, body).send().await.unwrap();
     assert_eq!(
         res.status(),
         StatusCode::OK,
@@ -50,18 +43,29 @@ async fn put_faults(ts: &sandbox_support::TestSandbox, body: Value) {
     );
 }
 
+/// PUT /_sandbox/settings, which must succeed.
+async fn put_settings(ts: &TestSandbox, body: Value) {
+    let (status, answer) = call(ts.http.put(ts.url("/_sandbox/settings")).json(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// Another admin removes `user`'s `product` in team 100001 behind the
+/// client's back.
+fn removed_behind_the_back(ts: &TestSandbox, user: &str, product: &str) -> RequestBuilder {
+    ts.http
+        .delete(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
+        .query(&[("userId", user), ("productId", product)])
+}
+
 #[tokio::test]
 async fn a_share_of_500_and_503_at_run_time() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     put_faults(&ts, json!({"error500Share": 0.5})).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(
-            ts.get(&format!("/teams/{ENG}/users"), &t.access)
-                .send()
+            send(ts.get(&format!("/teams/{ENG}/users"), &t.access))
                 .await
-                .unwrap()
                 .status()
                 .as_u16(),
         );
@@ -79,13 +83,7 @@ async fn a_share_of_500_and_503_at_run_time() {
     assert_eq!(ts.refresh(&t.refresh).await.status(), StatusCode::OK);
     put_faults(&ts, json!({})).await;
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
-    let res = ts
-        .http
-        .put(ts.url("/_sandbox/faults"))
-        .json(&json!({"dropShare": 2}))
-        .send()
-        .await
-        .unwrap();
+    let res = send(faults(&ts, json!({"dropShare": 2}))).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     ts.stop().await;
 }
@@ -114,23 +112,14 @@ async fn faults_configured_at_start_can_include_the_token_endpoint() {
 
 #[tokio::test]
 async fn forced_429s_then_normal_service() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     put_faults(&ts, json!({"forced429": 2})).await;
     for _ in 0..2 {
-        let res = ts
-            .get(&format!("/teams/{ENG}/users"), &t.access)
-            .send()
-            .await
-            .unwrap();
+        let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(res.headers()["retry-after"], "40");
     }
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::OK);
     // Forced 429s did not use the real budget.
     assert_eq!(res.headers()["x-ratelimit-remaining"], "59");
@@ -139,8 +128,7 @@ async fn forced_429s_then_normal_service() {
 
 #[tokio::test]
 async fn dropped_connections_give_no_answer() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     put_faults(&ts, json!({"dropShare": 1.0})).await;
     let err = ts
         .get(&format!("/teams/{ENG}/users"), &t.access)
@@ -160,8 +148,7 @@ async fn dropped_connections_give_no_answer() {
 
 #[tokio::test]
 async fn a_drop_after_handling_loses_the_answer_not_the_write() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     put_faults(&ts, json!({"dropAfterShare": 1.0})).await;
     let err = ts
         .post(
@@ -185,8 +172,7 @@ async fn a_drop_after_handling_loses_the_answer_not_the_write() {
 #[tokio::test]
 async fn added_latency_delays_answers() {
     // The one test that takes real time: a bounded 50 ms.
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     put_faults(&ts, json!({"latencyMs": 50})).await;
     let began = Instant::now();
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
@@ -196,27 +182,19 @@ async fn added_latency_delays_answers() {
 
 #[tokio::test]
 async fn another_admin_can_create_drift_behind_the_clients_back() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     let path = format!("/teams/{ENG}/assignments");
-    let res = ts
-        .http
-        .delete(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
-        .query(&[
-            ("userId", "US1000000001"),
-            ("productId", "prod_flex_platform"),
-        ])
+    let res = removed_behind_the_back(&ts, "US1000000001", "prod_flex_platform")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let res = ts
-        .http
-        .post(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
-        .json(&json!({"userId": "US1000000005", "productId": "prod_flex_platform"}))
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.http
+            .post(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
+            .json(&json!({"userId": "US1000000005", "productId": "prod_flex_platform"})),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let (_, rows) = call(
         ts.get(&path, &t.access)
@@ -247,8 +225,7 @@ async fn another_admin_can_create_drift_behind_the_clients_back() {
 
 #[tokio::test]
 async fn state_clock_and_invitation_endpoints() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     call(ts.post(
         &format!("/teams/{ENG}/users"),
         &t.access,
@@ -288,21 +265,14 @@ async fn state_clock_and_invitation_endpoints() {
 
 #[tokio::test]
 async fn settings_endpoint_changes_delay_and_quirks_at_run_time() {
-    let ts = start(|c| c.admin_endpoints = true).await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|_| {}).await;
     let (status, settings) = call(ts.http.get(ts.url("/_sandbox/settings"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(settings["consistencyDelaySeconds"], 0);
     let mut quirks = settings["quirks"].clone();
     quirks["unassignSuccess"] = json!("okWithBody");
     quirks["userStatusField"] = json!(true);
-    let (status, _) = call(
-        ts.http
-            .put(ts.url("/_sandbox/settings"))
-            .json(&json!({"quirks": quirks})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    put_settings(&ts, json!({"quirks": quirks})).await;
     let (status, body) = call(
         ts.delete(&format!("/teams/{ENG}/assignments"), &t.access)
             .query(&[
@@ -325,12 +295,7 @@ async fn settings_endpoint_changes_delay_and_quirks_at_run_time() {
 
 #[tokio::test]
 async fn changes_and_stats_count_what_the_world_does_not_show() {
-    let ts = start(|c| {
-        c.admin_endpoints = true;
-        c.limits.team_per_minute = 3;
-    })
-    .await;
-    let t = ts.login().await;
+    let (ts, t) = start_admin(|c| c.limits.team_per_minute = 3).await;
     // A real change, a convergent repeat (no change), a drift by another admin.
     for _ in 0..2 {
         call(ts.post(
@@ -340,14 +305,11 @@ async fn changes_and_stats_count_what_the_world_does_not_show() {
         ))
         .await;
     }
-    call(
-        ts.http
-            .delete(ts.url(&format!("/_sandbox/teams/{ENG}/assignments")))
-            .query(&[
-                ("userId", "US1000000001"),
-                ("productId", "prod_flex_platform"),
-            ]),
-    )
+    call(removed_behind_the_back(
+        &ts,
+        "US1000000001",
+        "prod_flex_platform",
+    ))
     .await;
     let (_, changes) = call(ts.http.get(ts.url("/_sandbox/changes"))).await;
     let seen: Vec<String> = changes
@@ -392,30 +354,11 @@ async fn changes_and_stats_count_what_the_world_does_not_show() {
 
 #[tokio::test]
 async fn rate_limit_headers_can_be_switched_off() {
-    let ts = start(|c| {
-        c.admin_endpoints = true;
-        c.limits.team_per_minute = 1;
-    })
-    .await;
-    let t = ts.login().await;
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let (ts, t) = start_admin(|c| c.limits.team_per_minute = 1).await;
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert!(res.headers().contains_key("x-ratelimit-remaining"));
-    let (status, _) = call(
-        ts.http
-            .put(ts.url("/_sandbox/settings"))
-            .json(&json!({"quirks": {"rateLimitHeaders": false}})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    put_settings(&ts, json!({"quirks": {"rateLimitHeaders": false}})).await;
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key("retry-after"));
     assert!(

@@ -5,7 +5,7 @@ mod sandbox_support;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use sandbox_support::{call, problem, start};
+use sandbox_support::{call, problem, send, start, start_logged_in};
 use serde_json::json;
 
 const ENG: &str = "100001";
@@ -17,8 +17,7 @@ fn header(res: &reqwest::Response, name: &str) -> u64 {
 
 #[tokio::test]
 async fn sixty_calls_per_team_per_utc_minute_shared_by_all_operations() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     // START is 10:15:20, so the window resets in 40 s.
     let mut last_remaining = None;
     for i in 0..60 {
@@ -40,11 +39,7 @@ async fn sixty_calls_per_team_per_utc_minute_shared_by_all_operations() {
     }
     assert_eq!(last_remaining, Some(0));
     ts.advance(10);
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         header(&res, "retry-after"),
@@ -78,11 +73,7 @@ async fn sixty_calls_per_team_per_utc_minute_shared_by_all_operations() {
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
     // A new UTC minute: a fresh allowance.
     ts.advance(30);
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get(&format!("/teams/{ENG}/users"), &t.access)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "x-ratelimit-remaining"), 59);
     assert_eq!(header(&res, "x-ratelimit-reset"), 60);
@@ -110,8 +101,7 @@ async fn the_team_bucket_is_shared_between_admins_and_apps() {
 
 #[tokio::test]
 async fn list_teams_has_its_own_bucket_per_client() {
-    let ts = start(|c| c.limits.list_teams_per_client_per_minute = 2).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|c| c.limits.list_teams_per_client_per_minute = 2).await;
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
     let res = ts.get("/teams", &t.access).send().await.unwrap();
     assert_eq!(header(&res, "x-ratelimit-remaining"), 0);
@@ -132,22 +122,16 @@ async fn list_teams_has_its_own_bucket_per_client() {
 
 #[tokio::test]
 async fn rejected_before_the_limiter_means_no_rate_headers_and_no_budget_used() {
-    let ts = start(|c| c.limits.team_per_minute = 1).await;
-    let t = ts.login().await;
-    let res = ts
-        .get("/teams/100003/users", &t.access)
-        .send()
-        .await
-        .unwrap();
+    let (ts, t) = start_logged_in(|c| c.limits.team_per_minute = 1).await;
+    let res = send(ts.get("/teams/100003/users", &t.access)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert!(!res.headers().contains_key("x-ratelimit-limit"));
     // A 400 has passed the limiter: it carries the headers and uses budget.
-    let res = ts
-        .get(&format!("/teams/{ENG}/users"), &t.access)
-        .query(&[("limit", "0")])
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.get(&format!("/teams/{ENG}/users"), &t.access)
+            .query(&[("limit", "0")]),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(&res, "x-ratelimit-remaining"), 0);
     problem(
@@ -160,8 +144,7 @@ async fn rejected_before_the_limiter_means_no_rate_headers_and_no_budget_used() 
 
 #[tokio::test]
 async fn team_wide_assignments_lag_behind_writes_but_filtered_ones_do_not() {
-    let ts = start(|c| c.consistency_delay = Duration::from_secs(30)).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|c| c.consistency_delay = Duration::from_secs(30)).await;
     let path = format!("/teams/{ENG}/assignments");
     let erin_flex = |rows: &serde_json::Value| {
         rows["data"]
@@ -197,15 +180,11 @@ async fn team_wide_assignments_lag_behind_writes_but_filtered_ones_do_not() {
     assert!(erin_flex(&call(ts.get(&path, &t.access)).await.1));
 
     // Removals lag the same way.
-    let res = ts
-        .delete(&path, &t.access)
-        .query(&[
-            ("userId", "US1000000005"),
-            ("productId", "prod_flex_platform"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.delete(&path, &t.access).query(&[
+        ("userId", "US1000000005"),
+        ("productId", "prod_flex_platform"),
+    ]))
+    .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
         erin_flex(&call(ts.get(&path, &t.access)).await.1),
@@ -224,8 +203,7 @@ async fn team_wide_assignments_lag_behind_writes_but_filtered_ones_do_not() {
 
 #[tokio::test]
 async fn without_a_delay_team_wide_lists_are_current() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     let path = format!("/teams/{ENG}/assignments");
     call(ts.post(
         &path,

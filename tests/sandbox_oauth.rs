@@ -4,7 +4,7 @@ mod sandbox_support;
 
 use flexsync_sandbox::{ALL_SCOPES, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use reqwest::StatusCode;
-use sandbox_support::{REDIRECT, VERIFIER, call, start, tokens};
+use sandbox_support::{REDIRECT, VERIFIER, call, send, start, start_logged_in};
 use serde_json::Value;
 
 async fn oauth_error(res: reqwest::Response, status: StatusCode, error: &str) {
@@ -13,10 +13,14 @@ async fn oauth_error(res: reqwest::Response, status: StatusCode, error: &str) {
     assert_eq!(body["error"], error, "{body}");
 }
 
+/// A 400 `invalid_grant`: the code or refresh token is refused.
+async fn invalid_grant(res: reqwest::Response) {
+    oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+}
+
 #[tokio::test]
 async fn login_gives_a_token_that_lists_the_admins_teams() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     assert_eq!(t.expires_in, 3600);
     let (status, body) = call(ts.get("/teams", &t.access)).await;
     assert_eq!(status, StatusCode::OK);
@@ -44,12 +48,7 @@ async fn login_hint_signs_in_as_another_admin() {
 async fn wrong_pkce_verifier_is_rejected_and_the_right_one_still_works() {
     let ts = start(|_| {}).await;
     let code = ts.authorize(ALL_SCOPES, None).await;
-    oauth_error(
-        ts.exchange(&code, "not-the-verifier").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    invalid_grant(ts.exchange(&code, "not-the-verifier").await).await;
     let res = ts
         .token_request(&[
             ("grant_type", "authorization_code"),
@@ -57,7 +56,7 @@ async fn wrong_pkce_verifier_is_rejected_and_the_right_one_still_works() {
             ("redirect_uri", REDIRECT),
         ])
         .await;
-    oauth_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    invalid_grant(res).await;
     assert_eq!(ts.exchange(&code, VERIFIER).await.status(), StatusCode::OK);
     ts.stop().await;
 }
@@ -67,12 +66,7 @@ async fn a_code_is_single_use() {
     let ts = start(|_| {}).await;
     let code = ts.authorize(ALL_SCOPES, None).await;
     assert_eq!(ts.exchange(&code, VERIFIER).await.status(), StatusCode::OK);
-    oauth_error(
-        ts.exchange(&code, VERIFIER).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    invalid_grant(ts.exchange(&code, VERIFIER).await).await;
     ts.stop().await;
 }
 
@@ -84,12 +78,7 @@ async fn a_code_expires_after_five_minutes() {
     ts.advance(299);
     assert_eq!(ts.exchange(&fresh, VERIFIER).await.status(), StatusCode::OK);
     ts.advance(1);
-    oauth_error(
-        ts.exchange(&stale, VERIFIER).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    invalid_grant(ts.exchange(&stale, VERIFIER).await).await;
     ts.stop().await;
 }
 
@@ -97,21 +86,12 @@ async fn a_code_expires_after_five_minutes() {
 async fn refresh_rotates_and_a_reused_refresh_token_is_rejected() {
     let ts = start(|_| {}).await;
     let first = ts.login().await;
-    let res = ts.refresh(&first.refresh).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let second = tokens(res).await;
+    let second = ts.refreshed(&first.refresh).await;
     assert_ne!(second.refresh, first.refresh);
     assert_ne!(second.access, first.access);
-    oauth_error(
-        ts.refresh(&first.refresh).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_grant",
-    )
-    .await;
+    invalid_grant(ts.refresh(&first.refresh).await).await;
     // The new one works once, and the access token it gave is good.
-    let res = ts.refresh(&second.refresh).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let third = tokens(res).await;
+    let third = ts.refreshed(&second.refresh).await;
     assert_eq!(
         call(ts.get("/teams", &third.access)).await.0,
         StatusCode::OK
@@ -136,8 +116,7 @@ async fn refresh_can_narrow_but_not_widen_scopes() {
 
 #[tokio::test]
 async fn access_token_expires_after_an_hour_and_refresh_recovers() {
-    let ts = start(|_| {}).await;
-    let t = ts.login().await;
+    let (ts, t) = start_logged_in(|_| {}).await;
     ts.advance(3599);
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
     ts.advance(1);
@@ -145,7 +124,7 @@ async fn access_token_expires_after_an_hour_and_refresh_recovers() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     assert!(res.headers().contains_key("x-request-id"));
-    let fresh = tokens(ts.refresh(&t.refresh).await).await;
+    let fresh = ts.refreshed(&t.refresh).await;
     assert_eq!(
         call(ts.get("/teams", &fresh.access)).await.0,
         StatusCode::OK
@@ -155,8 +134,9 @@ async fn access_token_expires_after_an_hour_and_refresh_recovers() {
 
 #[tokio::test]
 async fn token_lifetime_is_configurable() {
-    let ts = start(|c| c.auth.access_token_lifetime = std::time::Duration::from_secs(120)).await;
-    let t = ts.login().await;
+    let (ts, t) =
+        start_logged_in(|c| c.auth.access_token_lifetime = std::time::Duration::from_secs(120))
+            .await;
     assert_eq!(t.expires_in, 120);
     ts.advance(120);
     assert_eq!(
@@ -169,11 +149,7 @@ async fn token_lifetime_is_configurable() {
 #[tokio::test]
 async fn unknown_or_missing_bearer_is_401_in_aps_error_format() {
     let ts = start(|_| {}).await;
-    let res = ts
-        .get("/teams/100001/users", "made-up")
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.get("/teams/100001/users", "made-up")).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["content-type"], "application/json");
     assert!(
@@ -219,38 +195,29 @@ async fn client_authentication_rules() {
         ("code_verifier", VERIFIER),
     ];
     // Wrong secret.
-    let res = ts
-        .http
-        .post(ts.url("/authentication/v2/token"))
-        .basic_auth(DEFAULT_CLIENT_ID, Some("wrong"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.http
+            .post(ts.url("/authentication/v2/token"))
+            .basic_auth(DEFAULT_CLIENT_ID, Some("wrong"))
+            .form(&form),
+    )
+    .await;
     oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     // Credentials both in the header and in the body.
     let mut both = form.to_vec();
     both.push(("client_id", DEFAULT_CLIENT_ID));
-    let res = ts
-        .http
-        .post(ts.url("/authentication/v2/token"))
-        .basic_auth(DEFAULT_CLIENT_ID, Some(DEFAULT_CLIENT_SECRET))
-        .form(&both)
-        .send()
-        .await
-        .unwrap();
+    let res = ts.token_request(&both).await;
     oauth_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
     // A confidential client may not skip Basic.
     let mut body_only = form.to_vec();
     body_only.push(("client_id", DEFAULT_CLIENT_ID));
     body_only.push(("client_secret", DEFAULT_CLIENT_SECRET));
-    let res = ts
-        .http
-        .post(ts.url("/authentication/v2/token"))
-        .form(&body_only)
-        .send()
-        .await
-        .unwrap();
+    let res = send(
+        ts.http
+            .post(ts.url("/authentication/v2/token"))
+            .form(&body_only),
+    )
+    .await;
     oauth_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     // The code survived all that.
     assert_eq!(ts.exchange(&code, VERIFIER).await.status(), StatusCode::OK);
@@ -260,31 +227,21 @@ async fn client_authentication_rules() {
 #[tokio::test]
 async fn authorize_refuses_unregistered_redirects_and_plain_pkce() {
     let ts = start(|_| {}).await;
-    let res = ts
-        .http
-        .get(ts.url("/authentication/v2/authorize"))
-        .query(&[
-            ("client_id", DEFAULT_CLIENT_ID),
-            ("response_type", "code"),
-            ("redirect_uri", "https://attacker.example/callback"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.http.get(ts.url("/authentication/v2/authorize")).query(&[
+        ("client_id", DEFAULT_CLIENT_ID),
+        ("response_type", "code"),
+        ("redirect_uri", "https://attacker.example/callback"),
+    ]))
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no open redirect");
-    let res = ts
-        .http
-        .get(ts.url("/authentication/v2/authorize"))
-        .query(&[
-            ("client_id", DEFAULT_CLIENT_ID),
-            ("response_type", "code"),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", "abc"),
-            ("code_challenge_method", "plain"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.http.get(ts.url("/authentication/v2/authorize")).query(&[
+        ("client_id", DEFAULT_CLIENT_ID),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", "abc"),
+        ("code_challenge_method", "plain"),
+    ]))
+    .await;
     assert_eq!(res.status(), StatusCode::FOUND);
     let location = res.headers()["location"].to_str().unwrap();
     assert!(location.contains("error=invalid_request"), "{location}");
@@ -336,19 +293,14 @@ async fn a_public_client_sends_its_id_in_the_body_and_must_use_pkce() {
         .unwrap()
         .1
         .into_owned();
-    let res = ts
-        .http
-        .post(ts.url("/authentication/v2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", "public-cli"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = send(ts.http.post(ts.url("/authentication/v2/token")).form(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", "public-cli"),
+        ("code", &code),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+    ]))
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     ts.stop().await;
 }

@@ -4,7 +4,7 @@ mod sandbox_support;
 
 use flexsync_sandbox::{Sandbox, SandboxError, Seed};
 use reqwest::StatusCode;
-use sandbox_support::{call, config, start_sandbox, tokens};
+use sandbox_support::{call, config, start_sandbox};
 use serde_json::json;
 
 const ENG: &str = "100001";
@@ -39,7 +39,7 @@ async fn a_restart_continues_from_the_state_file() {
     let ts = start_sandbox(Sandbox::open(&state, &seed, cfg).unwrap(), clock).await;
     // The old tokens still work: a restart does not log the client out.
     assert_eq!(call(ts.get("/teams", &t.access)).await.0, StatusCode::OK);
-    let fresh = tokens(ts.refresh(&t.refresh).await).await;
+    let fresh = ts.refreshed(&t.refresh).await;
     let (status, again) = call(ts.post(
         &format!("/teams/{ENG}/users"),
         &fresh.access,

@@ -10,7 +10,7 @@ use flexsync::plan::{self, Change, Facts, ProductRef};
 use flexsync::planfile::{SavedAction, SavedChange, SavedPlan};
 use flexsync::snapshot::Snapshot;
 use predicates::prelude::*;
-use served::{Served, example};
+use served::{Refused, Served, example};
 
 /// Plans examples/full.yaml into `name`, with any extra arguments.
 fn save(s: &Served, name: &str, extra: &[&str]) -> SavedPlan {
@@ -30,14 +30,7 @@ fn write(s: &Served, name: &str, plan: &SavedPlan) {
 
 /// The live team 100001, as an attacker with read access sees it.
 fn live(s: &Served) -> flexsync::model::ObservedTeam {
-    let out = s
-        .cmd()
-        .args(["snapshot", "--team", "100001"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let snap = Snapshot::parse("snap.json", &text).unwrap();
+    let snap = Snapshot::parse("snap.json", &s.live_snapshot("100001")).unwrap();
     snap.observed().teams.into_values().next().unwrap()
 }
 
@@ -75,17 +68,24 @@ fn forged_unassign(
     }
 }
 
+/// Puts unassignments with correctly computed fingerprints (against the
+/// live team 100001, read once) at the head of the first team's changes:
+/// `(email, user id, product alias)`, each inserted before the ones so far.
+fn forge(s: &Served, p: &mut SavedPlan, unassigns: &[(&str, &str, &str)]) {
+    let team = live(s);
+    for (email, user, alias) in unassigns {
+        p.teams[0]
+            .changes
+            .insert(0, forged_unassign(&team, email, user, alias));
+    }
+}
+
 fn refused(s: &Served, args: &[&str], file: &str, why: &str) {
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl"])
         .args(args)
         .arg(file)
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(format!(
-            "{file} is refused as tampered"
-        )))
-        .stderr(predicate::str::contains(why));
+        .refused(&[&format!("{file} is refused as tampered"), why]);
     assert!(s.audit_lines().is_empty(), "a refused plan sent something");
 }
 
@@ -93,15 +93,10 @@ fn refused(s: &Served, args: &[&str], file: &str, why: &str) {
 async fn an_edited_plan_is_refused_as_tampered() {
     let s = Served::start().await;
     let mut p = save(&s, "t1.plan", &[]);
-    let team = live(&s);
-    p.teams[0].changes.insert(
-        0,
-        forged_unassign(
-            &team,
-            "alice@example.com",
-            "US1000000001",
-            "platform-services",
-        ),
+    forge(
+        &s,
+        &mut p,
+        &[("alice@example.com", "US1000000001", "platform-services")],
     );
     // Not resealed: the digest gives it away.
     write(&s, "edited.plan", &p);
@@ -124,15 +119,10 @@ async fn an_edited_plan_is_refused_as_tampered() {
 async fn unassigning_a_protected_person_is_refused_even_when_resealed() {
     let s = Served::start().await;
     let mut p = save(&s, "t1.plan", &[]);
-    let team = live(&s);
-    p.teams[0].changes.insert(
-        0,
-        forged_unassign(
-            &team,
-            "dave@example.com",
-            "US1000000004",
-            "platform-services",
-        ),
+    forge(
+        &s,
+        &mut p,
+        &[("dave@example.com", "US1000000004", "platform-services")],
     );
     p.seal(None);
     write(&s, "forged.plan", &p);
@@ -173,11 +163,7 @@ async fn another_team_or_another_persons_id_is_refused() {
     write(&s, "other-team.plan", &q);
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl", "other-team.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "is called \"Example Manufacturing\" now",
-        ));
+        .refused(&["is called \"Example Manufacturing\" now"]);
     assert!(s.audit_lines().is_empty());
     assert_eq!(s.invitations("100002", "grace@example.com").await, 0);
 }
@@ -186,16 +172,15 @@ async fn another_team_or_another_persons_id_is_refused() {
 async fn more_removals_than_the_recorded_guard_allows_are_refused() {
     let s = Served::start().await;
     let mut p = save(&s, "t1.plan", &[]);
-    let team = live(&s);
     // maxUnassign 50% of 4 direct assignments is 2; the plan has one.
-    for (email, user, alias) in [
-        ("alice@example.com", "US1000000001", "platform-services"),
-        ("alice@example.com", "US1000000001", "autocad"),
-    ] {
-        p.teams[0]
-            .changes
-            .insert(0, forged_unassign(&team, email, user, alias));
-    }
+    forge(
+        &s,
+        &mut p,
+        &[
+            ("alice@example.com", "US1000000001", "platform-services"),
+            ("alice@example.com", "US1000000001", "autocad"),
+        ],
+    );
     p.seal(None);
     write(&s, "many.plan", &p);
     refused(
@@ -220,15 +205,10 @@ async fn with_a_plan_key_only_key_holders_make_plans_apply_accepts() {
     assert!(p.digest().starts_with("hmac-sha256:"));
 
     // A resealed plain digest is not the key's seal.
-    let team = live(&s);
-    p.teams[0].changes.insert(
-        0,
-        forged_unassign(
-            &team,
-            "alice@example.com",
-            "US1000000001",
-            "platform-services",
-        ),
+    forge(
+        &s,
+        &mut p,
+        &[("alice@example.com", "US1000000001", "platform-services")],
     );
     p.seal(None);
     write(&s, "forged.plan", &p);
@@ -271,11 +251,7 @@ async fn an_unknown_action_is_an_error_naming_it_not_a_default() {
     std::fs::write(s.path("odd.plan"), edited).unwrap();
     s.cmd()
         .args(["apply", "--audit-log", "audit.jsonl", "odd.plan"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("odd.plan"))
-        .stderr(predicate::str::contains("unknown variant `remove`"))
-        .stderr(predicate::str::contains("at line"));
+        .refused(&["odd.plan", "unknown variant `remove`", "at line"]);
     assert!(
         s.audit_lines().is_empty(),
         "an unreadable plan sent something"

@@ -96,6 +96,19 @@ pub(super) struct Controller {
 /// File events within this long of the first are read together.
 const EVENT_BATCH: Duration = Duration::from_millis(50);
 
+/// Reads the declaration's files through `read` off the event loop, so a
+/// slow network filesystem stalls no pass, signal or watchdog; a read that
+/// panicked is logged, and None.
+async fn off_the_loop<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the declaration failed");
+            None
+        }
+    }
+}
+
 impl Controller {
     pub fn new(
         settings: Settings,
@@ -143,15 +156,9 @@ impl Controller {
     /// read unchanged a settle window earlier.
     pub async fn look(&mut self, due: Due) {
         self.look_at = None;
-        // Off the event loop: a slow network filesystem must not stall
-        // passes, signals or the watchdog.
         let paths = self.settings.paths.clone();
-        let stamp = match tokio::task::spawn_blocking(move || config::stamp(&paths)).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the declaration failed");
-                return;
-            }
+        let Some(stamp) = off_the_loop(move || config::stamp(&paths)).await else {
+            return;
         };
         self.read(due, stamp).await;
     }
@@ -171,12 +178,8 @@ impl Controller {
 
     async fn read(&mut self, due: Due, stamp: String) {
         let paths = self.settings.paths.clone();
-        let loaded = match tokio::task::spawn_blocking(move || config::load(&paths)).await {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the declaration failed");
-                return;
-            }
+        let Some(loaded) = off_the_loop(move || config::load(&paths)).await else {
+            return;
         };
         self.last_stamp = Some(stamp);
         let digest = loaded.digest();

@@ -127,22 +127,18 @@ mod tests {
     #[test]
     fn relative_paths_become_absolute_without_resolving_links() {
         let cwd = Path::new("/srv/flexsync");
-        assert_eq!(
-            absolute(Path::new("teams"), cwd),
-            Path::new("/srv/flexsync/teams")
-        );
-        assert_eq!(
-            absolute(Path::new("./teams/"), cwd),
-            Path::new("/srv/flexsync/teams")
-        );
-        assert_eq!(
-            absolute(Path::new("../git/current/a.yaml"), cwd),
-            Path::new("/srv/git/current/a.yaml")
-        );
-        assert_eq!(
-            absolute(Path::new("/etc/x.yaml"), cwd),
-            Path::new("/etc/x.yaml")
-        );
+        for (given, expected) in [
+            ("teams", "/srv/flexsync/teams"),
+            ("./teams/", "/srv/flexsync/teams"),
+            ("../git/current/a.yaml", "/srv/git/current/a.yaml"),
+            ("/etc/x.yaml", "/etc/x.yaml"),
+        ] {
+            assert_eq!(
+                absolute(Path::new(given), cwd),
+                Path::new(expected),
+                "{given}"
+            );
+        }
     }
 
     #[test]

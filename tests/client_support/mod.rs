@@ -204,6 +204,16 @@ impl Harness {
         sandbox::Clock::advance(&*self.clock, SignedDuration::from_secs(secs));
     }
 
+    /// Puts an access token the server does not know (as after a
+    /// revocation) in the token file, keeping its refresh token; returns
+    /// the tokens written.
+    pub fn revoke_saved_access_token(&self) -> serde_json::Value {
+        let mut stale = self.saved_tokens();
+        stale["accessToken"] = "not-a-valid-token".into();
+        std::fs::write(&self.token_file, serde_json::to_vec(&stale).unwrap()).unwrap();
+        stale
+    }
+
     pub fn saved_tokens(&self) -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(&self.token_file).unwrap()).unwrap()
     }

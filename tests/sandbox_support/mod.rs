@@ -60,6 +60,22 @@ pub async fn start(tweak: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
     start_sandbox(sandbox, clock).await
 }
 
+/// The same, and the default admin's login.
+pub async fn start_logged_in(tweak: impl FnOnce(&mut SandboxConfig)) -> (TestSandbox, Tokens) {
+    let ts = start(tweak).await;
+    let t = ts.login().await;
+    (ts, t)
+}
+
+/// The same with the `/_sandbox/` admin endpoints on.
+pub async fn start_admin(tweak: impl FnOnce(&mut SandboxConfig)) -> (TestSandbox, Tokens) {
+    start_logged_in(|c| {
+        c.admin_endpoints = true;
+        tweak(c);
+    })
+    .await
+}
+
 pub async fn start_sandbox(sandbox: Sandbox, clock: Arc<ManualClock>) -> TestSandbox {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -172,6 +188,13 @@ impl TestSandbox {
         .await
     }
 
+    /// A refresh that must succeed: the new tokens.
+    pub async fn refreshed(&self, refresh_token: &str) -> Tokens {
+        let res = self.refresh(refresh_token).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        tokens(res).await
+    }
+
     /// A full login as the default admin (Ada) with every scope.
     pub async fn login(&self) -> Tokens {
         self.login_as(ALL_SCOPES, None).await
@@ -224,6 +247,11 @@ pub async fn tokens(res: Response) -> Tokens {
             .to_owned(),
         expires_in: body["expires_in"].as_u64().expect("expires_in"),
     }
+}
+
+/// Sends, and returns the answer whatever its status.
+pub async fn send(req: RequestBuilder) -> Response {
+    req.send().await.expect("request")
 }
 
 /// Sends and returns status plus JSON body (Null when empty).

@@ -20,6 +20,43 @@ pub fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Asserts that stdout says each of `said`: one
+/// `.stdout(predicates::str::contains(..))` each, in order.
+pub trait Says {
+    fn says(self, said: &[&str]) -> Self;
+}
+
+impl Says for assert_cmd::assert::Assert {
+    #[track_caller] // a failure names the test's line
+    fn says(mut self, said: &[&str]) -> Self {
+        for s in said {
+            self = self.stdout(predicates::str::contains(*s));
+        }
+        self
+    }
+}
+
+/// A generous safety net: a hang fails the test instead of the whole run.
+/// Nothing asserts how fast a command is.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs a command that must be refused: exit 1 (within the hang guard),
+/// its stderr saying each of `said`.
+pub trait Refused {
+    fn refused(&mut self, said: &[&str]);
+}
+
+impl Refused for assert_cmd::Command {
+    #[track_caller] // a failure names the test's line
+    fn refused(&mut self, said: &[&str]) {
+        let out = self.timeout(HANG_GUARD).assert().code(1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        for s in said {
+            assert!(stderr.contains(s), "stderr lacks {s:?}:\n{stderr}");
+        }
+    }
+}
+
 pub struct Served {
     pub dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`
@@ -228,6 +265,18 @@ impl Served {
         assert!(login.wait().unwrap().success());
     }
 
+    /// Someone signs in again elsewhere (into `fresh-token.json`) and
+    /// installs that login with `flexsync login --from-file`.
+    pub async fn login_again(&self) {
+        let fresh = self.path("fresh-token.json");
+        self.login_into(&fresh).await;
+        self.cmd()
+            .args(["login", "--from-file"])
+            .arg(&fresh)
+            .assert()
+            .success();
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .http
@@ -265,6 +314,22 @@ impl Served {
             .into_iter()
             .filter(|l| l["result"] != "started")
             .collect()
+    }
+
+    /// `flexsync snapshot --team TEAM`, which must succeed: the team as
+    /// the API lists it now, as JSON text.
+    pub fn live_snapshot(&self, team: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["snapshot", "--team", team])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "snapshot --team {team}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -137,14 +137,7 @@ impl Service {
 
     /// SIGTERM, then its exit status (which must come within 10 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -157,13 +150,19 @@ impl Service {
 
     /// SIGHUP: re-read and run every team now.
     pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// `kill SIGNAL PID` (`-TERM`, `-HUP`), which must succeed.
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
         assert!(
             std::process::Command::new("kill")
-                .args(["-HUP", &pid])
+                .args([signal, &pid])
                 .status()
                 .unwrap()
-                .success()
+                .success(),
+            "kill {signal} {pid}"
         );
     }
 }

@@ -16,12 +16,12 @@ use axum::routing::{get, post, put};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::api::created_or_ok;
 use super::clock::format_api_time;
 use super::config::Quirks;
 use super::faults::FaultSettings;
 use super::problem::Problem;
-use super::state::ChangeAction::{Assign, Invite, Unassign};
-use super::state::{ChangeSource, Outcome};
+use super::state::ChangeSource;
 use super::{Sandbox, lock};
 
 pub(crate) fn routes() -> Router<Sandbox> {
@@ -253,26 +253,11 @@ async fn assign(
     let now = sb.now();
     let quirks = sb.quirks();
     let result = saved(sb.mutate(|w| {
-        let result = w.assign(&team_id, &a.user_id, &a.product_id, now, &quirks);
-        if let Ok((_, Outcome::Created)) = &result {
-            let product = Some(a.product_id.as_str());
-            w.record_change(
-                now,
-                &team_id,
-                Assign,
-                &a.user_id,
-                product,
-                ChangeSource::Admin,
-            );
-        }
-        result
+        let by = ChangeSource::Admin;
+        w.assign(&team_id, &a.user_id, &a.product_id, now, &quirks, by)
     }))?;
     match result {
-        Ok((_, outcome)) => Ok(match outcome {
-            Outcome::Created => StatusCode::CREATED,
-            Outcome::Existed => StatusCode::OK,
-        }
-        .into_response()),
+        Ok((_, outcome)) => Ok(created_or_ok(outcome).into_response()),
         Err(r) => Err(refused(r)),
     }
 }
@@ -292,19 +277,13 @@ async fn unassign(
     }
     let now = sb.now();
     let result = saved(sb.mutate(|w| {
-        let result = w.unassign(&team_id, &a.user_id, &a.product_id, now);
-        if result.is_ok() {
-            let product = Some(a.product_id.as_str());
-            w.record_change(
-                now,
-                &team_id,
-                Unassign,
-                &a.user_id,
-                product,
-                ChangeSource::Admin,
-            );
-        }
-        result
+        w.unassign(
+            &team_id,
+            &a.user_id,
+            &a.product_id,
+            now,
+            ChangeSource::Admin,
+        )
     }))?;
     match result {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -330,24 +309,15 @@ async fn add_user(
     let u: NewUser = parse(&body)?;
     let now = sb.now();
     let added = saved(sb.mutate(|w| {
-        let added = w.add_user(&team_id, &u.email, &u.first_name, &u.last_name);
-        if let Some((user, Outcome::Created)) = &added {
-            w.record_change(now, &team_id, Invite, &user.id, None, ChangeSource::Admin);
-        }
-        added
+        let by = ChangeSource::Admin;
+        w.add_user(&team_id, &u.email, &u.first_name, &u.last_name, now, by)
     }))?;
     match added {
-        Some((user, outcome)) => {
-            let status = match outcome {
-                Outcome::Created => StatusCode::CREATED,
-                Outcome::Existed => StatusCode::OK,
-            };
-            Ok((
-                status,
-                axum::Json(serde_json::json!({ "id": user.id, "email": user.email })),
-            )
-                .into_response())
-        }
+        Some((user, outcome)) => Ok((
+            created_or_ok(outcome),
+            axum::Json(serde_json::json!({ "id": user.id, "email": user.email })),
+        )
+            .into_response()),
         None => Err(unknown_team(&team_id)),
     }
 }

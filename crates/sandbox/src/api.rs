@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,10 +21,9 @@ use super::config::{AuthErrorFormat, ForeignTeamFilter, Quirks, UnassignSuccess}
 use super::grants::Caller;
 use super::problem::{Problem, add_rate_headers, aps_error};
 use super::ratelimit::{Bucket, RateInfo};
-use super::state::ChangeAction::{Assign, Invite, Unassign};
 use super::state::{
     ChangeSource, EffectiveAssignment, MemberStatus, Outcome, PoolView, Refusal, Role, Source,
-    UserView,
+    UserView, World,
 };
 use super::{API_BASE_PATH, Sandbox, lock};
 
@@ -311,6 +311,59 @@ fn enter_team(
     Ok(info)
 }
 
+/// A team operation past its gate, with its query's parameters.
+struct TeamQuery {
+    team_id: String,
+    info: RateInfo,
+    params: Params,
+}
+
+/// The start of a team operation with a query: the team from the path, the
+/// gate ([`enter_team`]), then the parameters (refused with the rate headers).
+fn enter_team_query(
+    sb: &Sandbox,
+    headers: &HeaderMap,
+    team: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    needed: &[&str],
+) -> Result<TeamQuery, ApiError> {
+    let team_id = path_value(team)?;
+    let info = enter_team(sb, headers, &team_id, needed)?;
+    let params = Params::from(query).map_err(|p| p.with_rate(info))?;
+    Ok(TeamQuery {
+        team_id,
+        info,
+        params,
+    })
+}
+
+impl TeamQuery {
+    /// The page asked for of the team's list `kind` (its cursors bound to
+    /// `kind/{team}`), of the `items` read once the page request is valid.
+    fn page<T: Serialize>(
+        &self,
+        kind: &str,
+        items: impl FnOnce(&str, &Params) -> Vec<T>,
+    ) -> ApiResult {
+        let list = format!("{kind}/{}", self.team_id);
+        let page = page_request(&self.params, &list).map_err(|p| p.with_rate(self.info))?;
+        let items = items(&self.team_id, &self.params);
+        Ok(json(
+            StatusCode::OK,
+            paginate(items, &page, &list),
+            Some(self.info),
+        ))
+    }
+}
+
+/// A write that converges: 201 when it made something, 200 when it was there.
+pub(crate) fn created_or_ok(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Existed => StatusCode::OK,
+    }
+}
+
 /// `limit` and `cursor` of a paginated list.
 struct PageRequest {
     limit: usize,
@@ -496,26 +549,19 @@ async fn list_users(
     team: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
-    let team_id = path_value(team)?;
-    let info = enter_team(&sb, &headers, &team_id, &[USERS_READ, TEAM_READ])?;
-    let params = Params::from(query).map_err(|p| p.with_rate(info))?;
-    let list = format!("users/{team_id}");
-    let page = page_request(&params, &list).map_err(|p| p.with_rate(info))?;
-    let quirks = sb.quirks();
-    let users = lock(&sb.inner.world).users(
-        &team_id,
-        params.get("email"),
-        quirks.email_filter_ignores_case,
-    );
-    let items: Vec<UserDto> = users
-        .into_iter()
-        .map(|u| UserDto::new(u, &quirks))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        paginate(items, &page, &list),
-        Some(info),
-    ))
+    let gate = enter_team_query(&sb, &headers, team, query, &[USERS_READ, TEAM_READ])?;
+    gate.page("users", |team_id, params| {
+        let quirks = sb.quirks();
+        let users = lock(&sb.inner.world).users(
+            team_id,
+            params.get("email"),
+            quirks.email_filter_ignores_case,
+        );
+        users
+            .into_iter()
+            .map(|u| UserDto::new(u, &quirks))
+            .collect()
+    })
 }
 
 async fn get_user(
@@ -569,22 +615,15 @@ async fn add_user(
     let quirks = sb.quirks();
     let now = sb.now();
     let added = sb
-        .mutate(|w| {
-            let added = w.add_user(&team_id, &email, &first, &last);
-            if let Some((user, Outcome::Created)) = &added {
-                w.record_change(now, &team_id, Invite, &user.id, None, ChangeSource::Api);
-            }
-            added
-        })
+        .mutate(|w| w.add_user(&team_id, &email, &first, &last, now, ChangeSource::Api))
         .map_err(internal)?;
     match added {
-        Some((user, outcome)) => {
-            let status = match outcome {
-                Outcome::Created => StatusCode::CREATED,
-                Outcome::Existed => StatusCode::OK,
-            };
-            Ok(single(status, UserDto::new(user, &quirks), info, &quirks))
-        }
+        Some((user, outcome)) => Ok(single(
+            created_or_ok(outcome),
+            UserDto::new(user, &quirks),
+            info,
+            &quirks,
+        )),
         None => Err(Problem::forbidden_team().with_rate(info).into()),
     }
 }
@@ -595,22 +634,15 @@ async fn list_pools(
     team: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
-    let team_id = path_value(team)?;
-    let info = enter_team(&sb, &headers, &team_id, &[PRODUCTS_READ, TEAM_READ])?;
-    let params = Params::from(query).map_err(|p| p.with_rate(info))?;
-    let list = format!("pools/{team_id}");
-    let page = page_request(&params, &list).map_err(|p| p.with_rate(info))?;
-    let quirks = sb.quirks();
-    let pools = lock(&sb.inner.world).pools(&team_id, sb.now(), &quirks);
-    let items: Vec<PoolDto> = pools
-        .into_iter()
-        .map(|p| PoolDto::new(&team_id, p))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        paginate(items, &page, &list),
-        Some(info),
-    ))
+    let gate = enter_team_query(&sb, &headers, team, query, &[PRODUCTS_READ, TEAM_READ])?;
+    gate.page("pools", |team_id, _| {
+        let quirks = sb.quirks();
+        let pools = lock(&sb.inner.world).pools(team_id, sb.now(), &quirks);
+        pools
+            .into_iter()
+            .map(|p| PoolDto::new(team_id, p))
+            .collect()
+    })
 }
 
 async fn list_assignments(
@@ -619,9 +651,11 @@ async fn list_assignments(
     team: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
-    let team_id = path_value(team)?;
-    let info = enter_team(&sb, &headers, &team_id, &[PRODUCTS_READ, TEAM_READ])?;
-    let params = Params::from(query).map_err(|p| p.with_rate(info))?;
+    let TeamQuery {
+        team_id,
+        info,
+        params,
+    } = enter_team_query(&sb, &headers, team, query, &[PRODUCTS_READ, TEAM_READ])?;
     let quirks = sb.quirks();
     if quirks.assignments_reject_paging_params {
         for field in ["limit", "cursor"] {
@@ -676,41 +710,35 @@ async fn assign(
     let (user, product) = parsed.map_err(|p| p.with_rate(info))?;
     let quirks = sb.quirks();
     let now = sb.now();
-    let delay = sb.consistency_delay();
-    let result = sb
-        .mutate(|w| {
-            if let Ok(horizon) = now.saturating_sub(delay) {
-                w.prune_history(horizon);
-            }
-            let result = w.assign(&team_id, &user, &product, now, &quirks);
-            if let Ok((_, Outcome::Created)) = &result {
-                w.record_change(
-                    now,
-                    &team_id,
-                    Assign,
-                    &user,
-                    Some(&product),
-                    ChangeSource::Api,
-                );
-            }
-            result
-        })
-        .map_err(internal)?;
+    let result = write_assignment(&sb, now, |w| {
+        w.assign(&team_id, &user, &product, now, &quirks, ChangeSource::Api)
+    })?;
     match result {
-        Ok((row, outcome)) => {
-            let status = match outcome {
-                Outcome::Created => StatusCode::CREATED,
-                Outcome::Existed => StatusCode::OK,
-            };
-            Ok(single(
-                status,
-                AssignmentDto::new(row, &quirks),
-                info,
-                &quirks,
-            ))
-        }
+        Ok((row, outcome)) => Ok(single(
+            created_or_ok(outcome),
+            AssignmentDto::new(row, &quirks),
+            info,
+            &quirks,
+        )),
         Err(r) => Err(refusal(r).with_rate(info).into()),
     }
+}
+
+/// An assignment write at `now`, saved: first the removals that no lagging
+/// list can show any more are forgotten.
+fn write_assignment<R>(
+    sb: &Sandbox,
+    now: Timestamp,
+    write: impl FnOnce(&mut World) -> R,
+) -> Result<R, ApiError> {
+    let delay = sb.consistency_delay();
+    sb.mutate(|w| {
+        if let Ok(horizon) = now.saturating_sub(delay) {
+            w.prune_history(horizon);
+        }
+        write(w)
+    })
+    .map_err(internal)
 }
 
 async fn unassign(
@@ -719,9 +747,11 @@ async fn unassign(
     team: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ApiResult {
-    let team_id = path_value(team)?;
-    let info = enter_team(&sb, &headers, &team_id, &[PRODUCTS_WRITE])?;
-    let params = Params::from(query).map_err(|p| p.with_rate(info))?;
+    let TeamQuery {
+        team_id,
+        info,
+        params,
+    } = enter_team_query(&sb, &headers, team, query, &[PRODUCTS_WRITE])?;
     let required = |name: &str| {
         params
             .get(name)
@@ -736,26 +766,9 @@ async fn unassign(
     let product = required("productId")?;
     let quirks = sb.quirks();
     let now = sb.now();
-    let delay = sb.consistency_delay();
-    let result = sb
-        .mutate(|w| {
-            if let Ok(horizon) = now.saturating_sub(delay) {
-                w.prune_history(horizon);
-            }
-            let result = w.unassign(&team_id, &user, &product, now);
-            if result.is_ok() {
-                w.record_change(
-                    now,
-                    &team_id,
-                    Unassign,
-                    &user,
-                    Some(&product),
-                    ChangeSource::Api,
-                );
-            }
-            result
-        })
-        .map_err(internal)?;
+    let result = write_assignment(&sb, now, |w| {
+        w.unassign(&team_id, &user, &product, now, ChangeSource::Api)
+    })?;
     match result {
         Ok(removed) => Ok(match quirks.unassign_success {
             UnassignSuccess::NoContent => {

@@ -204,9 +204,7 @@ impl Sandbox {
             let world = persist::load(&path)?;
             Ok(Self::build(world, config, Some((path, lock))))
         } else {
-            let sandbox = Self::build(seed.world(), config, Some((path, lock)));
-            sandbox.save()?;
-            Ok(sandbox)
+            Self::seeded_into(path, lock, seed, config)
         }
     }
 
@@ -225,6 +223,17 @@ impl Sandbox {
                 path: path.display().to_string(),
             });
         }
+        Self::seeded_into(path, lock, seed, config)
+    }
+
+    /// A sandbox started from `seed` into the state file at `path` (locked,
+    /// and absent so far), which is written at once.
+    fn seeded_into(
+        path: PathBuf,
+        lock: persist::StateLock,
+        seed: &Seed,
+        config: SandboxConfig,
+    ) -> Result<Self, SandboxError> {
         let sandbox = Self::build(seed.world(), config, Some((path, lock)));
         sandbox.save()?;
         Ok(sandbox)

@@ -318,6 +318,15 @@ fn invalid_grant(description: &str) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
 
+/// The 400 `invalid_request` of a token request without `field`.
+fn missing(field: &str) -> OAuthError {
+    OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("{field} is required"),
+    )
+}
+
 #[derive(Serialize)]
 struct TokenResponse {
     access_token: String,
@@ -363,11 +372,7 @@ async fn token(
             "unsupported_grant_type",
             "grant_type must be authorization_code or refresh_token",
         )),
-        None => Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "grant_type is required",
-        )),
+        None => Err(missing("grant_type")),
     };
     Ok((
         StatusCode::OK,
@@ -389,11 +394,7 @@ fn exchange_code(
 ) -> Result<TokenResponse, OAuthError> {
     let get = |k: &str| form.get(k).map(String::as_str);
     let Some(code) = get("code") else {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "code is required",
-        ));
+        return Err(missing("code"));
     };
     let issued = sb.mutate(|w| {
         let entry = w
@@ -448,11 +449,7 @@ fn refresh(
     now: Timestamp,
 ) -> Result<TokenResponse, OAuthError> {
     let Some(presented) = form.get("refresh_token") else {
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is required",
-        ));
+        return Err(missing("refresh_token"));
     };
     let requested: Option<Vec<String>> = form
         .get("scope")

@@ -296,13 +296,15 @@ impl World {
     }
 
     /// Add Team User: converges on email (case-insensitive). An invitation is recorded
-    /// only when someone actually joins the team.
+    /// (counted, and a change made `by`) only when someone actually joins the team.
     pub fn add_user(
         &mut self,
         team_id: &str,
         email: &str,
         first_name: &str,
         last_name: &str,
+        now: Timestamp,
+        by: ChangeSource,
     ) -> Option<(UserView, Outcome)> {
         let existing_member = {
             let team = self.teams.get(team_id)?;
@@ -348,7 +350,9 @@ impl World {
             .entry(email.to_ascii_lowercase())
             .or_default() += 1;
         let member = team.members.last()?.clone();
-        Some((self.user_view(&member)?, Outcome::Created))
+        let view = self.user_view(&member)?;
+        self.record_change(now, team_id, ChangeAction::Invite, &view.id, None, by);
+        Some((view, Outcome::Created))
     }
 
     fn mint_user_id(&mut self) -> String {
@@ -487,7 +491,8 @@ impl World {
         Ok(pool)
     }
 
-    /// Assign Product: converges (an existing direct assignment is returned unchanged).
+    /// Assign Product: converges (an existing direct assignment is returned unchanged);
+    /// a new one is recorded as a change made `by`.
     pub fn assign(
         &mut self,
         team_id: &str,
@@ -495,6 +500,7 @@ impl World {
         product: &str,
         now: Timestamp,
         quirks: &Quirks,
+        by: ChangeSource,
     ) -> Result<(EffectiveAssignment, Outcome), Refusal> {
         let team = self
             .teams
@@ -537,17 +543,19 @@ impl World {
         let row = self
             .row(team_id, user, product, quirks.precedence)
             .ok_or_else(|| Refusal::UserNotOnTeam(user.to_owned()))?;
+        self.record_change(now, team_id, ChangeAction::Assign, user, Some(product), by);
         Ok((row, Outcome::Created))
     }
 
-    /// Unassign Product: removes the direct assignment and keeps inherited ones.
-    /// Returns the removed assignment.
+    /// Unassign Product: removes the direct assignment and keeps inherited ones,
+    /// recording the removal as a change made `by`. Returns the removed assignment.
     pub fn unassign(
         &mut self,
         team_id: &str,
         user: &str,
         product: &str,
         now: Timestamp,
+        by: ChangeSource,
     ) -> Result<EffectiveAssignment, Refusal> {
         let nothing = || Refusal::NothingToRemove {
             user: user.to_owned(),
@@ -583,6 +591,14 @@ impl World {
         {
             d.removed_at = Some(now);
         }
+        self.record_change(
+            now,
+            team_id,
+            ChangeAction::Unassign,
+            user,
+            Some(product),
+            by,
+        );
         Ok(EffectiveAssignment {
             user_id: user.to_owned(),
             email,
@@ -602,7 +618,7 @@ impl World {
 
     /// Records a change that just happened (the caller knows it did: `Created`, or a
     /// removal), naming the user by id and email.
-    pub fn record_change(
+    fn record_change(
         &mut self,
         at: Timestamp,
         team: &str,
