@@ -43,14 +43,27 @@ fn rust_files(path: &Path) -> Vec<PathBuf> {
 /// anything) and without comments.
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    let text = match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    // The test module ends at the first top-level `}` after it (rustfmt puts
+    // it in column 0); code after it still counts.
+    let mut in_tests = false;
+    let mut after_cfg_test = false;
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        if in_tests {
+            in_tests = line != "}";
+            continue;
+        }
+        if after_cfg_test && line.starts_with("mod tests") {
+            kept.pop();
+            in_tests = true;
+            continue;
+        }
+        after_cfg_test = line == "#[cfg(test)]";
+        if !line.trim_start().starts_with("//") {
+            kept.push(line);
+        }
+    }
+    kept.join("\n")
 }
 
 /// Where the sandbox crate lives.

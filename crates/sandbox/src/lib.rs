@@ -20,9 +20,11 @@
 //! - `problem`: Problem Details, request ids, APS and OAuth error bodies.
 //! - `oauth`: `/authentication/v2/authorize` and `/authentication/v2/token`.
 //! - `api`: the eight operations under `/team-admin/v1`.
-//! - `faults`: injected latency, 500/503, 429 and dropped connections.
+//! - `faults`: which requests fail, and how (latency, 500/503, 429, dropped
+//!   connections), decided deterministically; no HTTP.
 //! - `admin`: `/_sandbox/` endpoints (off unless enabled).
-//! - `server`: the router and [`serve`].
+//! - `server`: the router, the middleware that carries out the faults, and
+//!   [`serve`].
 //!
 //! # Use
 //! ```no_run

@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::faults::{ConnectionKiller, fault_layer};
+use super::faults::Fault;
 use super::problem::{Problem, rate_headers_layer, request_id_layer};
+use super::ratelimit::RateInfo;
 use super::{Sandbox, admin, api, oauth};
 
 pub(crate) fn router(sb: &Sandbox) -> Router {
@@ -109,5 +110,84 @@ async fn connection(stream: tokio::net::TcpStream, app: Router, mut stop: watch:
     tokio::select! {
         _ = conn.as_mut() => {}
         () = kill.notified() => {}
+    }
+}
+
+/// Lets a handler close its own connection without answering. [`serve`] puts one in
+/// every request's extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionKiller(pub std::sync::Arc<tokio::sync::Notify>);
+
+/// Middleware on the API (and, if configured, the token endpoint): the faults
+/// [`super::faults`] draws, carried out on the wire.
+pub(crate) async fn fault_layer(
+    axum::extract::State(sb): axum::extract::State<Sandbox>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    // The authorize page is a browser hop, not something a client retries: spared.
+    let spared_oauth = path == oauth::AUTHORIZE_PATH;
+    let is_token = path == oauth::TOKEN_PATH;
+    let is_read = req.method() == axum::http::Method::GET;
+    let (latency, fault) = {
+        let mut rt = super::lock(&sb.inner.runtime);
+        let spared_read = is_read && !is_token && rt.faults.settings.writes_only;
+        if spared_oauth || spared_read || (is_token && !rt.faults.settings.include_oauth) {
+            (Duration::ZERO, None)
+        } else {
+            (rt.faults.settings.latency(), rt.faults.next())
+        }
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        None => next.run(req).await,
+        Some(Fault::Drop) => match req.extensions().get::<ConnectionKiller>() {
+            Some(killer) => {
+                killer.0.notify_one();
+                // The connection task drops this future with the connection.
+                std::future::pending().await
+            }
+            // Served without `serve` (a bare router): the closest thing is a gateway error.
+            None => StatusCode::BAD_GATEWAY.into_response(),
+        },
+        Some(Fault::DropAfter) => {
+            let killer = req.extensions().get::<ConnectionKiller>().cloned();
+            let _answer = next.run(req).await;
+            match killer {
+                Some(killer) => {
+                    killer.0.notify_one();
+                    std::future::pending().await
+                }
+                None => StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+        Some(Fault::TooManyRequests) => {
+            super::lock(&sb.inner.counters).forced429();
+            let reset = super::clock::seconds_to_next_minute(sb.now());
+            Problem::rate_limited(RateInfo {
+                allowed: false,
+                limit: sb.inner.config.limits.team_per_minute,
+                remaining: 0,
+                reset_secs: reset,
+            })
+            .into_response()
+        }
+        Some(Fault::Internal) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal server error",
+            "Injected fault: internal server error.",
+        )
+        .into_response(),
+        Some(Fault::Unavailable) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            "Service unavailable",
+            "Injected fault: service unavailable.",
+        )
+        .into_response(),
     }
 }
