@@ -230,8 +230,10 @@ struct Declared<'a> {
     wanted: Vec<u32>,
     /// How many declared people want each managed product, by number.
     holders: Vec<usize>,
-    /// The declared person with each member's address, by member number.
-    person_of: Vec<Option<u32>>,
+    /// What the declared person with each member's address must hold (an
+    /// empty range for members nobody declared), by member number: read in
+    /// the live lists' order, not the declaration's.
+    wants_of: Vec<Range<u32>>,
     unresolved: BTreeSet<&'a str>,
 }
 
@@ -249,9 +251,9 @@ impl<'a> Declared<'a> {
         let mut people = Vec::with_capacity(dt.users.len());
         let mut wanted: Vec<u32> = Vec::with_capacity(dt.users.len() * 2);
         let mut holders = vec![0usize; numbers.0.len()];
-        let mut person_of: Vec<Option<u32>> = vec![None; members.users.len()];
+        let mut wants_of: Vec<Range<u32>> = vec![0..0; members.users.len()];
         let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (d, user) in (0u32..).zip(dt.users.values()) {
+        for user in dt.users.values() {
             let start = wanted.len();
             for alias in &user.products {
                 match products.get(alias.0.as_str()) {
@@ -276,15 +278,16 @@ impl<'a> Declared<'a> {
                     *n += 1;
                 }
             }
+            let wants = number(start)..number(wanted.len());
             let member = members.by_email.get(&user.email).copied();
-            if let Some(slot) = member.and_then(|m| person_of.get_mut(m as usize)) {
-                *slot = Some(d);
+            if let Some(slot) = member.and_then(|m| wants_of.get_mut(m as usize)) {
+                *slot = wants.clone();
             }
             people.push(Person {
                 user,
                 member: member.and_then(|m| members.users.get(m as usize)),
                 holder: member.map(|m| members.same_id(m)),
-                wants: number(start)..number(wanted.len()),
+                wants,
             });
         }
         let aliases = unresolved.keys().copied().collect();
@@ -302,18 +305,15 @@ impl<'a> Declared<'a> {
             people,
             wanted,
             holders,
-            person_of,
+            wants_of,
             unresolved: aliases,
         }
     }
 
     /// Whether the declaration gives member `member`'s address `product`.
     fn gives(&self, member: u32, product: u32) -> bool {
-        let Some(Some(d)) = self.person_of.get(member as usize) else {
-            return false;
-        };
-        self.people.get(*d as usize).is_some_and(|p| {
-            self.wanted[p.wants.start as usize..p.wants.end as usize].contains(&product)
+        self.wants_of.get(member as usize).is_some_and(|w| {
+            self.wanted[w.start as usize..w.end as usize].contains(&product)
         })
     }
 }
