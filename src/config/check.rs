@@ -304,13 +304,12 @@ fn merge_products(
 fn listed_users(
     file: &FileName,
     file_index: u32,
-    users: Vec<Spanned<UserDecl>>,
+    users: Vec<UserDecl>,
     parts: &mut TeamParts,
     diags: &mut Vec<Diagnostic>,
 ) -> People {
     let mut people = People::new();
     for user in users {
-        let user = user.value;
         let email_place = || Place::of(file, &user.email);
         let Some(email) = parse_email(&user.email.value, email_place, diags) else {
             continue;
