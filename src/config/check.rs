@@ -5,11 +5,13 @@
 //! parts are merged here, and anything declared twice is an error naming both
 //! places.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use serde_saphyr::Spanned;
 
-use super::format::{Document, LimitDecl, PolicyDecl, ProductDecl};
+use super::format::{Document, GroupDecl, LimitDecl, PolicyDecl, ProductDecl, UserDecl};
 use super::load::ParsedDocument;
 use crate::diagnostic::Diagnostic;
 use crate::model::{
@@ -17,20 +19,33 @@ use crate::model::{
     Policy, ProductId, ProductSelector, Provenance, SourcePlace, TeamId,
 };
 
+/// A file's name, shared by every place in it (a large file has hundreds
+/// of thousands).
+type FileName = Rc<str>;
+
 /// A position in a file.
 #[derive(Clone, Debug)]
 struct Place {
-    file: String,
+    file: FileName,
     line: u64,
     column: u64,
 }
 
 impl Place {
-    fn of<T>(file: &str, s: &Spanned<T>) -> Place {
+    fn of<T>(file: &FileName, s: &Spanned<T>) -> Place {
         Place {
-            file: file.to_owned(),
+            file: Rc::clone(file),
             line: s.referenced.line(),
             column: s.referenced.column(),
+        }
+    }
+
+    /// A person's place, as kept in their [`Origin`].
+    fn at(file: &FileName, at: SourcePlace) -> Place {
+        Place {
+            file: Rc::clone(file),
+            line: at.line.into(),
+            column: at.column.into(),
         }
     }
 
@@ -50,8 +65,10 @@ impl std::fmt::Display for Place {
 struct TeamParts {
     name: Option<(String, Place)>,
     products: BTreeMap<Alias, (ProductSelector, Place)>,
-    users: BTreeMap<Email, (DesiredUser, Place)>,
-    /// Product references, checked once every alias of the team is known.
+    /// Each person's place is their `origin.at`.
+    users: BTreeMap<Email, DesiredUser>,
+    /// References to product aliases not (yet) declared, checked once every
+    /// alias of the team is known.
     references: Vec<(Alias, Place)>,
     policy: Option<(Policy, Place)>,
     /// `replaces:` entries (old address, new address, where), checked once
@@ -135,7 +152,7 @@ pub fn build(documents: Vec<ParsedDocument>) -> (Desired, Vec<Diagnostic>) {
                     .into_iter()
                     .map(|(a, (s, _))| (a, s))
                     .collect(),
-                users: parts.users.into_iter().map(|(e, (u, _))| (e, u)).collect(),
+                users: parts.users,
                 policy: parts.policy.map(|(p, _)| p).unwrap_or_default(),
                 suspended: parts.suspended,
                 sources: parts.sources.into_iter().collect(),
@@ -152,8 +169,9 @@ fn check_document(
     teams: &mut BTreeMap<TeamId, TeamParts>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let file = doc.file.as_str();
-    let d = doc.document;
+    let file: FileName = doc.file.as_str().into();
+    let file = &file;
+    let mut d = doc.document;
     if !version_supported(file, &d, diags) {
         // A different version may mean anything; checking further would only
         // add noise.
@@ -168,32 +186,44 @@ fn check_document(
     parts.sources.insert(if doc.index > 1 {
         format!("{file}#{}", doc.index)
     } else {
-        file.to_owned()
+        file.to_string()
     });
     merge_name(file, &d, &team_id, parts, diags);
     merge_products(file, &d, &team_id, parts, diags);
     // People declared by this document: `users` entries first, then group
     // members (who may also have a `users` entry for names and products).
-    let mut people = listed_users(file, file_index, &d, parts, diags);
-    add_group_members(file, file_index, &d, &mut people, parts, diags);
-    for (email, (user, place)) in people {
-        match parts.users.get(&email) {
-            Some((_, first)) => diags.push(place.error(format!(
-                "user {email} is declared for team {team_id} twice: here and at {first}"
-            ))),
-            None => {
-                parts.users.insert(email, (user, place));
+    let users = std::mem::take(&mut d.users);
+    let mut people = listed_users(file, file_index, users, parts, diags);
+    let groups = std::mem::take(&mut d.groups);
+    add_group_members(file, file_index, groups, &mut people, parts, diags);
+    if parts.users.is_empty() {
+        // The team's first people: nobody to be declared twice with.
+        parts.users = people;
+    } else {
+        for (email, user) in people {
+            match parts.users.entry(email) {
+                Entry::Occupied(first) => {
+                    let here = Place::at(file, user.origin.at);
+                    let first = parts.provenance.locate(first.get().origin.at);
+                    let email = &user.email;
+                    diags.push(here.error(format!(
+                        "user {email} is declared for team {team_id} twice: here and at {first}"
+                    )));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(user);
+                }
             }
         }
     }
     merge_policy(file, &d, &team_id, parts, diags);
 }
 
-/// The people a document declares, each with where.
-type People = BTreeMap<Email, (DesiredUser, Place)>;
+/// The people a document declares; each one's place is their `origin.at`.
+type People = BTreeMap<Email, DesiredUser>;
 
 /// Only version 1 exists.
-fn version_supported(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> bool {
+fn version_supported(file: &FileName, d: &Document, diags: &mut Vec<Diagnostic>) -> bool {
     if d.version.value == 1 {
         return true;
     }
@@ -209,7 +239,7 @@ fn version_supported(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> b
 }
 
 /// The document's team id, if it is one (non-empty, no spaces).
-fn team_id(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> Option<TeamId> {
+fn team_id(file: &FileName, d: &Document, diags: &mut Vec<Diagnostic>) -> Option<TeamId> {
     let raw_id = d.team.value.id.value.trim();
     if raw_id.is_empty() || raw_id.chars().any(char::is_whitespace) {
         diags.push(
@@ -224,7 +254,7 @@ fn team_id(file: &str, d: &Document, diags: &mut Vec<Diagnostic>) -> Option<Team
 
 /// The team's name, which every document naming it must agree on.
 fn merge_name(
-    file: &str,
+    file: &FileName,
     d: &Document,
     team_id: &TeamId,
     parts: &mut TeamParts,
@@ -246,7 +276,7 @@ fn merge_name(
 /// The document's product aliases, which must mean the same pool wherever
 /// the team declares them.
 fn merge_products(
-    file: &str,
+    file: &FileName,
     d: &Document,
     team_id: &TeamId,
     parts: &mut TeamParts,
@@ -272,36 +302,41 @@ fn merge_products(
 
 /// The document's `users:` entries, each once, with their `replaces:`.
 fn listed_users(
-    file: &str,
+    file: &FileName,
     file_index: u32,
-    d: &Document,
+    users: Vec<UserDecl>,
     parts: &mut TeamParts,
     diags: &mut Vec<Diagnostic>,
 ) -> People {
     let mut people = People::new();
-    for user in &d.users {
-        let email_place = Place::of(file, &user.value.email);
-        let Some(email) = parse_email(&user.value.email.value, &email_place, diags) else {
+    for user in users {
+        let email_place = || Place::of(file, &user.email);
+        let Some(email) = parse_email(&user.email.value, email_place, diags) else {
             continue;
         };
-        if let Some((_, first)) = people.get(&email) {
-            diags.push(email_place.error(format!(
-                "user {email} is declared twice in this document (first at {first})"
-            )));
-            continue;
-        }
-        let products = product_refs(file, &user.value.products, &mut parts.references, diags);
+        let slot = match people.entry(email) {
+            Entry::Occupied(first) => {
+                let (email, at) = (first.key(), Place::at(file, first.get().origin.at));
+                diags.push(email_place().error(format!(
+                    "user {email} is declared twice in this document (first at {at})"
+                )));
+                continue;
+            }
+            Entry::Vacant(slot) => slot,
+        };
+        let email = slot.key();
+        let products = product_refs(file, user.products, parts, diags);
         let mut replaces = BTreeSet::new();
-        if let Some(old) = &user.value.replaces {
-            let place = Place::of(file, old);
-            match parse_email(&old.value, &place, diags) {
-                Some(old) if old == email => diags.push(
-                    place
+        if let Some(old) = &user.replaces {
+            let place = || Place::of(file, old);
+            match parse_email(&old.value, place, diags) {
+                Some(old) if old == *email => diags.push(
+                    place()
                         .error(format!("{email} cannot replace itself"))
                         .with_help("`replaces:` names the address this person had before"),
                 ),
                 Some(old) => {
-                    parts.replaced.push((old.clone(), email.clone(), place));
+                    parts.replaced.push((old.clone(), email.clone(), place()));
                     replaces.insert(old);
                 }
                 None => {}
@@ -309,18 +344,18 @@ fn listed_users(
         }
         let user = DesiredUser {
             email: email.clone(),
-            first_name: non_empty(&user.value.first_name),
-            last_name: non_empty(&user.value.last_name),
+            first_name: non_empty_owned(user.first_name),
+            last_name: non_empty_owned(user.last_name),
             products,
             replaces,
             origin: Origin {
-                at: source_place(file_index, &user.value.email),
+                at: source_place(file_index, &user.email),
                 groups: Box::default(),
                 entry_products: u64::MAX,
                 has_entry: true,
             },
         };
-        people.insert(email, (user, email_place));
+        slot.insert(user);
     }
     people
 }
@@ -328,9 +363,9 @@ fn listed_users(
 /// Group members join `people` (or gain the group's products), and each
 /// person remembers the groups and which products their own entry lists.
 fn add_group_members(
-    file: &str,
+    file: &FileName,
     file_index: u32,
-    d: &Document,
+    groups: BTreeMap<String, Spanned<GroupDecl>>,
     people: &mut People,
     parts: &mut TeamParts,
     diags: &mut Vec<Diagnostic>,
@@ -338,18 +373,20 @@ fn add_group_members(
     // The products of people with a `users:` entry, as the entry lists
     // them, kept only for those whom a group gives more.
     let mut listed: BTreeMap<Email, AliasSet> = BTreeMap::new();
-    for (group_name, group) in &d.groups {
-        let products = product_refs(file, &group.value.products, &mut parts.references, diags);
+    for (group_name, group) in groups {
+        let at = source_place(file_index, &group);
+        let group = group.value;
+        let products = product_refs(file, group.products, parts, diags);
         let group_index = u32::try_from(parts.provenance.groups.len()).unwrap_or(u32::MAX);
         parts.provenance.groups.push(DeclaredGroup {
             name: group_name.clone(),
             products: products.clone(),
-            at: source_place(file_index, group),
+            at,
         });
         let mut seen: BTreeMap<Email, Place> = BTreeMap::new();
-        for member in &group.value.members {
+        for member in &group.members {
             let place = Place::of(file, member);
-            let Some(email) = parse_email(&member.value, &place, diags) else {
+            let Some(email) = parse_email(&member.value, || place.clone(), diags) else {
                 continue;
             };
             if let Some(first) = seen.get(&email) {
@@ -358,23 +395,19 @@ fn add_group_members(
                 )));
                 continue;
             }
-            seen.insert(email.clone(), place.clone());
+            seen.insert(email.clone(), place);
             let at = source_place(file_index, member);
-            let entry = people.entry(email.clone()).or_insert_with(|| {
-                let user = DesiredUser {
-                    email: email.clone(),
-                    first_name: None,
-                    last_name: None,
-                    products: AliasSet::default(),
-                    replaces: BTreeSet::new(),
-                    origin: Origin {
-                        at,
-                        ..Origin::default()
-                    },
-                };
-                (user, place)
+            let user = people.entry(email.clone()).or_insert_with(|| DesiredUser {
+                email: email.clone(),
+                first_name: None,
+                last_name: None,
+                products: AliasSet::default(),
+                replaces: BTreeSet::new(),
+                origin: Origin {
+                    at,
+                    ..Origin::default()
+                },
             });
-            let user = &mut entry.0;
             if user.origin.has_entry && !listed.contains_key(&email) {
                 listed.insert(email, user.products.clone());
             }
@@ -385,7 +418,7 @@ fn add_group_members(
         }
     }
     for (email, own) in &listed {
-        if let Some((user, _)) = people.get_mut(email) {
+        if let Some(user) = people.get_mut(email) {
             user.origin.entry_products = user
                 .products
                 .iter()
@@ -399,7 +432,7 @@ fn add_group_members(
 
 /// The team's policy, which one document at most may set.
 fn merge_policy(
-    file: &str,
+    file: &FileName,
     d: &Document,
     team_id: &TeamId,
     parts: &mut TeamParts,
@@ -456,29 +489,44 @@ fn product_selector(
     }
 }
 
+/// The aliases in `refs`, each once. A reference to an alias the team has
+/// not declared (yet) is kept with its place, to be checked once every
+/// document of the team is read.
 fn product_refs(
-    file: &str,
-    refs: &[Spanned<String>],
-    references: &mut Vec<(Alias, Place)>,
+    file: &FileName,
+    refs: Vec<Spanned<String>>,
+    parts: &mut TeamParts,
     diags: &mut Vec<Diagnostic>,
 ) -> AliasSet {
     let mut out = AliasSet::default();
     for r in refs {
-        let place = Place::of(file, r);
-        let alias = Alias(r.value.trim().to_owned());
-        if !out.insert(alias.clone()) {
+        let alias = Alias(trimmed(r.value));
+        if out.contains(&alias) {
+            let place = Place {
+                file: Rc::clone(file),
+                line: r.referenced.line(),
+                column: r.referenced.column(),
+            };
             diags.push(place.error(format!("product `{alias}` is listed twice")));
             continue;
         }
-        references.push((alias, place));
+        if !parts.products.contains_key(&alias) {
+            let place = Place {
+                file: Rc::clone(file),
+                line: r.referenced.line(),
+                column: r.referenced.column(),
+            };
+            parts.references.push((alias.clone(), place));
+        }
+        out.insert(alias);
     }
     out
 }
 
-fn check_policy(file: &str, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Policy {
+fn check_policy(file: &FileName, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Policy {
     let mut protect = BTreeSet::new();
     for e in &p.protect {
-        if let Some(email) = parse_email(&e.value, &Place::of(file, e), diags) {
+        if let Some(email) = parse_email(&e.value, || Place::of(file, e), diags) {
             protect.insert(email);
         }
     }
@@ -504,7 +552,7 @@ fn check_policy(file: &str, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Poli
 }
 
 fn check_limit(
-    file: &str,
+    file: &FileName,
     field: &str,
     decl: &Option<Spanned<LimitDecl>>,
     default: Limit,
@@ -544,11 +592,16 @@ fn parse_percent(s: &str) -> Option<u32> {
     digits.parse().ok().filter(|p| *p <= 100)
 }
 
-fn parse_email(raw: &str, place: &Place, diags: &mut Vec<Diagnostic>) -> Option<Email> {
+/// `place` is only worked out for an invalid address.
+fn parse_email(
+    raw: &str,
+    place: impl FnOnce() -> Place,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Email> {
     match Email::parse(raw) {
         Ok(e) => Some(e),
         Err(why) => {
-            diags.push(place.error(format!("invalid email {raw:?}: {why}")));
+            diags.push(place().error(format!("invalid email {raw:?}: {why}")));
             None
         }
     }
@@ -559,6 +612,20 @@ fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
+}
+
+/// [`non_empty`] of a string the caller gives up.
+fn non_empty_owned(s: Option<String>) -> Option<String> {
+    s.map(trimmed).filter(|s| !s.is_empty())
+}
+
+/// `s` without surrounding whitespace, copied only when it has some.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -36,9 +36,10 @@ pub struct Document {
     #[schemars(with = "BTreeMap<String, GroupDecl>")]
     pub groups: BTreeMap<String, Spanned<GroupDecl>>,
     /// People who must be on the team, with the products each must hold.
+    // Not `Spanned`: a person's place is their `email`'s, and a span
+    // around each entry cost 1,500 instructions a person.
     #[serde(default)]
-    #[schemars(with = "Vec<UserDecl>")]
-    pub users: Vec<Spanned<UserDecl>>,
+    pub users: Vec<UserDecl>,
     /// Safety policy for this team. At most one document per team may set it.
     #[serde(default)]
     #[schemars(with = "Option<PolicyDecl>")]
