@@ -15,7 +15,7 @@
 //! characters swapped. Slips in digits do not count: `dev004` and `dev005`
 //! are two numbered accounts, not a typo. Lookups go through deletion
 //! neighbourhoods, so pairing n invitations with m holders costs
-//! O((n + m) · length), not O(n · m).
+//! O((n + m) · length · log m), not O(n · m).
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 
