@@ -379,14 +379,13 @@ impl<'a> Assignments<'a> {
     }
 }
 
-/// Groups (member, product) rows by member, without duplicates.
+/// Groups (member, product) rows by member, without duplicates: a counting
+/// sort by member, then each member's few products sorted in place.
 fn held_by_member<'a>(
-    mut rows: Vec<(u32, u32)>,
+    rows: Vec<(u32, u32)>,
     members: usize,
     unlisted: Vec<(&'a str, u32)>,
 ) -> Held<'a> {
-    rows.sort_unstable();
-    rows.dedup();
     let mut start = vec![0u32; members + 1];
     for (m, _) in &rows {
         if let Some(n) = start.get_mut(*m as usize + 1) {
@@ -396,9 +395,32 @@ fn held_by_member<'a>(
     for i in 1..start.len() {
         start[i] += start[i - 1];
     }
+    let mut next = start.clone();
+    let mut products = vec![0u32; rows.len()];
+    for (m, p) in rows {
+        if let Some(at) = next.get_mut(m as usize) {
+            products[*at as usize] = p;
+            *at += 1;
+        }
+    }
+    // Sorted runs, duplicates dropped and the gaps they leave closed.
+    let mut kept = 0;
+    for m in 0..members {
+        let (from, to) = (start[m] as usize, start[m + 1] as usize);
+        start[m] = number(kept);
+        products[from..to].sort_unstable();
+        for i in from..to {
+            if kept == start[m] as usize || products[kept - 1] != products[i] {
+                products[kept] = products[i];
+                kept += 1;
+            }
+        }
+    }
+    start[members] = number(kept);
+    products.truncate(kept);
     Held {
         start,
-        products: rows.into_iter().map(|(_, p)| p).collect(),
+        products,
         unlisted,
     }
 }
