@@ -86,7 +86,14 @@ fn plan_team(dt: &DesiredTeam, ot: &ObservedTeam, opts: &Options) -> TeamPlan {
 /// in email order), so `finish`'s sort finds runs and has little to do.
 fn propose(team: &Team<'_>, draft: &mut Draft) {
     propose_removals(team, draft);
-    let mut assignments: Vec<Vec<Change>> = vec![Vec::new(); team.products.len()];
+    // Sized up front: at 100,000 people, growing these lists by doubling
+    // copied and faulted in several megabytes more than once.
+    let mut assignments: Vec<Vec<Change>> = (0..team.products.len())
+        .map(|p| Vec::with_capacity(team.wanting.get(p).copied().unwrap_or(0)))
+        .collect();
+    let invites = team.people.iter().filter(|p| p.member.is_none()).count();
+    let wanted: usize = team.wanting.iter().sum();
+    draft.changes.reserve(invites + wanted);
     for person in &team.people {
         propose_for(team, person, draft, &mut assignments);
     }

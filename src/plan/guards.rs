@@ -220,27 +220,32 @@ fn invite_guard(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
 /// Invitations to a domain no member has today are worth a second look
 /// (`@exmaple.com`); they are flagged, not blocked.
 fn new_domains(team: &Team<'_>, _: &Options, draft: &mut Draft) {
-    let known: BTreeSet<&str> = team.ot.users.iter().map(|u| domain(&u.email)).collect();
-    let mut new: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut new: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for c in &draft.changes {
-        if let Change::Invite { email, .. } = c
-            && !known.contains(domain(email))
-        {
-            new.entry(domain(email).to_owned())
-                .or_default()
-                .push(email.to_string());
+        if let Change::Invite { email, .. } = c {
+            new.entry(domain(email)).or_default().push(email.as_str());
         }
     }
-    for (d, emails) in new {
-        draft.finding(
-            Severity::Warning,
-            FindingCode::NewDomain,
+    // Invitations name few domains, and most members share one: the walk
+    // over the members usually ends after a handful.
+    for member in &team.ot.users {
+        if new.is_empty() {
+            break;
+        }
+        new.remove(domain(&member.email));
+    }
+    let messages: Vec<String> = new
+        .into_iter()
+        .map(|(d, emails)| {
             format!(
                 "invitation(s) to {d}, a domain no member of team {} has today: {}; check the spelling",
                 team.dt.id,
-                list(emails.iter().map(String::as_str))
-            ),
-        );
+                list(emails.into_iter())
+            )
+        })
+        .collect();
+    for message in messages {
+        draft.finding(Severity::Warning, FindingCode::NewDomain, message);
     }
 }
 

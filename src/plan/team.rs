@@ -41,6 +41,8 @@ pub(super) struct Team<'a> {
     pub held: Held<'a>,
     /// How many declared people want each managed product.
     pub declared_holders: BTreeMap<&'a ProductId, usize>,
+    /// The same counts by product number.
+    pub wanting: Vec<usize>,
     /// Assignments of managed products that the declaration does not give
     /// their holder (holders missing from the user list included), sorted
     /// so findings and changes do not depend on the API's order.
@@ -117,12 +119,12 @@ impl<'a> Team<'a> {
         let members = Members::of(ot);
         let declared = Declared::of(dt, &products, &numbers, &members, draft);
         let assignments = Assignments::of(ot, &numbers, &members, &declared);
-        let renames = dt
-            .users
-            .values()
-            .flat_map(|u| u.replaces.iter().map(move |old| (old, &u.email)))
+        let declared_holders = numbers
+            .0
+            .iter()
+            .copied()
+            .zip(declared.holders.iter().copied())
             .collect();
-        let declared_holders = numbers.0.iter().copied().zip(declared.holders).collect();
         Team {
             dt,
             ot,
@@ -134,10 +136,11 @@ impl<'a> Team<'a> {
             wanted: declared.wanted,
             held: assignments.held,
             declared_holders,
+            wanting: declared.holders,
             undeclared_assignments: assignments.undeclared_assignments,
             undeclared: assignments.undeclared,
             direct_holdings: assignments.direct_holdings,
-            renames,
+            renames: declared.renames,
             unresolved: declared.unresolved,
             by_id: members.by_id,
         }
@@ -235,6 +238,7 @@ struct Declared<'a> {
     /// the live lists' order, not the declaration's.
     wants_of: Vec<Range<u32>>,
     unresolved: BTreeSet<&'a str>,
+    renames: BTreeSet<(&'a Email, &'a Email)>,
 }
 
 impl<'a> Declared<'a> {
@@ -253,11 +257,24 @@ impl<'a> Declared<'a> {
         let mut holders = vec![0usize; numbers.0.len()];
         let mut wants_of: Vec<Range<u32>> = vec![0..0; members.users.len()];
         let mut unresolved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for user in dt.users.values() {
+        let mut renames = BTreeSet::new();
+        // Addresses first, in a loop of their own: the lookups do not wait
+        // on each other, so the processor overlaps their cache misses.
+        let member_of: Vec<Option<u32>> = dt
+            .users
+            .keys()
+            .map(|email| members.by_email.get(email).copied())
+            .collect();
+        let number_of: BTreeMap<&str, Option<u32>> = products
+            .iter()
+            .map(|(alias, (_, pool))| (*alias, numbers.of(&pool.product_id)))
+            .collect();
+        for (user, member) in dt.users.values().zip(member_of) {
+            renames.extend(user.replaces.iter().map(|old| (old, &user.email)));
             let start = wanted.len();
             for alias in &user.products {
-                match products.get(alias.0.as_str()) {
-                    Some((_, pool)) => wanted.extend(numbers.of(&pool.product_id)),
+                match number_of.get(alias.0.as_str()) {
+                    Some(number) => wanted.extend(*number),
                     None => unresolved
                         .entry(&alias.0)
                         .or_default()
@@ -279,7 +296,6 @@ impl<'a> Declared<'a> {
                 }
             }
             let wants = number(start)..number(wanted.len());
-            let member = members.by_email.get(&user.email).copied();
             if let Some(slot) = member.and_then(|m| wants_of.get_mut(m as usize)) {
                 *slot = wants.clone();
             }
@@ -307,14 +323,15 @@ impl<'a> Declared<'a> {
             holders,
             wants_of,
             unresolved: aliases,
+            renames,
         }
     }
 
     /// Whether the declaration gives member `member`'s address `product`.
     fn gives(&self, member: u32, product: u32) -> bool {
-        self.wants_of.get(member as usize).is_some_and(|w| {
-            self.wanted[w.start as usize..w.end as usize].contains(&product)
-        })
+        self.wants_of
+            .get(member as usize)
+            .is_some_and(|w| self.wanted[w.start as usize..w.end as usize].contains(&product))
     }
 }
 
@@ -344,13 +361,20 @@ impl<'a> Assignments<'a> {
         let mut undeclared_assignments = Vec::new();
         let mut undeclared = Vec::new();
         let mut direct_holdings = 0;
+        let mut last: Option<(&str, Option<u32>)> = None;
         for a in &ot.assignments {
             let Some(p) = numbers.of(&a.product_id) else {
                 continue;
             };
             let direct = a.assignment_type.is_direct();
             direct_holdings += usize::from(direct);
-            let member = members.by_id.get(a.user_id.0.as_str()).copied();
+            // The API lists a user's assignments together: the previous
+            // answer is usually this one.
+            let member = match last {
+                Some((id, m)) if id == a.user_id.0.as_str() => m,
+                _ => members.by_id.get(a.user_id.0.as_str()).copied(),
+            };
+            last = Some((a.user_id.0.as_str(), member));
             match member {
                 Some(m) => rows.push((m, p)),
                 None => unlisted.push((a.user_id.0.as_str(), p)),
