@@ -281,15 +281,8 @@ impl<'a> Declared<'a> {
                         .push(user.email.as_str()),
                 }
             }
-            wanted[start..].sort_unstable();
-            let mut end = start;
-            for i in start..wanted.len() {
-                if i == start || wanted[i] != wanted[end - 1] {
-                    wanted[end] = wanted[i];
-                    end += 1;
-                }
-            }
-            wanted.truncate(end);
+            let kept = sort_unique(&mut wanted[start..]);
+            wanted.truncate(start + kept);
             for p in &wanted[start..] {
                 if let Some(n) = holders.get_mut(*p as usize) {
                     *n += 1;
@@ -432,13 +425,9 @@ fn held_by_member<'a>(
     for m in 0..members {
         let (from, to) = (start[m] as usize, start[m + 1] as usize);
         start[m] = number(kept);
-        products[from..to].sort_unstable();
-        for i in from..to {
-            if kept == start[m] as usize || products[kept - 1] != products[i] {
-                products[kept] = products[i];
-                kept += 1;
-            }
-        }
+        let unique = sort_unique(&mut products[from..to]);
+        products.copy_within(from..from + unique, kept);
+        kept += unique;
     }
     start[members] = number(kept);
     products.truncate(kept);
@@ -447,6 +436,20 @@ fn held_by_member<'a>(
         products,
         unlisted,
     }
+}
+
+/// Sorts `run` and moves its distinct values to its front; returns how
+/// many there are.
+fn sort_unique(run: &mut [u32]) -> usize {
+    run.sort_unstable();
+    let mut kept = 0;
+    for i in 0..run.len() {
+        if kept == 0 || run[kept - 1] != run[i] {
+            run[kept] = run[i];
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// Resolves each alias to one pool. Aliases matching no pool or several are
@@ -524,4 +527,24 @@ fn resolve_products<'a>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdings_are_grouped_by_member_sorted_and_without_repeats() {
+        // Member 1 is listed twice for product 2 (a snapshot may repeat an
+        // assignment); member 2 holds nothing; "GHOST" is not in the list.
+        let rows = vec![(1, 2), (0, 1), (1, 2), (1, 0)];
+        let held = held_by_member(rows, 3, vec![("GHOST", 2)]);
+        assert!(held.holds(0, 1) && !held.holds(0, 0));
+        assert!(held.holds(1, 0) && held.holds(1, 2) && !held.holds(1, 1));
+        assert!(!held.holds(2, 0) && !held.holds(3, 0));
+        assert_eq!(held.start, [0, 1, 3, 3]);
+        assert_eq!(held.products, [1, 0, 2]);
+        // Seats: member 1 and the unlisted holder.
+        assert_eq!(held.count(2), 2);
+    }
 }
