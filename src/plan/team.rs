@@ -265,16 +265,19 @@ impl<'a> Declared<'a> {
             .keys()
             .map(|email| members.by_email.get(email).copied())
             .collect();
-        let number_of: BTreeMap<&str, Option<u32>> = products
+        // Every resolved alias's pool is managed, so each has a number; were
+        // one missing, its people would be reported as going without it (a
+        // blocker), never have their holding of it read as undeclared.
+        let number_of: BTreeMap<&str, u32> = products
             .iter()
-            .map(|(alias, (_, pool))| (*alias, numbers.of(&pool.product_id)))
+            .filter_map(|(alias, (_, pool))| Some((*alias, numbers.of(&pool.product_id)?)))
             .collect();
         for (user, member) in dt.users.values().zip(member_of) {
             renames.extend(user.replaces.iter().map(|old| (old, &user.email)));
             let start = wanted.len();
             for alias in &user.products {
                 match number_of.get(alias.0.as_str()) {
-                    Some(number) => wanted.extend(*number),
+                    Some(number) => wanted.push(*number),
                     None => unresolved
                         .entry(&alias.0)
                         .or_default()
