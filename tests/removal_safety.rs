@@ -381,3 +381,17 @@ fn every_guard_shows_in_text_markdown_and_json() {
     render::markdown::render(&held_plan, &ctx, &mut md).unwrap();
     assert!(String::from_utf8_lossy(&md).contains("— **blocked**"));
 }
+
+#[test]
+fn an_assignment_listed_twice_is_unassigned_once() {
+    // dev001 is no longer declared; the snapshot repeats their assignment.
+    let mut observed = team(3);
+    observed.assignments.push(observed.assignments[1].clone());
+    let yaml = declaration(
+        &[dev(0), dev(2)],
+        "policy: { prune: true, maxUnassign: 5 }\n",
+    );
+    let t = plan_of(&yaml, observed);
+    assert_eq!(unassigns(&t), 1, "{:#?}", t.changes);
+    assert!(t.blocked.is_empty(), "{:#?}", t.blocked);
+}

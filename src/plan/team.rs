@@ -386,6 +386,9 @@ impl<'a> Assignments<'a> {
             }
         }
         undeclared_assignments.sort();
+        // A list that repeats an assignment (a snapshot may) still means one
+        // unassignment: the second would be a write for nothing.
+        undeclared_assignments.dedup();
         undeclared.sort_unstable();
         undeclared.dedup();
         unlisted.sort_unstable();
