@@ -1,4 +1,5 @@
-//! The planner's hash maps: Fx hashing (rustc-hash), seeded once per process.
+//! The planner's hash maps and look-alike keys: Fx hashing (rustc-hash),
+//! seeded once per process.
 //!
 //! A plan of 100,000 people looks each of them up several times by address,
 //! id and (id, product); with std's SipHash, hashing was a quarter of the

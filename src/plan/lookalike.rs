@@ -17,8 +17,9 @@
 //! neighbourhoods, so pairing n invitations with m holders costs
 //! O((n + m) · length · log m), not O(n · m).
 
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher};
 
+use super::hashing::Seeded;
 use crate::model::Email;
 
 /// At most this many holders are examined per key: enough to find every
@@ -35,20 +36,18 @@ pub struct Index<'a> {
     emails: Vec<&'a Email>,
     /// (key, place in `emails`), sorted by key, then by place.
     keys: Vec<(u64, u32)>,
-    /// SipHash, not Fx: a key hashes two slices as one string, which only
-    /// a streaming hasher guarantees ("gr"+"ae" must equal "gra"+"e").
-    hasher: RandomState,
+    hasher: Seeded,
 }
 
 impl<'a> Index<'a> {
     pub fn new(emails: impl IntoIterator<Item = &'a Email>) -> Self {
-        let hasher = RandomState::new();
+        let hasher = Seeded::default();
         let emails: Vec<&'a Email> = emails.into_iter().collect();
         let mut keys = Vec::with_capacity(emails.len() * 10);
-        let mut mine = Vec::new();
+        let mut mine = Keys::default();
         for (i, email) in (0u32..).zip(&emails) {
-            unique_keys(&hasher, email, &mut mine);
-            keys.extend(mine.iter().map(|k| (*k, i)));
+            mine.of(&hasher, email);
+            keys.extend(mine.keys.iter().map(|k| (*k, i)));
         }
         keys.sort_unstable();
         Index {
@@ -61,9 +60,10 @@ impl<'a> Index<'a> {
     /// Every indexed address that looks like `email`, sorted, without
     /// duplicates.
     pub fn matches(&self, email: &Email) -> Vec<&'a Email> {
-        let mut mine = Vec::new();
-        unique_keys(&self.hasher, email, &mut mine);
+        let mut mine = Keys::default();
+        mine.of(&self.hasher, email);
         let mut out: Vec<&'a Email> = mine
+            .keys
             .iter()
             .flat_map(|k| {
                 let from = self.keys.partition_point(|(key, _)| key < k);
@@ -81,12 +81,40 @@ impl<'a> Index<'a> {
     }
 }
 
-/// `email`'s keys without repeats (deleting either `a` of `aab` is one key).
-fn unique_keys(hasher: &RandomState, email: &Email, into: &mut Vec<u64>) {
-    into.clear();
-    into.extend(keys(hasher, split(email).0));
-    into.sort_unstable();
-    into.dedup();
+/// An address's keys: its local part itself and each one-character
+/// deletion of it, hashed, without repeats (deleting either `a` of `aab` is
+/// one key). Two local parts within one slip of each other always share a
+/// key. The deletions are spelled out in one reused buffer and hashed as
+/// whole strings, so a deletion that equals another address's whole local
+/// part (the inserted-character case) gets that address's key.
+#[derive(Default)]
+struct Keys {
+    keys: Vec<u64>,
+    spelled: Vec<u8>,
+}
+
+impl Keys {
+    fn of(&mut self, hasher: &Seeded, email: &Email) {
+        let local = split(email).0;
+        self.keys.clear();
+        self.keys.reserve(local.len() + 1);
+        self.keys.push(hash(hasher, local.as_bytes()));
+        for (i, c) in local.char_indices() {
+            self.spelled.clear();
+            self.spelled.extend_from_slice(&local.as_bytes()[..i]);
+            self.spelled
+                .extend_from_slice(&local.as_bytes()[i + c.len_utf8()..]);
+            self.keys.push(hash(hasher, &self.spelled));
+        }
+        self.keys.sort_unstable();
+        self.keys.dedup();
+    }
+}
+
+fn hash(hasher: &Seeded, bytes: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(bytes);
+    h.finish()
 }
 
 /// Whether two different addresses look like one person's (see module docs).
@@ -101,25 +129,6 @@ pub fn looks_alike(a: &Email, b: &Email) -> bool {
 
 fn split(e: &Email) -> (&str, &str) {
     e.as_str().rsplit_once('@').unwrap_or((e.as_str(), ""))
-}
-
-/// The local part itself and each one-character deletion of it, hashed:
-/// two strings within one slip of each other always share one of these.
-fn keys<'s>(hasher: &'s RandomState, local: &'s str) -> impl Iterator<Item = u64> + 's {
-    let hash = move |a: &str, b: &str| {
-        let mut h = hasher.build_hasher();
-        // A deletion may equal another address's whole local part (the
-        // inserted-character case), so both kinds hash the same way.
-        h.write(a.as_bytes());
-        h.write(b.as_bytes());
-        h.write_u8(0xff);
-        h.finish()
-    };
-    std::iter::once(hash(local, "")).chain(
-        local
-            .char_indices()
-            .map(move |(i, c)| hash(&local[..i], &local[i + c.len_utf8()..])),
-    )
 }
 
 /// Optimal-string-alignment distance exactly 1, where what differs is not
