@@ -22,15 +22,24 @@ impl Draft {
     /// to `blocked`, in order; they are returned for the guard's message.
     /// Assignments that were waiting for a now-blocked invitation follow it.
     pub fn block(&mut self, mut why: impl FnMut(&Change) -> Option<BlockReason>) -> Vec<Blocked> {
-        let mut kept = Vec::with_capacity(self.changes.len());
-        let mut moved = Vec::new();
-        for change in self.changes.drain(..) {
-            match why(&change) {
-                Some(reason) => moved.push(Blocked { change, reason }),
-                None => kept.push(change),
-            }
-        }
-        self.changes = kept;
+        // In place: a guard that blocks nothing (the usual case) moves no
+        // change, where rebuilding the list moved every one of them.
+        let mut reasons = Vec::new();
+        let taken: Vec<Change> = self
+            .changes
+            .extract_if(.., |change| match why(change) {
+                Some(reason) => {
+                    reasons.push(reason);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        let moved: Vec<Blocked> = taken
+            .into_iter()
+            .zip(reasons)
+            .map(|(change, reason)| Blocked { change, reason })
+            .collect();
         self.blocked.extend(moved.iter().cloned());
         if moved
             .iter()

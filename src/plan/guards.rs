@@ -278,16 +278,22 @@ fn removal_delay(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
 
 /// Pools that have not started or have ended take no assignment.
 fn pool_dates(team: &Team<'_>, opts: &Options, draft: &mut Draft) {
+    // Each pool's dates are read once, not once per assignment; when every
+    // pool is active (the usual case) no change is looked at.
+    let closed: BTreeMap<&ProductId, BlockReason> = team
+        .pools
+        .iter()
+        .filter_map(|(id, p)| match p.activity(opts.now) {
+            PoolActivity::Active => None,
+            PoolActivity::NotStarted(start) => Some((*id, BlockReason::PoolNotStarted { start })),
+            PoolActivity::Expired(end) => Some((*id, BlockReason::PoolExpired { end })),
+        })
+        .collect();
+    if closed.is_empty() {
+        return;
+    }
     let moved = draft.block(|c| match c {
-        Change::Assign { product, .. } => {
-            team.pools
-                .get(&product.id)
-                .and_then(|p| match p.activity(opts.now) {
-                    PoolActivity::Active => None,
-                    PoolActivity::NotStarted(start) => Some(BlockReason::PoolNotStarted { start }),
-                    PoolActivity::Expired(end) => Some(BlockReason::PoolExpired { end }),
-                })
-        }
+        Change::Assign { product, .. } => closed.get(&product.id).cloned(),
         _ => None,
     });
     let mut stopped: BTreeMap<String, Vec<String>> = BTreeMap::new();
