@@ -173,6 +173,7 @@ fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
     let policy = &team.dt.policy;
     let mut inherited_extra: Vec<String> = Vec::new();
     let mut kept_without_prune: Vec<String> = Vec::new();
+    let mut removals = Vec::new();
     for a in &team.undeclared_assignments {
         let Some(product) = team.managed.get(&a.product_id) else {
             continue;
@@ -207,13 +208,17 @@ fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
         } else if !a.assignment_type.is_direct() {
             inherited_extra.push(format!("{} ({})", user.email, a.assignment_type));
         } else {
-            draft.changes.push(Change::Unassign {
+            removals.push(Change::Unassign {
                 email: user.email.clone(),
                 user_id: user.id.clone(),
                 product: product.clone(),
             });
         }
     }
+    // Listed by user id; sorted here, the whole proposal is one run for
+    // `finish`'s sort.
+    removals.sort_by(Change::execution_order);
+    draft.changes.append(&mut removals);
     if !kept_without_prune.is_empty() {
         draft.finding(
             Severity::Note,
@@ -240,12 +245,10 @@ fn propose_removals(team: &Team<'_>, draft: &mut Draft) {
 
 /// Orders the outcome.
 fn finish(team: &Team<'_>, mut draft: Draft) -> TeamPlan {
-    draft
-        .changes
-        .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    draft.changes.sort_by(Change::execution_order);
     draft
         .blocked
-        .sort_by(|a, b| a.change.order_key().cmp(&b.change.order_key()));
+        .sort_by(|a, b| a.change.execution_order(&b.change));
     draft.findings.sort();
     draft.findings.dedup();
     TeamPlan {

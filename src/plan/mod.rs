@@ -16,6 +16,7 @@ mod team;
 pub use compute::{compute, compute_team, compute_with};
 pub use depends::{Facts, fingerprint};
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -240,14 +241,23 @@ impl Change {
         }
     }
 
-    /// Execution order: unassign, invite, assign; then by product and email.
-    fn order_key(&self) -> (u8, Option<&str>, &Email) {
-        let rank = match self {
+    /// Execution order: unassign, invite, assign; then by product name and
+    /// email.
+    fn execution_order(&self, other: &Change) -> Ordering {
+        let rank = |c: &Change| match c {
             Change::Unassign { .. } => 0,
             Change::Invite { .. } => 1,
             Change::Assign { .. } => 2,
         };
-        (rank, self.product().map(|p| p.name.as_str()), self.email())
+        rank(self)
+            .cmp(&rank(other))
+            .then_with(|| match (self.product(), other.product()) {
+                // The changes of one product share its `ProductRef`: no need
+                // to compare its name with itself 90,000 times.
+                (Some(a), Some(b)) if std::ptr::eq(a, b) => Ordering::Equal,
+                (a, b) => a.map(|p| &p.name).cmp(&b.map(|p| &p.name)),
+            })
+            .then_with(|| self.email().cmp(other.email()))
     }
 }
 
