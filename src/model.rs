@@ -290,20 +290,25 @@ pub struct DesiredUser {
     pub origin: Origin,
 }
 
-/// A person's product aliases: sorted, without duplicates. A sorted `Vec`
-/// rather than a `BTreeSet`, whose smallest node costs half a kilobyte: a
-/// declaration of 100,000 people holds 100,000 of these, usually of one or
-/// two aliases.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AliasSet(Vec<Alias>);
+/// A person's product aliases: sorted, without duplicates, and shared. A
+/// declaration of 100,000 people holds 100,000 of these, usually one of a
+/// handful of lists ("ps, fu"): `config` hands everyone with the same list
+/// one copy, so the lists take no memory to speak of and stay in the cache
+/// while the planner reads every person's. (A sorted slice rather than a
+/// `BTreeSet`, whose smallest node costs half a kilobyte.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AliasSet(std::sync::Arc<[Alias]>);
 
 impl AliasSet {
-    /// Adds `alias`; false if it was there already.
+    /// Adds `alias`; false if it was there already. Copies the list: build
+    /// a set with `collect` instead of inserting one by one.
     pub fn insert(&mut self, alias: Alias) -> bool {
         match self.0.binary_search(&alias) {
             Ok(_) => false,
             Err(at) => {
-                self.0.insert(at, alias);
+                let mut v = self.0.to_vec();
+                v.insert(at, alias);
+                self.0 = v.into();
                 true
             }
         }
@@ -331,15 +336,16 @@ impl FromIterator<Alias> for AliasSet {
         let mut v: Vec<Alias> = iter.into_iter().collect();
         v.sort();
         v.dedup();
-        v.shrink_to_fit();
-        AliasSet(v)
+        AliasSet(v.into())
     }
 }
 
 impl Extend<Alias> for AliasSet {
+    /// The union; the list is copied only when something is new.
     fn extend<I: IntoIterator<Item = Alias>>(&mut self, iter: I) {
-        for a in iter {
-            self.insert(a);
+        let new: Vec<Alias> = iter.into_iter().filter(|a| !self.contains(a)).collect();
+        if !new.is_empty() {
+            *self = self.0.iter().cloned().chain(new).collect();
         }
     }
 }

@@ -6,7 +6,7 @@
 //! places.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::rc::Rc;
 
 use serde_saphyr::Spanned;
@@ -77,9 +77,21 @@ struct TeamParts {
     suspended: bool,
     sources: BTreeSet<String>,
     provenance: Provenance,
+    /// Every distinct product list so far: people with equal lists share
+    /// one (see [`AliasSet`]).
+    alias_sets: HashSet<AliasSet>,
 }
 
 impl TeamParts {
+    /// `set`, or the equal list someone already holds.
+    fn shared(&mut self, set: AliasSet) -> AliasSet {
+        if let Some(shared) = self.alias_sets.get(&set) {
+            return shared.clone();
+        }
+        self.alias_sets.insert(set.clone());
+        set
+    }
+
     /// `file`'s index in the team's provenance (a team has few files).
     fn file_index(&mut self, file: &str) -> u32 {
         let files = &mut self.provenance.files;
@@ -415,6 +427,7 @@ fn add_group_members(
             groups.push(group_index);
             user.origin.groups = groups.into_boxed_slice();
             user.products.extend(products.iter().cloned());
+            user.products = parts.shared(std::mem::take(&mut user.products));
         }
     }
     for (email, own) in &listed {
@@ -498,10 +511,10 @@ fn product_refs(
     parts: &mut TeamParts,
     diags: &mut Vec<Diagnostic>,
 ) -> AliasSet {
-    let mut out = AliasSet::default();
+    let mut out: Vec<Alias> = Vec::with_capacity(refs.len());
     for r in refs {
         let alias = Alias(trimmed(r.value));
-        if out.contains(&alias) {
+        let Err(at) = out.binary_search(&alias) else {
             let place = Place {
                 file: Rc::clone(file),
                 line: r.referenced.line(),
@@ -509,7 +522,7 @@ fn product_refs(
             };
             diags.push(place.error(format!("product `{alias}` is listed twice")));
             continue;
-        }
+        };
         if !parts.products.contains_key(&alias) {
             let place = Place {
                 file: Rc::clone(file),
@@ -518,9 +531,9 @@ fn product_refs(
             };
             parts.references.push((alias.clone(), place));
         }
-        out.insert(alias);
+        out.insert(at, alias);
     }
-    out
+    parts.shared(out.into_iter().collect())
 }
 
 fn check_policy(file: &FileName, p: &PolicyDecl, diags: &mut Vec<Diagnostic>) -> Policy {
