@@ -145,8 +145,8 @@ impl AuditLog {
         outcome: Option<&Outcome>,
     ) -> std::io::Result<()> {
         let user_id = match change {
-            Change::Assign { user_id, .. } => user_id.as_ref().map(|u| u.0.as_str()),
-            Change::Unassign { user_id, .. } => Some(user_id.0.as_str()),
+            Change::Assign { user_id, .. } => user_id.as_ref().map(|u| u.as_str()),
+            Change::Unassign { user_id, .. } => Some(user_id.as_str()),
             Change::Invite { .. } => None,
         };
         let (result, note, http_status, request_id, error) = match outcome {
@@ -181,7 +181,7 @@ impl AuditLog {
         let invited_id = match outcome {
             Some(Outcome::Done {
                 user_id: Some(u), ..
-            }) => Some(u.0.as_str()),
+            }) => Some(u.as_str()),
             _ => None,
         };
         let line = Line {

@@ -495,8 +495,8 @@ fn save_change(c: &Change, facts: &Facts<'_>) -> SavedChange {
             last_name,
             ..
         } => (None, first_name.clone(), last_name.clone()),
-        Change::Assign { user_id, .. } => (user_id.as_ref().map(|u| u.0.clone()), None, None),
-        Change::Unassign { user_id, .. } => (Some(user_id.0.clone()), None, None),
+        Change::Assign { user_id, .. } => (user_id.as_ref().map(ToString::to_string), None, None),
+        Change::Unassign { user_id, .. } => (Some(user_id.to_string()), None, None),
     };
     SavedChange {
         action: match c {
@@ -691,12 +691,12 @@ fn load_change(t: &SavedTeam, s: &SavedChange) -> Result<Change, String> {
         }),
         SavedAction::Assign => Ok(Change::Assign {
             email,
-            user_id: s.user_id.clone().map(UserId),
+            user_id: s.user_id.clone().map(UserId::from),
             product: Arc::new(product()?),
         }),
         SavedAction::Unassign => Ok(Change::Unassign {
             email,
-            user_id: UserId(
+            user_id: UserId::from(
                 s.user_id
                     .clone()
                     .ok_or_else(|| format!("unassign {} has no userId", s.email))?,

@@ -84,7 +84,7 @@ fn copied_team(team: SnapshotTeam) -> CopiedTeam {
             .users
             .into_iter()
             .map(|u| CopiedMember {
-                id: u.id.0,
+                id: u.id.0.to_string(),
                 email: u.email.as_str().to_owned(),
                 first_name: u.first_name,
                 last_name: u.last_name,
@@ -108,7 +108,7 @@ fn copied_team(team: SnapshotTeam) -> CopiedTeam {
             .assignments
             .into_iter()
             .map(|a| CopiedAssignment {
-                user_id: a.user_id.0,
+                user_id: a.user_id.0.to_string(),
                 product_id: a.product_id.0,
                 kind: match a.assignment_type {
                     AssignmentType::Direct => AssignmentKind::Direct,
@@ -181,7 +181,7 @@ mod tests {
         let eng = Arc::make_mut(s.teams.iter_mut().find(|t| t.id.0 == "100001").unwrap());
         // Docs "through the team" for one person only: a group, not the team.
         eng.assignments
-            .retain(|a| a.product_id.0 != "prod_docs" || a.user_id.0 == "US1000000001");
+            .retain(|a| a.product_id.0 != "prod_docs" || a.user_id.as_str() == "US1000000001");
         eng.assignments.push(crate::model::Assignment {
             user_id: crate::model::UserId("US404".into()),
             product_id: crate::model::ProductId("prod_docs".into()),

@@ -124,7 +124,9 @@ fn newcomers_are_invited_then_assigned_and_members_are_matched_case_insensitivel
         &t.changes[2],
         Change::Assign { user_id: None, .. }
     ));
-    assert!(matches!(&t.changes[1], Change::Assign { user_id: Some(id), .. } if id.0 == "U1"));
+    assert!(
+        matches!(&t.changes[1], Change::Assign { user_id: Some(id), .. } if id.as_str() == "U1")
+    );
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn case_with(email: fn(usize) -> Email) -> impl Strategy<Value = Case> {
                         continue;
                     }
                     users.push(TeamUser {
-                        id: UserId(format!("U{i}")),
+                        id: UserId::from(format!("U{i}")),
                         email: email(i),
                         first_name: None,
                         last_name: None,
@@ -96,7 +96,7 @@ fn case_with(email: fn(usize) -> Email) -> impl Strategy<Value = Case> {
                             _ => continue,
                         };
                         assignments.push(Assignment {
-                            user_id: UserId(format!("U{i}")),
+                            user_id: UserId::from(format!("U{i}")),
                             product_id: ProductId((*product).into()),
                             assignment_type: kind,
                         });
@@ -207,7 +207,7 @@ fn apply(observed: &Observed, changes: &[Change]) -> Observed {
             Change::Invite { email, .. } => {
                 if !team.users.iter().any(|u| &u.email == email) {
                     team.users.push(TeamUser {
-                        id: UserId(format!("NEW-{email}")),
+                        id: UserId::from(format!("NEW-{email}")),
                         email: email.clone(),
                         first_name: None,
                         last_name: None,

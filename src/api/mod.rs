@@ -754,7 +754,7 @@ impl Client {
     ) -> Result<Vec<model::Assignment>, ApiError> {
         let mut query = Vec::new();
         if let Some(u) = user {
-            query.push(("userId", u.0.as_str()));
+            query.push(("userId", u.as_str()));
         }
         if let Some(p) = product {
             query.push(("productId", p.0.as_str()));

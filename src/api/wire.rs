@@ -47,7 +47,7 @@ pub(crate) struct User {
 impl From<User> for model::TeamUser {
     fn from(u: User) -> Self {
         model::TeamUser {
-            id: UserId(u.id),
+            id: UserId::from(u.id),
             email: Email::from_observed(&u.email),
             first_name: u.first_name,
             last_name: u.last_name,
@@ -134,7 +134,7 @@ impl From<Assignment> for model::Assignment {
             _ => AssignmentType::Inherited,
         };
         model::Assignment {
-            user_id: UserId(a.user_id),
+            user_id: UserId::from(a.user_id),
             product_id: ProductId(a.product_id),
             assignment_type,
         }

@@ -194,10 +194,10 @@ impl<'a> Members<'a> {
         let (mut repeated_email, mut repeated_id) = (false, false);
         for (m, u) in (0u32..).zip(&ot.users) {
             repeated_email |= by_email.insert(&u.email, m).is_some();
-            repeated_id |= by_id.insert(u.id.0.as_str(), m).is_some();
+            repeated_id |= by_id.insert(u.id.as_str(), m).is_some();
         }
         let by_id_of = repeated_id.then(|| {
-            let of = |u: &TeamUser| by_id.get(u.id.0.as_str()).copied();
+            let of = |u: &TeamUser| by_id.get(u.id.as_str()).copied();
             ot.users.iter().map(of).collect::<Option<Vec<u32>>>()
         });
         let by_email_of = repeated_email.then(|| {
@@ -367,13 +367,13 @@ impl<'a> Assignments<'a> {
             // The API lists a user's assignments together: the previous
             // answer is usually this one.
             let member = match last {
-                Some((id, m)) if id == a.user_id.0.as_str() => m,
-                _ => members.by_id.get(a.user_id.0.as_str()).copied(),
+                Some((id, m)) if id == a.user_id.as_str() => m,
+                _ => members.by_id.get(a.user_id.as_str()).copied(),
             };
-            last = Some((a.user_id.0.as_str(), member));
+            last = Some((a.user_id.as_str(), member));
             match member {
                 Some(m) => rows.push((m, p)),
-                None => unlisted.push((a.user_id.0.as_str(), p)),
+                None => unlisted.push((a.user_id.as_str(), p)),
             }
             let given = member.is_some_and(|m| declared.gives(members.same_email(m), p));
             if !given {

@@ -79,7 +79,7 @@ fn team_text(
     let member = match (&t.member, t.observed) {
         (_, false) => "unknown: the team could not be read".to_owned(),
         (Some(m), _) => {
-            let mut what = vec![m.id.0.clone()];
+            let mut what = vec![m.id.to_string()];
             what.extend(full_name(&m.first_name, &m.last_name));
             what.extend(m.role.clone());
             format!("yes ({})", what.join(", "))

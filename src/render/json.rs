@@ -277,7 +277,7 @@ fn change(c: &Change) -> JsonChange<'_> {
             ..base
         },
         Change::Assign { user_id, .. } => JsonChange {
-            user_id: user_id.as_ref().map(|u| u.0.as_str()),
+            user_id: user_id.as_ref().map(crate::model::UserId::as_str),
             ..base
         },
         Change::Unassign { user_id, .. } => JsonChange {
