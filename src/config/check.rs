@@ -759,6 +759,37 @@ team: { id: \"3\" }
     }
 
     #[test]
+    fn a_group_adds_its_products_to_its_members_only_though_equal_lists_are_shared() {
+        // Ada and Bo list the same products, so they hold one shared list;
+        // the group that gives Bo `b` must not give it to Ada.
+        let yaml = "version: 1
+team: { id: \"1\" }
+products:
+  a: { productId: pa }
+  b: { productId: pb }
+groups:
+  g: { products: [b], members: [bo@x.org] }
+users:
+  - { email: ada@x.org, products: [a] }
+  - { email: bo@x.org, products: [a] }
+  - { email: cy@x.org, products: [a, b] }
+";
+        let loaded = crate::config::load_str("t.yaml", yaml);
+        assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
+        let products = |email: &str| -> Vec<String> {
+            let d = &loaded.desired;
+            user(d, email)
+                .products
+                .iter()
+                .map(|a| a.0.clone())
+                .collect()
+        };
+        assert_eq!(products("ada@x.org"), ["a"]);
+        assert_eq!(products("bo@x.org"), ["a", "b"]);
+        assert_eq!(products("cy@x.org"), ["a", "b"]);
+    }
+
+    #[test]
     fn percentages() {
         assert_eq!(parse_percent("10%"), Some(10));
         assert_eq!(parse_percent(" 100 % "), Some(100));
